@@ -1,0 +1,2 @@
+//! The `missive` command-line tool.
+fn main() {}
