@@ -152,7 +152,9 @@ impl Listener {
                 return Poll::Pending;
             }
             match self.poll_socket(cx) {
-                Poll::Ready(Ok(Accepted::Ready(connection))) => return Poll::Ready(Ok(connection)),
+                Poll::Ready(Ok(Accepted::Ready(connection))) => {
+                    return Poll::Ready(Ok(*connection));
+                }
                 Poll::Ready(Ok(Accepted::Handshaking(handshake))) => {
                     self.handshakes.push(handshake);
                 }
@@ -172,7 +174,9 @@ impl Listener {
             Socket::Tcp(l) => l.poll_accept(cx).map(|res| {
                 let (stream, _) = res?;
                 stream.set_nodelay(true)?;
-                Ok(Accepted::Ready(Connection::from_tcp(stream, config)?))
+                Ok(Accepted::Ready(Box::new(Connection::from_tcp(
+                    stream, config,
+                )?)))
             }),
             #[cfg(feature = "tls")]
             Socket::Tls(l, acceptor) => l.poll_accept(cx).map(|res| {
@@ -199,14 +203,16 @@ impl Listener {
             #[cfg(all(feature = "unix", unix))]
             Socket::Unix(l, _) => l.poll_accept(cx).map(|res| {
                 let (stream, _) = res?;
-                Ok(Accepted::Ready(Connection::from_unix(stream, config)))
+                Ok(Accepted::Ready(Box::new(Connection::from_unix(
+                    stream, config,
+                ))))
             }),
         }
     }
 }
 
 enum Accepted {
-    Ready(Connection),
+    Ready(Box<Connection>),
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     Handshaking(Handshake),
 }
