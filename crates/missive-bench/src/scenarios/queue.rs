@@ -16,6 +16,7 @@ use std::time::Instant;
 use anyhow::{Context as _, anyhow};
 use bytes::{BufMut as _, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt as _};
+use missive::queue;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::{Framed, FramedRead, LengthDelimitedCodec};
@@ -44,6 +45,7 @@ pub(super) fn scenarios() -> Vec<Scenario> {
         Scenario {
             name: "queue",
             entries: vec![
+                entry("missive", missive_tcp),
                 entry("framed", framed_tcp),
                 entry("connect", connect_tcp),
                 entry("raw", raw_tcp),
@@ -51,7 +53,11 @@ pub(super) fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "queue-tls",
-            entries: vec![entry("framed", framed_tls), entry("connect", connect_tls)],
+            entries: vec![
+                entry("missive", missive_tls),
+                entry("framed", framed_tls),
+                entry("connect", connect_tls),
+            ],
         },
     ]
 }
@@ -64,6 +70,88 @@ fn certs() -> anyhow::Result<&'static Certs> {
     }
     let certs = Certs::generate()?;
     Ok(CERTS.get_or_init(|| certs))
+}
+
+// ---------------------------------------------------------------------------------------------
+// missive: the queue on tokio.
+
+fn missive_tcp(params: &RoundParams) -> anyhow::Result<Sample> {
+    missive_round(params, None)
+}
+
+fn missive_tls(params: &RoundParams) -> anyhow::Result<Sample> {
+    missive_round(params, Some(certs()?))
+}
+
+fn missive_round(params: &RoundParams, certs: Option<&'static Certs>) -> anyhow::Result<Sample> {
+    let params = params.clone();
+    let duration = params.duration;
+    let (received, sent) = two_sides(
+        move |addr_tx| {
+            tokio_runtime()?.block_on(async move {
+                let mut listener = match certs {
+                    None => queue::Listener::bind_tcp("127.0.0.1:0").await?,
+                    Some(certs) => {
+                        queue::Listener::bind_tls("127.0.0.1:0", certs.server.clone()).await?
+                    }
+                };
+                let addr = listener
+                    .local_addr()?
+                    .as_socket_addr()
+                    .context("the listener has no socket address")?;
+                addr_tx.send(addr)?;
+                let mut conn = tokio::time::timeout(SETUP_TIMEOUT, listener.accept())
+                    .await
+                    .context("no client came")??;
+                let mut received = Received::default();
+                let counted = tokio::time::timeout(duration + GRACE, async {
+                    while let Some(d) = conn.reader().next().await {
+                        let d = d?;
+                        let seq = seq_of(d.tag(), d.payload());
+                        received.arrived(seq.filter(|_| d.version() == 1));
+                    }
+                    anyhow::Ok(())
+                })
+                .await;
+                received.ended();
+                counted.context("the stream did not end in time")??;
+                Ok(received)
+            })
+        },
+        |addr| {
+            tokio_runtime()?.block_on(async move {
+                let mut conn = match certs {
+                    None => queue::Connection::tcp_client(addr).await?,
+                    Some(certs) => {
+                        queue::Connection::tls_client(addr, SERVER_NAME, certs.client.clone())
+                            .await?
+                    }
+                };
+                let writer = conn.writer();
+                let deadline = Instant::now() + params.duration;
+                let mut seq = 0u64;
+                while Instant::now() < deadline && seq < MAX_MESSAGES {
+                    for _ in 0..params.burst {
+                        let d =
+                            queue::Datagram::new(tag(seq), Bytes::copy_from_slice(&payload(seq)));
+                        writer.feed(d).await?;
+                        seq += 1;
+                    }
+                    writer.flush().await?;
+                }
+                writer.close().await?;
+                // Wait for the receiver to close, so that nothing unread is discarded; only the
+                // end matters (a TLS peer may end without close_notify).
+                tokio::time::timeout(GRACE, async {
+                    while let Some(Ok(_)) = conn.reader().next().await {}
+                })
+                .await
+                .context("the receiver did not close")?;
+                anyhow::Ok(seq)
+            })
+        },
+    )?;
+    received.sample(sent)
 }
 
 // ---------------------------------------------------------------------------------------------
