@@ -126,7 +126,7 @@ async fn queue_over(transport: &'static str, count: u32) -> anyhow::Result<Outco
                 let datagram = item?;
                 in_order &= datagram == nth(received);
                 received += 1;
-                if received % 4096 == 0 {
+                if received.is_multiple_of(4096) {
                     progress.set_position(u64::from(received));
                 }
             }

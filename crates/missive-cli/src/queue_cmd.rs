@@ -79,7 +79,11 @@ async fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     let local = listener.local_addr()?;
     eprintln!(
         "listening on {local}{}{}",
-        if args.tls_cert.is_some() { " (TLS)" } else { "" },
+        if args.tls_cert.is_some() {
+            " (TLS)"
+        } else {
+            ""
+        },
         if args.echo { ", echoing" } else { "" }
     );
     let mut served = 0u64;

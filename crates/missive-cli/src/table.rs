@@ -36,7 +36,10 @@ mod tests {
     fn columns_are_aligned_to_the_widest_cell() {
         let out = super::render(
             &["a", "bb"],
-            &[vec!["long".into(), "x".into()], vec!["y".into(), "z".into()]],
+            &[
+                vec!["long".into(), "x".into()],
+                vec!["y".into(), "z".into()],
+            ],
         );
         assert_eq!(out, "a     bb\n----  --\nlong  x\ny     z\n");
     }
