@@ -75,7 +75,7 @@ impl Datagram {
     /// Writes the 8-byte frame header for this datagram (size, version, tag) into `dst`.
     ///
     /// # Panics
-    /// If the payload is longer than `u32::MAX - 4` bytes; [`Encoder::check`] refuses such a datagram
+    /// If the payload is longer than `u32::MAX - 4` bytes; the writer refuses such a datagram
     /// long before that.
     pub fn encode_header(&self, dst: &mut impl BufMut) {
         let size = u32::try_from(self.payload.len() + SIZE_OVERHEAD)

@@ -29,6 +29,7 @@
 mod config;
 mod connection;
 pub mod datagram;
+#[cfg(any(feature = "tcp", all(feature = "unix", unix)))]
 mod listener;
 mod reader;
 mod writer;
@@ -36,6 +37,7 @@ mod writer;
 pub use config::QueueConfig;
 pub use connection::{ConnectError, Connection};
 pub use datagram::{Datagram, FrameError};
+#[cfg(any(feature = "tcp", all(feature = "unix", unix)))]
 pub use listener::{AcceptError, Listener};
 pub use reader::{Reader, RecvError};
 pub use writer::{SendError, Writer};
