@@ -176,3 +176,39 @@ pub(crate) fn seq_of(tag_seen: u16, payload: &[u8]) -> Option<u64> {
     let seq = u64::from_le_bytes(payload.get(..8)?.try_into().ok()?);
     (tag(seq) == tag_seen).then_some(seq)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn received_counts_only_well_formed_increasing_sequence_numbers() {
+        let mut received = Received::default();
+        for seq in [Some(0), Some(1), Some(1), Some(5), None, Some(3), Some(6)] {
+            received.arrived(seq);
+        }
+        assert_eq!(received.delivered, 4);
+        assert_eq!(received.rejected, 3);
+    }
+
+    #[test]
+    fn seq_of_reads_back_what_payload_and_tag_wrote() {
+        let seq = 70_000;
+        assert_eq!(seq_of(tag(seq), &payload(seq)), Some(seq));
+    }
+
+    #[test]
+    fn seq_of_rejects_a_wrong_tag_or_length() {
+        assert_eq!(seq_of(tag(8).wrapping_add(1), &payload(8)), None);
+        assert_eq!(seq_of(tag(8), &payload(8)[..PAYLOAD - 1]), None);
+    }
+
+    #[test]
+    fn every_scenario_name_is_unique() {
+        let names: Vec<_> = registry().iter().map(|s| s.name).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(names.len(), unique.len());
+    }
+}
