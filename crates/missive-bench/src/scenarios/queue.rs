@@ -3,9 +3,15 @@
 //! Every system carries the same bytes (`u32 size | u16 version | u16 tag | payload`). The sender
 //! writes `burst` datagrams through the system's sink, flushes, and repeats until the round's time
 //! is up, then closes. The receiver counts the datagrams that arrive intact and in order, from the
-//! first arrival to the end of the stream. connect 0.2.4 drops datagrams when its socket is full
-//! (and over TLS writes only the first datagram of each flush), so its rate counts what arrived
-//! and its losses are reported next to it.
+//! first arrival to the end of the stream. The `raw` entry writes the same bytes by hand: the limit
+//! of this wire.
+//!
+//! connect 0.2.4 hands everything queued since the last flush to one vectored write and forgets it,
+//! whatever the write took: over TCP a full socket drops the batch (or cuts a frame, after which
+//! the stream is garbage), and over TLS async-tls writes only the first buffer of a vectored write,
+//! so one datagram per flush arrives. Its rate therefore counts what arrived, and its losses are
+//! reported next to it. With a burst of 1 (a flush per datagram) connect loses nothing here, and
+//! every system is bound by one write system call per datagram.
 
 use std::io;
 use std::net::SocketAddr;
