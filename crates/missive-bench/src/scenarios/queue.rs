@@ -63,6 +63,7 @@ pub(super) fn scenarios() -> Vec<Scenario> {
                 entry("missive", missive_tls),
                 entry("framed", framed_tls),
                 entry("connect", connect_tls),
+                entry("raw", raw_tls),
             ],
         },
     ]
@@ -164,7 +165,11 @@ fn missive_round(params: &RoundParams, certs: Option<&'static Certs>) -> anyhow:
 // raw: the same bytes written by hand, the limit of this wire.
 
 fn raw_tcp(params: &RoundParams) -> anyhow::Result<Sample> {
-    one_way_on(params, Wire::Queue)
+    one_way_on(params, Wire::Queue, None)
+}
+
+fn raw_tls(params: &RoundParams) -> anyhow::Result<Sample> {
+    one_way_on(params, Wire::Queue, Some(certs()?))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,16 +2,17 @@
 //! 64-byte frames with buffered writes, one way (frames per second) and as an echo with one frame
 //! in flight (round trips per second).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{
     Entry, GRACE, MAX_MESSAGES, PAYLOAD, Received, SETUP_TIMEOUT, Scenario, payload, seq_of, tag,
     tokio_runtime, two_sides,
 };
+use crate::tls::{Certs, SERVER_NAME};
 use crate::{RoundParams, Sample};
 
 /// Bytes of one echo frame on the wire.
@@ -41,7 +42,7 @@ pub(super) fn scenarios() -> Vec<Scenario> {
 
 /// One-way: the client writes frames in bursts, the server counts them.
 fn one_way(params: &RoundParams) -> anyhow::Result<Sample> {
-    one_way_on(params, Wire::Plain)
+    one_way_on(params, Wire::Plain, None)
 }
 
 /// How the frames of a one-way round look.
@@ -92,8 +93,12 @@ impl Wire {
     }
 }
 
-/// One-way over plain tokio sockets, on the given wire.
-pub(super) fn one_way_on(params: &RoundParams, wire: Wire) -> anyhow::Result<Sample> {
+/// One-way over plain tokio sockets (over TLS with `certs`), on the given wire.
+pub(super) fn one_way_on(
+    params: &RoundParams,
+    wire: Wire,
+    certs: Option<&'static Certs>,
+) -> anyhow::Result<Sample> {
     let duration = params.duration;
     let burst = params.burst;
     let (received, sent) = two_sides(
@@ -101,15 +106,31 @@ pub(super) fn one_way_on(params: &RoundParams, wire: Wire) -> anyhow::Result<Sam
             tokio_runtime()?.block_on(async move {
                 let listener = TcpListener::bind("127.0.0.1:0").await?;
                 addr_tx.send(listener.local_addr()?)?;
-                let (stream, _) = tokio::time::timeout(SETUP_TIMEOUT, listener.accept())
+                let (tcp, _) = tokio::time::timeout(SETUP_TIMEOUT, listener.accept())
                     .await
                     .context("no client came")??;
+                tcp.set_nodelay(true)?;
                 let mut received = Received::default();
-                let counted = tokio::time::timeout(
-                    duration + GRACE,
-                    receive_frames(stream, wire, &mut received),
-                )
-                .await;
+                let counted = match certs {
+                    None => {
+                        tokio::time::timeout(
+                            duration + GRACE,
+                            receive_frames(tcp, wire, &mut received),
+                        )
+                        .await
+                    }
+                    Some(certs) => {
+                        let acceptor = tokio_rustls::TlsAcceptor::from(certs.server.clone());
+                        let tls = tokio::time::timeout(SETUP_TIMEOUT, acceptor.accept(tcp))
+                            .await
+                            .context("TLS handshake timed out")??;
+                        tokio::time::timeout(
+                            duration + GRACE,
+                            receive_frames(tls, wire, &mut received),
+                        )
+                        .await
+                    }
+                };
                 received.ended();
                 counted.context("the stream did not end in time")??;
                 Ok(received)
@@ -117,30 +138,49 @@ pub(super) fn one_way_on(params: &RoundParams, wire: Wire) -> anyhow::Result<Sam
         },
         |addr| {
             tokio_runtime()?.block_on(async move {
-                let mut stream = TcpStream::connect(addr).await?;
-                stream.set_nodelay(true)?;
-                let deadline = Instant::now() + duration;
-                let mut buf = Vec::with_capacity(burst * wire.frame());
-                let mut seq = 0u64;
-                while Instant::now() < deadline && seq < MAX_MESSAGES {
-                    buf.clear();
-                    for _ in 0..burst {
-                        wire.encode(seq, &mut buf);
-                        seq += 1;
+                let tcp = TcpStream::connect(addr).await?;
+                tcp.set_nodelay(true)?;
+                match certs {
+                    None => send_frames(tcp, wire, duration, burst).await,
+                    Some(certs) => {
+                        let connector = tokio_rustls::TlsConnector::from(certs.client.clone());
+                        let name = rustls_pki_types::ServerName::try_from(SERVER_NAME)?;
+                        let tls = connector.connect(name, tcp).await?;
+                        send_frames(tls, wire, duration, burst).await
                     }
-                    stream.write_all(&buf).await?;
                 }
-                stream.shutdown().await?;
-                anyhow::Ok(seq)
             })
         },
     )?;
     received.sample(sent)
 }
 
+/// Writes frames in bursts of `burst` until `duration` has passed, then shuts the stream down;
+/// returns how many it wrote.
+async fn send_frames<S: AsyncWrite + Unpin>(
+    mut io: S,
+    wire: Wire,
+    duration: Duration,
+    burst: usize,
+) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + duration;
+    let mut buf = Vec::with_capacity(burst * wire.frame());
+    let mut seq = 0u64;
+    while Instant::now() < deadline && seq < MAX_MESSAGES {
+        buf.clear();
+        for _ in 0..burst {
+            wire.encode(seq, &mut buf);
+            seq += 1;
+        }
+        io.write_all(&buf).await?;
+    }
+    io.shutdown().await?;
+    Ok(seq)
+}
+
 /// Reads frames until the end of the stream, counting them into `received`.
-async fn receive_frames(
-    mut stream: TcpStream,
+async fn receive_frames<S: AsyncRead + Unpin>(
+    mut stream: S,
     wire: Wire,
     received: &mut Received,
 ) -> anyhow::Result<()> {
