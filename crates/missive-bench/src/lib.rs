@@ -53,6 +53,9 @@ pub struct BenchOptions {
     pub quick: bool,
     /// Names of the scenarios to run; empty runs all of them.
     pub scenarios: Vec<String>,
+    /// Names of the systems to run (`missive`, `framed`, …); empty runs all of them. Useful for
+    /// profiling one system; ratios need missive and the others in the same run.
+    pub systems: Vec<String>,
     /// Rounds per system; `None` picks the default of the mode.
     pub rounds: Option<usize>,
     /// Time one system gets per round; `None` picks the default of the mode.
@@ -73,6 +76,12 @@ impl BenchOptions {
     /// Restricts the run to the named scenarios (empty: all).
     pub fn with_scenarios(mut self, scenarios: Vec<String>) -> Self {
         self.scenarios = scenarios;
+        self
+    }
+
+    /// Restricts the run to the named systems (empty: all).
+    pub fn with_systems(mut self, systems: Vec<String>) -> Self {
+        self.systems = systems;
         self
     }
 
@@ -129,7 +138,17 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Report> {
     let selected: Vec<_> = registry
         .into_iter()
         .filter(|s| options.scenarios.is_empty() || options.scenarios.iter().any(|w| w == s.name))
+        .map(|mut s| {
+            s.entries.retain(|e| {
+                options.systems.is_empty() || options.systems.iter().any(|w| w == e.system)
+            });
+            s
+        })
+        .filter(|s| !s.entries.is_empty())
         .collect();
+    if selected.is_empty() {
+        bail!("no scenario has the systems asked for");
+    }
 
     let mut report = Report::default();
     for scenario in &selected {

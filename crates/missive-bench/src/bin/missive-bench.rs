@@ -1,7 +1,7 @@
 //! Runs the side-by-side benchmarks and prints the table.
 //!
 //! ```text
-//! missive-bench [--quick] [--scenarios a,b] [--rounds N] [--duration-ms MS] [--burst N]
+//! missive-bench [--quick] [--scenarios a,b] [--systems a,b] [--rounds N] [--duration-ms MS] [--burst N]
 //!               [--json FILE] [--list]
 //! ```
 
@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use missive_bench::BenchOptions;
 
-const USAGE: &str = "usage: missive-bench [--quick] [--scenarios a,b] [--rounds N] \
+const USAGE: &str = "usage: missive-bench [--quick] [--scenarios a,b] [--systems a,b] [--rounds N] \
 [--duration-ms MS] [--burst N] [--json FILE] [--list]";
 
 fn main() -> ExitCode {
@@ -35,6 +35,15 @@ fn run() -> anyhow::Result<()> {
             "--scenarios" => {
                 let list = value("--scenarios")?;
                 options = options.with_scenarios(
+                    list.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                );
+            }
+            "--systems" => {
+                let list = value("--systems")?;
+                options = options.with_systems(
                     list.split(',')
                         .filter(|s| !s.is_empty())
                         .map(str::to_owned)
