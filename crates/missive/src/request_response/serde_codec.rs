@@ -23,6 +23,9 @@ pub trait Format: Send + Sync + 'static {
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T>;
 }
 
+/// Ties the type parameters to the codec without owning values of them (so it stays `Send + Sync`).
+type Marker<F, Req, Resp, P> = PhantomData<fn() -> (F, Req, Resp, P)>;
+
 /// A codec that writes each message whole in format `F` with no length prefix and reads to the end of
 /// the stream: the wire of rust-libp2p's `request_response::cbor` and `::json`.
 ///
@@ -33,7 +36,7 @@ pub trait Format: Send + Sync + 'static {
 pub struct SerdeCodec<F, Req, Resp, P = String> {
     request_limit: u64,
     response_limit: u64,
-    marker: PhantomData<fn() -> (F, Req, Resp, P)>,
+    marker: Marker<F, Req, Resp, P>,
 }
 
 impl<F, Req, Resp, P> SerdeCodec<F, Req, Resp, P> {
