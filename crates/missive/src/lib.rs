@@ -4,6 +4,8 @@
 //!
 //! - [`queue`]: an ordered, lossless queue of tagged [`queue::Datagram`]s over one connection, on the
 //!   wire of the `connect` crate.
+//! - `request_response`: the codec layer of libp2p-style request-response protocols, with CBOR and
+//!   JSON codecs that write what rust-libp2p writes.
 //! - [`transport`]: the byte streams everything runs on — TCP, Unix sockets, TLS (rustls) and an
 //!   in-memory pipe for tests.
 //!
@@ -36,3 +38,6 @@ pub mod transport;
 
 #[cfg(feature = "queue")]
 pub mod queue;
+
+#[cfg(feature = "request-response")]
+pub mod request_response;
