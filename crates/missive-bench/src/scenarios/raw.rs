@@ -173,6 +173,7 @@ async fn send_frames<S: AsyncWrite + Unpin>(
             seq += 1;
         }
         io.write_all(&buf).await?;
+        io.flush().await?;
     }
     io.shutdown().await?;
     Ok(seq)
