@@ -299,9 +299,8 @@ async fn close_connect(mut conn: connect::Connection) -> anyhow::Result<()> {
 /// Closes missive's writing side, then waits for the peer to close too, so that nothing the peer
 /// sent (TLS session tickets) is left unread: closing a socket with unread bytes makes the kernel
 /// reset the connection, and the peer may lose the datagrams it has not read yet.
-async fn close_missive(mut conn: Connection) -> anyhow::Result<()> {
-    conn.writer().close().await?;
-    while let Some(Ok(_)) = conn.reader().next().await {}
+async fn close_missive(conn: Connection) -> anyhow::Result<()> {
+    conn.close().await?;
     Ok(())
 }
 
