@@ -5,3 +5,10 @@ pub mod transport;
 
 #[cfg(feature = "queue")]
 pub mod queue;
+
+#[cfg(feature = "p2p")]
+pub mod p2p;
+#[cfg(feature = "p2p")]
+pub mod protocols;
+#[cfg(feature = "p2p")]
+pub mod stream;
