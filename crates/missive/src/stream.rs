@@ -1,4 +1,4 @@
-//! Raw stream protocols on a [`Node`](crate::p2p::Node), with libp2p-stream's vocabulary.
+//! Raw stream protocols on a [`Node`], with libp2p-stream's vocabulary.
 //!
 //! A [`Control`] (cloneable) accepts streams for a protocol ([`Control::accept`] returns
 //! [`IncomingStreams`], a `futures` `Stream` of `(PeerId, Stream)`) and opens streams to peers

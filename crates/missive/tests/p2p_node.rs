@@ -315,3 +315,35 @@ async fn p2p_shutdown_closes_connections_and_remote_sees_it() {
     .await
     .expect("in time");
 }
+
+#[tokio::test]
+async fn p2p_dialing_own_address_is_refused() {
+    tokio::time::timeout(TEST_DEADLINE, async {
+        let (a, addr) = listening(NodeConfig::default()).await;
+        let err = a.dial(addr).await.expect_err("self dial");
+        assert!(matches!(err, DialError::LocalPeer), "{err}");
+    })
+    .await
+    .expect("in time");
+}
+
+#[tokio::test]
+async fn p2p_dropping_last_handle_stops_the_node() {
+    tokio::time::timeout(TEST_DEADLINE, async {
+        let (a, addr) = listening(NodeConfig::default()).await;
+        let b = node(NodeConfig::default()).await;
+        let mut b_events = b.events();
+        let peer = b.dial(addr.clone()).await.expect("dial");
+        drop(a);
+        loop {
+            if let Some(NodeEvent::ConnectionClosed { peer: p, .. }) = b_events.next().await {
+                assert_eq!(p, peer);
+                break;
+            }
+        }
+        let c = node(NodeConfig::default()).await;
+        assert!(c.dial(addr).await.is_err(), "the listener is gone");
+    })
+    .await
+    .expect("in time");
+}

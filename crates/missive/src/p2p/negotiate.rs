@@ -6,7 +6,7 @@
 //!
 //! [`DialerSelect`] and [`ListenerSelect`] take bytes in ([`DialerSelect::input`]), hand bytes
 //! out ([`DialerSelect::take_transmit`]) and report progress ([`DialerSelect::poll`]); the async
-//! drivers that move bytes between them and a socket live in [`super::stream`] and the
+//! drivers that move bytes between them and a socket live with the node's streams and the
 //! connection upgrade.
 //!
 //! With [`Version::V1Lazy`] and a single proposal the dialer considers the protocol selected as

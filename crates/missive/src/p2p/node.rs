@@ -55,7 +55,6 @@ impl Node {
     pub async fn new(keypair: Keypair, config: NodeConfig) -> Result<Self, NewNodeError> {
         let noise = NoiseConfig::new(&keypair).map_err(NewNodeError::Noise)?;
         let (events, _) = broadcast::channel(config.event_capacity);
-        let cancel = CancellationToken::new();
         let shared = Arc::new(Shared {
             peer_id: keypair.peer_id(),
             handshakes: Arc::new(Semaphore::new(config.max_pending_incoming)),
@@ -64,12 +63,12 @@ impl Node {
             state: Mutex::new(State::default()),
             router: Mutex::new(HashMap::new()),
             events,
-            cancel: cancel.clone(),
+            cancel: CancellationToken::new(),
             next_id: AtomicU64::new(1),
         });
         let node = Self {
+            _alive: Arc::new(ShutdownOnDrop(shared.clone())),
             shared,
-            _alive: Arc::new(ShutdownOnDrop(cancel)),
         };
         crate::protocols::ping::serve(&node.stream_control());
         if node.shared.config.enable_perf {
@@ -193,11 +192,7 @@ impl Node {
     /// the connection tasks to end.
     pub async fn shutdown(&self) {
         self.shared.cancel.cancel();
-        self.shared
-            .router
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.shared.lock_router().clear();
         let tasks = std::mem::take(&mut self.shared.lock_state().tasks);
         let all = futures_util::future::join_all(tasks);
         let _ = tokio::time::timeout(Duration::from_secs(5), all).await;
@@ -208,13 +203,15 @@ impl Node {
     }
 }
 
-/// Cancels the node when the last handle goes.
+/// Shuts the node down when the last handle goes: connections and listeners stop, and the
+/// protocol registrations end so that tasks serving them finish.
 #[derive(Debug)]
-struct ShutdownOnDrop(CancellationToken);
+struct ShutdownOnDrop(Arc<Shared>);
 
 impl Drop for ShutdownOnDrop {
     fn drop(&mut self) {
-        self.0.cancel();
+        self.0.cancel.cancel();
+        self.0.lock_router().clear();
     }
 }
 
@@ -329,6 +326,9 @@ pub enum DialError {
         /// The error.
         error: Arc<io::Error>,
     },
+    /// The address leads back to this node.
+    #[error("the address leads to this node itself")]
+    LocalPeer,
     /// The remote proved a different identity than the one dialed.
     #[error("peer id mismatch: dialed {expected}, the remote is {actual}")]
     WrongPeer {
@@ -561,6 +561,9 @@ impl Shared {
             addr: addr.clone(),
             error: Arc::new(e),
         };
+        if expected == Some(self.peer_id) {
+            return Err(DialError::LocalPeer);
+        }
         let work = async {
             let tcp = connect(&target.host, target.port)
                 .await
@@ -575,6 +578,13 @@ impl Shared {
                         addr: addr.clone(),
                         error: Arc::new(e),
                     },
+                })
+                .and_then(|(muxed, peer)| {
+                    if peer == self.peer_id {
+                        Err(DialError::LocalPeer)
+                    } else {
+                        Ok((muxed, peer))
+                    }
                 })
         };
         tokio::select! {
