@@ -347,3 +347,23 @@ async fn p2p_dropping_last_handle_stops_the_node() {
     .await
     .expect("in time");
 }
+
+#[tokio::test]
+async fn p2p_connections_per_peer_limit_refuses_extra_connection() {
+    tokio::time::timeout(TEST_DEADLINE, async {
+        let (a, addr) = listening(NodeConfig::default()).await;
+        let b = node(NodeConfig::default().with_max_connections_per_peer(1)).await;
+        // Dials by bare address are not merged, so the second one makes a second connection.
+        assert_eq!(b.dial(addr.clone()).await.expect("first"), a.peer_id());
+        let err = b.dial(addr).await.expect_err("second over the limit");
+        assert!(
+            matches!(err, DialError::ConnectionLimit(p) if p == a.peer_id()),
+            "{err}"
+        );
+        b.ping(a.peer_id())
+            .await
+            .expect("first connection still works");
+    })
+    .await
+    .expect("in time");
+}
