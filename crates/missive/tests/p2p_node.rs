@@ -367,3 +367,64 @@ async fn p2p_connections_per_peer_limit_refuses_extra_connection() {
     .await
     .expect("in time");
 }
+
+#[tokio::test]
+async fn p2p_open_stream_with_protocol_list_picks_first_supported() {
+    tokio::time::timeout(TEST_DEADLINE, async {
+        let (a, addr) = listening(NodeConfig::default()).await;
+        serve_echo(&a);
+        let b = node(NodeConfig::default()).await;
+        let peer = b.dial(addr).await.expect("dial");
+        let (mut s, chosen) = b
+            .stream_control()
+            .open_stream_with(
+                peer,
+                &[],
+                &[StreamProtocol::new("/echo/2.0.0"), ECHO],
+                missive::p2p::negotiate::Version::V1,
+            )
+            .await
+            .expect("open");
+        assert_eq!(chosen, ECHO);
+        assert_eq!(s.protocol(), &ECHO);
+        s.write_all(b"v1").await.expect("write");
+        s.shutdown().await.expect("fin");
+        let mut back = Vec::new();
+        s.read_to_end(&mut back).await.expect("read");
+        assert_eq!(back, b"v1");
+    })
+    .await
+    .expect("in time");
+}
+
+#[tokio::test]
+async fn p2p_lazy_open_sends_data_at_once_and_reports_refusal_on_read() {
+    tokio::time::timeout(TEST_DEADLINE, async {
+        let (a, addr) = listening(NodeConfig::default()).await;
+        serve_echo(&a);
+        let b = node(NodeConfig::default()).await;
+        let peer = b.dial(addr).await.expect("dial");
+        let lazy = missive::p2p::negotiate::Version::V1Lazy;
+        let (mut s, _) = b
+            .stream_control()
+            .open_stream_with(peer, &[], &[ECHO], lazy)
+            .await
+            .expect("open");
+        s.write_all(b"0-rtt").await.expect("write");
+        s.shutdown().await.expect("fin");
+        let mut back = Vec::new();
+        s.read_to_end(&mut back).await.expect("read");
+        assert_eq!(back, b"0-rtt");
+
+        let (mut refused, _) = b
+            .stream_control()
+            .open_stream_with(peer, &[], &[StreamProtocol::new("/nope/1.0.0")], lazy)
+            .await
+            .expect("optimistic open");
+        let _ = refused.write_all(b"lost").await;
+        let err = refused.read(&mut [0u8; 8]).await.expect_err("refused");
+        assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
+    })
+    .await
+    .expect("in time");
+}

@@ -60,6 +60,10 @@ where
                 return Ok((protocol, Negotiated::ready(io, remaining)));
             }
             DialerProgress::NeedInput => {
+                if let Some(out) = m.take_transmit() {
+                    io.write_all(&out).await?;
+                    io.flush().await?;
+                }
                 let n = io.read(&mut buf).await?;
                 if n == 0 {
                     return Err(NegotiateError::Io(io::ErrorKind::UnexpectedEof.into()));
