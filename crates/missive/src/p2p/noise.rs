@@ -547,6 +547,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn stream_ending_mid_frame_is_an_error_distinct_from_clean_close() {
+        let (a, b) = (Keypair::generate(), Keypair::generate());
+        let (x, mut y) = tokio::io::duplex(1 << 16);
+        let (ca, cb) = (
+            NoiseConfig::new(&a).expect("config"),
+            NoiseConfig::new(&b).expect("config"),
+        );
+        // Relay the handshake by hand so that the raw responder side stays reachable.
+        let (inner_b, mut relay) = tokio::io::duplex(1 << 16);
+        let pump = async {
+            let mut buf = [0u8; 4096];
+            // Handshake: msg1 from x to b, msg2 back, msg3 to b.
+            for to_b in [true, false, true] {
+                let (src, dst): (&mut tokio::io::DuplexStream, &mut tokio::io::DuplexStream) =
+                    if to_b {
+                        (&mut y, &mut relay)
+                    } else {
+                        (&mut relay, &mut y)
+                    };
+                let len = src.read_u16().await.expect("len");
+                let body = &mut buf[..usize::from(len)];
+                src.read_exact(body).await.expect("body");
+                dst.write_u16(len).await.expect("len");
+                dst.write_all(body).await.expect("body");
+            }
+            // Then half a frame, and the end of the stream.
+            relay
+                .write_all(&[0x00, 0x40, 1, 2, 3])
+                .await
+                .expect("partial");
+            drop(relay);
+            y
+        };
+        let (ra, rb, _y) = tokio::join!(
+            ca.handshake(x, true, None),
+            cb.handshake(inner_b, false, None),
+            pump
+        );
+        ra.expect("initiator");
+        let (mut sb, _) = rb.expect("responder");
+        let err = sb.read(&mut [0u8; 8]).await.expect_err("truncated frame");
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[tokio::test]
     async fn handshake_refuses_unexpected_peer_id() {
         let (a, b) = (Keypair::generate(), Keypair::generate());
         let other = PeerId::random();
