@@ -125,6 +125,13 @@ impl Node {
 
     /// Dials `addr`; a trailing `/p2p/<peer>` is checked against the remote's proven identity
     /// and reuses an existing connection to that peer. Returns the remote's PeerId.
+    ///
+    /// Dials to the same PeerId share one attempt. The whole setup (TCP, Noise, Yamux) has the
+    /// [`NodeConfig::with_connection_setup_timeout`] deadline per address.
+    ///
+    /// # Cancel safety
+    /// The dial runs in its own task: dropping this future stops waiting for it but not the
+    /// dial, and the connection, once made, stays in the pool.
     pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, DialError> {
         match addr.peer_id() {
             Some(peer) => {
