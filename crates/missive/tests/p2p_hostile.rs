@@ -391,3 +391,72 @@ fn p2p_peer_killed_mid_stream_gives_error_and_nothing_hangs() {
         .expect("in time");
     });
 }
+
+/// A hand-made client: TCP, `/noise`, the real Noise handshake, `/yamux/1.0.0`, then raw yamux,
+/// so that the test controls what each stream sends.
+async fn raw_yamux_client(
+    sock: std::net::SocketAddr,
+) -> yamux::Connection<
+    tokio_util::compat::Compat<impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>,
+> {
+    use tokio_util::compat::TokioAsyncReadCompatExt as _;
+    let mut tcp = TcpStream::connect(sock).await.expect("connect");
+    select_noise(&mut tcp).await;
+    let noise = missive::p2p::noise::NoiseConfig::new(&Keypair::generate()).expect("noise");
+    let (mut secured, _) = noise.handshake(tcp, true, None).await.expect("handshake");
+    let mut out = Vec::new();
+    missive::p2p::negotiate::encode_message(&mut out, b"/multistream/1.0.0");
+    missive::p2p::negotiate::encode_message(&mut out, b"/yamux/1.0.0");
+    secured.write_all(&out).await.expect("write");
+    secured.flush().await.expect("flush");
+    let mut answer = vec![0u8; out.len()];
+    secured.read_exact(&mut answer).await.expect("answer");
+    assert_eq!(answer, out, "listener accepts yamux");
+    yamux::Connection::new(
+        secured.compat(),
+        yamux::Config::default(),
+        yamux::Mode::Client,
+    )
+}
+
+#[tokio::test]
+async fn p2p_streams_stuck_in_negotiation_are_limited_and_timed_out() {
+    use futures_util::AsyncWriteExt as _;
+    tokio::time::timeout(DEADLINE, async {
+        let config = NodeConfig::default()
+            .with_max_negotiating_inbound_streams(2)
+            .with_negotiation_timeout(Duration::from_millis(300));
+        let (n, _addr, sock) = listening(config).await;
+        let mut events = n.events();
+        let mut conn = raw_yamux_client(sock).await;
+        let mut streams = Vec::new();
+        for _ in 0..4 {
+            let mut s = std::future::poll_fn(|cx| conn.poll_new_outbound(cx))
+                .await
+                .expect("open");
+            // The first byte of the multistream header, and then nothing.
+            s.write_all(&[0x13]).await.expect("write");
+            s.flush().await.expect("flush");
+            streams.push(s);
+        }
+        // Drive the client connection in the background.
+        tokio::spawn(async move {
+            while let Some(Ok(_)) = std::future::poll_fn(|cx| conn.poll_next_inbound(cx)).await {}
+        });
+        let mut refused = 0;
+        while refused < 2 {
+            if let Some(NodeEvent::InboundStreamRefused { reason, .. }) = events.next().await {
+                assert_eq!(reason, StreamRefusal::TooManyNegotiating);
+                refused += 1;
+            }
+        }
+        // Every stalled stream ends: two refused at once, two reset at the negotiation deadline.
+        for mut s in streams {
+            let mut buf = [0u8; 64];
+            let r = futures_util::AsyncReadExt::read(&mut s, &mut buf).await;
+            assert!(matches!(r, Ok(0) | Err(_)), "stream ended: {r:?}");
+        }
+    })
+    .await
+    .expect("in time");
+}

@@ -59,8 +59,11 @@ pub enum NoiseError {
 }
 
 /// The local static Noise key and the signed payload, prepared once per node.
+///
+/// A node uses it for every connection; it is public so that the libp2p Noise handshake can
+/// secure any byte stream (for example an in-memory pipe in tests).
 #[derive(Clone)]
-pub(crate) struct NoiseConfig {
+pub struct NoiseConfig {
     static_private: Vec<u8>,
     payload: Vec<u8>,
 }
@@ -73,7 +76,7 @@ impl std::fmt::Debug for NoiseConfig {
 
 impl NoiseConfig {
     /// Generates a static X25519 key and signs it with the identity key.
-    pub(crate) fn new(identity: &Keypair) -> Result<Self, NoiseError> {
+    pub fn new(identity: &Keypair) -> Result<Self, NoiseError> {
         let builder = snow::Builder::new(params());
         let kp = builder
             .generate_keypair()
@@ -92,8 +95,10 @@ impl NoiseConfig {
         })
     }
 
-    /// Runs the handshake on `io` and returns the encrypted stream and the proven PeerId.
-    pub(crate) async fn handshake<T>(
+    /// Runs the handshake on `io` (as the initiator or the responder) and returns the
+    /// encrypted stream and the remote's proven PeerId; with `expected`, a different remote is
+    /// refused with [`NoiseError::PeerIdMismatch`].
+    pub async fn handshake<T>(
         &self,
         mut io: T,
         initiator: bool,
