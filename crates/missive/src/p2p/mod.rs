@@ -21,6 +21,7 @@
 
 mod config;
 pub(crate) mod connection;
+mod events;
 mod identity;
 mod multiaddr;
 pub mod negotiate;
@@ -31,8 +32,9 @@ mod upgrade;
 
 pub use config::NodeConfig;
 pub use connection::{CloseCause, ConnectionId, StreamRefusal};
+pub use events::{DialError, Events, IncomingError, ListenError, NewNodeError, NodeEvent};
 pub use identity::{DecodeKeyError, KeyFileError, Keypair, ParsePeerIdError, PeerId, PublicKey};
 pub use multiaddr::{Multiaddr, ParseMultiaddrError, Protocol};
 pub use negotiated::NegotiateError;
-pub use node::{DialError, Events, IncomingError, ListenError, NewNodeError, Node, NodeEvent};
+pub use node::Node;
 pub use upgrade::{Endpoint, UpgradeError};
