@@ -54,7 +54,7 @@ use crate::p2p::connection::StreamGuard;
 use crate::p2p::negotiate::{MAX_MESSAGE_LEN, NegotiationError, Version};
 use crate::p2p::negotiated::Negotiated;
 use crate::p2p::node::Shared;
-use crate::p2p::{DialError, Multiaddr, Node, PeerId};
+use crate::p2p::{ConnectionId, DialError, Multiaddr, Node, PeerId};
 
 /// The name of a stream protocol, such as `/echo/1.0.0`. It starts with `/`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -148,6 +148,16 @@ impl Stream {
     /// The remote peer.
     pub fn peer(&self) -> PeerId {
         self.peer
+    }
+
+    /// The connection the stream runs on.
+    pub fn connection_id(&self) -> ConnectionId {
+        self._guard.connection_id()
+    }
+
+    /// Resolves once the stream's connection has closed.
+    pub(crate) fn connection_closed(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self._guard.connection_closed().clone().cancelled_owned()
     }
 }
 

@@ -52,14 +52,18 @@ pub(crate) enum StreamOpenFailure {
 /// Stream accounting shared between a connection's task and its streams.
 #[derive(Debug)]
 pub(crate) struct Activity {
+    id: ConnectionId,
+    closed: CancellationToken,
     streams: AtomicUsize,
     negotiating: AtomicUsize,
     idle_since: Mutex<Instant>,
 }
 
 impl Activity {
-    fn new() -> Self {
+    fn new(id: ConnectionId, closed: CancellationToken) -> Self {
         Self {
+            id,
+            closed,
             streams: AtomicUsize::new(0),
             negotiating: AtomicUsize::new(0),
             idle_since: Mutex::new(Instant::now()),
@@ -87,6 +91,18 @@ impl StreamGuard {
     pub(crate) fn new(activity: Arc<Activity>) -> Self {
         activity.streams.fetch_add(1, Ordering::AcqRel);
         Self(activity)
+    }
+}
+
+impl StreamGuard {
+    /// The connection the stream belongs to.
+    pub(crate) fn connection_id(&self) -> ConnectionId {
+        self.0.id
+    }
+
+    /// Cancelled once the stream's connection has closed.
+    pub(crate) fn connection_closed(&self) -> &CancellationToken {
+        &self.0.closed
     }
 }
 
@@ -172,7 +188,7 @@ pub(crate) fn new_connection(
             id,
             peer,
             commands: tx,
-            activity: Arc::new(Activity::new()),
+            activity: Arc::new(Activity::new(id, close.clone())),
             close,
         },
         endpoint,

@@ -1,0 +1,643 @@
+//! [`Behaviour`]: the cloneable request-response handle and the per-request tasks behind it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use tokio::io::AsyncWriteExt as _;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::codec::Codec;
+use super::config::{Config, OnPeerLimit};
+use super::events::{
+    Event, InboundFailure, InboundRequestId, Message, OutboundFailure, OutboundRequestId,
+    ResponseChannel,
+};
+use super::limits::Limits;
+use crate::p2p::{ConnectionId, Multiaddr, Node, PeerId};
+use crate::stream::{
+    AlreadyRegistered, Control, IncomingStreams, InvalidProtocol, OpenStreamError, Stream,
+    StreamProtocol,
+};
+
+/// In which directions a protocol is supported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolSupport {
+    /// Requests are accepted; the protocol is never proposed on outbound streams.
+    Inbound,
+    /// Requests are sent; the protocol is answered `na` on inbound streams.
+    Outbound,
+    /// Both.
+    Full,
+}
+
+impl ProtocolSupport {
+    /// Whether inbound requests are accepted.
+    pub fn inbound(self) -> bool {
+        matches!(self, Self::Inbound | Self::Full)
+    }
+
+    /// Whether outbound requests are sent.
+    pub fn outbound(self) -> bool {
+        matches!(self, Self::Outbound | Self::Full)
+    }
+}
+
+/// Why a [`Behaviour`] could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NewBehaviourError {
+    /// A protocol name is not a valid stream protocol (caller's mistake).
+    #[error(transparent)]
+    InvalidProtocol(#[from] InvalidProtocol),
+    /// Another handler already accepts one of the inbound protocols on this node.
+    #[error(transparent)]
+    AlreadyRegistered(#[from] AlreadyRegistered),
+}
+
+/// The event stream was already taken, by [`Behaviour::events`] or [`Behaviour::serve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the event stream of this behaviour was already taken")]
+pub struct EventsTaken;
+
+/// A request-response protocol (or protocol family) on a [`Node`]: send requests, receive them,
+/// answer them. Cheap to clone; every clone drives the same protocol. Dropping the last clone
+/// stops accepting requests (later proposals are answered `na`).
+///
+/// Each request runs on a new stream: the requester writes the request and closes its write
+/// side, then reads the response to the end; the responder reads the request to the end,
+/// writes the response and closes — the wire of rust-libp2p's request-response.
+pub struct Behaviour<C: Codec> {
+    inner: Arc<Inner<C>>,
+}
+
+impl<C: Codec> Clone for Behaviour<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<C: Codec> fmt::Debug for Behaviour<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Behaviour")
+            .field("peer_id", &self.inner.node.peer_id())
+            .field(
+                "outbound",
+                &self
+                    .inner
+                    .core
+                    .outbound
+                    .iter()
+                    .map(|(p, _)| p)
+                    .collect::<Vec<_>>(),
+            )
+            .field("config", &self.inner.core.config)
+            .finish_non_exhaustive()
+    }
+}
+
+type EventOf<C> = Event<<C as Codec>::Request, <C as Codec>::Response>;
+
+struct Inner<C: Codec> {
+    node: Node,
+    control: Control,
+    core: Arc<Core<C>>,
+    events: Mutex<Option<mpsc::Receiver<EventOf<C>>>>,
+    accepting: Vec<JoinHandle<()>>,
+}
+
+impl<C: Codec> Drop for Inner<C> {
+    fn drop(&mut self) {
+        for task in &self.accepting {
+            task.abort();
+        }
+    }
+}
+
+/// What the per-request tasks share (no node handle: they must not keep the node alive).
+struct Core<C: Codec> {
+    /// Cloned for each request; behind a lock only so that `Core` is `Sync` for any codec.
+    codec: Mutex<C>,
+    config: Config,
+    outbound: Vec<(StreamProtocol, C::Protocol)>,
+    outbound_names: Vec<StreamProtocol>,
+    limits: Arc<Limits>,
+    next_id: AtomicU64,
+    pending_outbound: Mutex<HashMap<u64, PeerId>>,
+    pending_inbound: Mutex<HashMap<u64, PeerId>>,
+    events: mpsc::Sender<EventOf<C>>,
+}
+
+impl<C: Codec> Behaviour<C> {
+    /// A behaviour with a `Default` codec. `protocols` lists the protocol names with the
+    /// directions they are supported in; outbound requests propose the outbound ones in order.
+    pub fn new(
+        node: &Node,
+        protocols: impl IntoIterator<Item = (C::Protocol, ProtocolSupport)>,
+        config: Config,
+    ) -> Result<Self, NewBehaviourError>
+    where
+        C: Default,
+    {
+        Self::with_codec(node, C::default(), protocols, config)
+    }
+
+    /// A behaviour with the given codec instance (for example one with other size limits).
+    pub fn with_codec(
+        node: &Node,
+        codec: C,
+        protocols: impl IntoIterator<Item = (C::Protocol, ProtocolSupport)>,
+        config: Config,
+    ) -> Result<Self, NewBehaviourError> {
+        let control = node.stream_control();
+        let mut outbound = Vec::new();
+        let mut inbound = Vec::new();
+        for (protocol, support) in protocols {
+            let name = StreamProtocol::try_from_owned(protocol.as_ref().to_owned())?;
+            if support.outbound() {
+                outbound.push((name.clone(), protocol.clone()));
+            }
+            if support.inbound() {
+                inbound.push((control.accept(name)?, protocol));
+            }
+        }
+        let (tx, rx) = mpsc::channel(config.event_capacity);
+        let core = Arc::new(Core {
+            codec: Mutex::new(codec),
+            limits: Arc::new(Limits::new(
+                config.max_concurrent_streams,
+                config.max_requests_per_peer,
+                config.peer_limits.clone(),
+            )),
+            config,
+            outbound_names: outbound.iter().map(|(n, _)| n.clone()).collect(),
+            outbound,
+            next_id: AtomicU64::new(1),
+            pending_outbound: Mutex::new(HashMap::new()),
+            pending_inbound: Mutex::new(HashMap::new()),
+            events: tx,
+        });
+        let accepting = inbound
+            .into_iter()
+            .map(|(incoming, protocol)| tokio::spawn(accept_loop(core.clone(), incoming, protocol)))
+            .collect();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                node: node.clone(),
+                control,
+                core,
+                events: Mutex::new(Some(rx)),
+                accepting,
+            }),
+        })
+    }
+
+    /// Sends `request` to `peer` (dialing a known address first when not connected) and
+    /// returns at once; the outcome arrives as an [`Event`]: `Message::Response` or
+    /// `OutboundFailure`.
+    pub fn send_request(&self, peer: PeerId, request: C::Request) -> OutboundRequestId {
+        self.send_request_with_addresses(peer, request, Vec::new())
+    }
+
+    /// Like [`Behaviour::send_request`], dialing `addresses` when not connected.
+    pub fn send_request_with_addresses(
+        &self,
+        peer: PeerId,
+        request: C::Request,
+        addresses: Vec<Multiaddr>,
+    ) -> OutboundRequestId {
+        let core = self.inner.core.clone();
+        let control = self.inner.control.clone();
+        let id = core.track_outbound(peer);
+        tokio::spawn(async move {
+            let event = match core.outbound(&control, peer, &addresses, request).await {
+                Ok((connection_id, response)) => Event::Message {
+                    peer,
+                    connection_id,
+                    message: Message::Response {
+                        request_id: id,
+                        response,
+                    },
+                },
+                Err((connection_id, error)) => Event::OutboundFailure {
+                    peer,
+                    connection_id,
+                    request_id: id,
+                    error,
+                },
+            };
+            core.untrack_outbound(id);
+            core.emit(event).await;
+        });
+        id
+    }
+
+    /// Sends `request` to `peer` and waits for the response (or the failure). No event is
+    /// emitted for it.
+    ///
+    /// # Cancel safety
+    /// Dropping the future resets the request's stream; the responder sees its stream fail.
+    pub async fn request(
+        &self,
+        peer: PeerId,
+        request: C::Request,
+    ) -> Result<C::Response, OutboundFailure> {
+        self.request_with_addresses(peer, request, &[]).await
+    }
+
+    /// Like [`Behaviour::request`], dialing `addresses` when not connected.
+    pub async fn request_with_addresses(
+        &self,
+        peer: PeerId,
+        request: C::Request,
+        addresses: &[Multiaddr],
+    ) -> Result<C::Response, OutboundFailure> {
+        let core = &self.inner.core;
+        let id = core.track_outbound(peer);
+        let _untrack = Untrack(core, id);
+        core.outbound(&self.inner.control, peer, addresses, request)
+            .await
+            .map(|(_, r)| r)
+            .map_err(|(_, e)| e)
+    }
+
+    /// Answers an inbound request. Gives the response back when the channel is closed (the
+    /// request timed out or its connection closed).
+    pub fn send_response(
+        &self,
+        channel: ResponseChannel<C::Response>,
+        response: C::Response,
+    ) -> Result<(), C::Response> {
+        channel.tx.send(response)
+    }
+
+    /// The event stream. There is one: the first call takes it. Inbound requests reach the
+    /// application only through it (or through [`Behaviour::serve`], which takes it).
+    ///
+    /// Events wait in a buffer of [`Config::with_event_capacity`]; when it is full the tasks
+    /// that produce events wait, so nothing is lost.
+    pub fn events(&self) -> Result<Events<C::Request, C::Response>, EventsTaken> {
+        self.lock_events()
+            .take()
+            .map(|rx| Events { rx })
+            .ok_or(EventsTaken)
+    }
+
+    /// Answers every inbound request with `handler(peer, request)`, each in a task of its own,
+    /// until the behaviour is dropped. Takes the event stream; other events are logged.
+    pub fn serve<F, Fut>(&self, handler: F) -> Result<(), EventsTaken>
+    where
+        F: Fn(PeerId, C::Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = C::Response> + Send + 'static,
+    {
+        let mut events = self.events()?;
+        let handler = Arc::new(handler);
+        tokio::spawn(async move {
+            while let Some(event) = events.rx.recv().await {
+                match event {
+                    Event::Message {
+                        peer,
+                        message:
+                            Message::Request {
+                                request, channel, ..
+                            },
+                        ..
+                    } => {
+                        let handler = handler.clone();
+                        tokio::spawn(async move {
+                            let response = handler(peer, request).await;
+                            let _ = channel.tx.send(response);
+                        });
+                    }
+                    Event::OutboundFailure { peer, error, .. } => {
+                        tracing::debug!(%peer, %error, "outbound request failed");
+                    }
+                    Event::InboundFailure { peer, error, .. } => {
+                        tracing::debug!(%peer, %error, "inbound request failed");
+                    }
+                    _ => {}
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// `true` when a connection to `peer` is open.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.inner.node.is_connected(peer)
+    }
+
+    /// `true` while the outbound request `id` to `peer` has no outcome yet.
+    pub fn is_pending_outbound(&self, peer: &PeerId, id: &OutboundRequestId) -> bool {
+        lock(&self.inner.core.pending_outbound).get(&id.0) == Some(peer)
+    }
+
+    /// `true` while the inbound request `id` from `peer` has not been answered or failed.
+    pub fn is_pending_inbound(&self, peer: &PeerId, id: &InboundRequestId) -> bool {
+        lock(&self.inner.core.pending_inbound).get(&id.0) == Some(peer)
+    }
+
+    /// Sets (`Some`) or removes (`None`) the in-flight limit of `peer`, overriding
+    /// [`Config::with_max_requests_per_peer`].
+    pub fn set_peer_limit(&self, peer: PeerId, limit: Option<usize>) {
+        self.inner.core.limits.set_peer_limit(peer, limit);
+    }
+
+    /// The node this behaviour runs on.
+    pub fn node(&self) -> &Node {
+        &self.inner.node
+    }
+
+    fn lock_events(&self) -> MutexGuard<'_, Option<mpsc::Receiver<EventOf<C>>>> {
+        lock(&self.inner.events)
+    }
+}
+
+/// The events of a [`Behaviour`]: a `futures` `Stream` of [`Event`]s.
+pub struct Events<Req, Resp> {
+    rx: mpsc::Receiver<Event<Req, Resp>>,
+}
+
+impl<Req, Resp> Events<Req, Resp> {
+    /// The next event; `None` once the behaviour and its tasks are gone.
+    pub async fn next(&mut self) -> Option<Event<Req, Resp>> {
+        self.rx.recv().await
+    }
+}
+
+impl<Req, Resp> fmt::Debug for Events<Req, Resp> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Events").finish_non_exhaustive()
+    }
+}
+
+impl<Req, Resp> futures_core::Stream for Events<Req, Resp> {
+    type Item = Event<Req, Resp>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().rx.poll_recv(cx)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Removes an outbound request from the pending set when its future ends or is dropped.
+struct Untrack<'a, C: Codec>(&'a Core<C>, OutboundRequestId);
+
+impl<C: Codec> Drop for Untrack<'_, C> {
+    fn drop(&mut self) {
+        self.0.untrack_outbound(self.1);
+    }
+}
+
+impl<C: Codec> Core<C> {
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn track_outbound(&self, peer: PeerId) -> OutboundRequestId {
+        let id = self.next_id();
+        lock(&self.pending_outbound).insert(id, peer);
+        OutboundRequestId(id)
+    }
+
+    fn untrack_outbound(&self, id: OutboundRequestId) {
+        lock(&self.pending_outbound).remove(&id.0);
+    }
+
+    async fn emit(&self, event: EventOf<C>) {
+        // Fails only when the receiver was dropped: nobody is listening any more.
+        let _ = self.events.send(event).await;
+    }
+
+    /// One outbound request from start to response, within the request timeout.
+    async fn outbound(
+        &self,
+        control: &Control,
+        peer: PeerId,
+        addresses: &[Multiaddr],
+        request: C::Request,
+    ) -> Result<(ConnectionId, C::Response), (Option<ConnectionId>, OutboundFailure)> {
+        let deadline = Instant::now() + self.config.request_timeout;
+        let opened = tokio::time::timeout_at(deadline, async {
+            let peer_slot = match self.config.on_peer_limit {
+                OnPeerLimit::Fail => self
+                    .limits
+                    .try_outbound(peer)
+                    .ok_or(OutboundFailure::PeerLimit)?,
+                _ => self.limits.outbound(peer).await,
+            };
+            let (stream, chosen) = control
+                .open_stream_with(peer, addresses, &self.outbound_names, self.config.version)
+                .await
+                .map_err(open_failure)?;
+            Ok((stream, chosen, peer_slot))
+        })
+        .await;
+        let (mut stream, chosen, _peer_slot) = match opened {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => return Err((None, e)),
+            Err(_) => return Err((None, OutboundFailure::Timeout)),
+        };
+        let connection = stream.connection_id();
+        let fail = |e| Err((Some(connection), e));
+        let Some(_stream_slot) = self.limits.try_connection(connection) else {
+            return fail(OutboundFailure::TooManyStreams);
+        };
+        let Some(protocol) = self
+            .outbound
+            .iter()
+            .find(|(n, _)| *n == chosen)
+            .map(|(_, p)| p.clone())
+        else {
+            return fail(OutboundFailure::UnsupportedProtocols);
+        };
+        let mut codec = lock(&self.codec).clone();
+        let closed = stream.connection_closed();
+        let exchange = async {
+            codec.write_request(&protocol, &mut stream, request).await?;
+            stream.shutdown().await?;
+            codec.read_response(&protocol, &mut stream).await
+        };
+        let result = tokio::select! {
+            biased;
+            r = tokio::time::timeout_at(deadline, exchange) => r,
+            () = closed => return fail(OutboundFailure::ConnectionClosed),
+        };
+        match result {
+            Ok(Ok(response)) => Ok((connection, response)),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Unsupported => {
+                fail(OutboundFailure::UnsupportedProtocols)
+            }
+            Ok(Err(e)) if connection_gone(&stream) => {
+                tracing::debug!(%peer, error = %e, "request failed as its connection closed");
+                fail(OutboundFailure::ConnectionClosed)
+            }
+            Ok(Err(e)) => fail(OutboundFailure::Io(Arc::new(e))),
+            Err(_) => fail(OutboundFailure::Timeout),
+        }
+    }
+}
+
+/// Whether the stream's connection has closed (checked after an i/o error, to name it).
+fn connection_gone(stream: &Stream) -> bool {
+    use std::task::Waker;
+    let mut closed = std::pin::pin!(stream.connection_closed());
+    closed
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+        .is_ready()
+}
+
+fn open_failure(e: OpenStreamError) -> OutboundFailure {
+    match e {
+        OpenStreamError::UnsupportedProtocol(_) | OpenStreamError::NoProtocol => {
+            OutboundFailure::UnsupportedProtocols
+        }
+        OpenStreamError::Dial(e) => OutboundFailure::DialFailure(e),
+        OpenStreamError::Timeout => OutboundFailure::Timeout,
+        OpenStreamError::ConnectionClosed => OutboundFailure::ConnectionClosed,
+        OpenStreamError::TooManyStreams => OutboundFailure::TooManyStreams,
+        OpenStreamError::Io(e) => OutboundFailure::Io(Arc::new(e)),
+        other => OutboundFailure::Io(Arc::new(io::Error::new(
+            io::ErrorKind::InvalidData,
+            other.to_string(),
+        ))),
+    }
+}
+
+/// Takes the inbound streams of one protocol and answers each in a task of its own, within
+/// the per-connection and per-peer limits.
+async fn accept_loop<C: Codec>(
+    core: Arc<Core<C>>,
+    mut incoming: IncomingStreams,
+    protocol: C::Protocol,
+) {
+    while let Some((peer, stream)) = incoming.rx.recv().await {
+        let connection_id = stream.connection_id();
+        let request_id = InboundRequestId(core.next_id());
+        let slots = core.limits.try_connection(connection_id).map_or(
+            Err(InboundFailure::TooManyStreams),
+            |c| {
+                core.limits
+                    .try_inbound(peer)
+                    .map(|p| (c, p))
+                    .ok_or(InboundFailure::PeerLimit)
+            },
+        );
+        match slots {
+            Ok(slots) => {
+                lock(&core.pending_inbound).insert(request_id.0, peer);
+                let core = core.clone();
+                let protocol = protocol.clone();
+                tokio::spawn(async move {
+                    let _slots = slots;
+                    core.inbound(peer, stream, protocol, request_id).await;
+                    lock(&core.pending_inbound).remove(&request_id.0);
+                });
+            }
+            Err(error) => {
+                drop(stream); // resets it
+                tracing::debug!(%peer, %error, "inbound request refused");
+                core.emit(Event::InboundFailure {
+                    peer,
+                    connection_id,
+                    request_id,
+                    error,
+                })
+                .await;
+            }
+        }
+    }
+}
+
+impl<C: Codec> Core<C> {
+    /// One inbound request from its stream to the written response, within the timeout.
+    async fn inbound(
+        &self,
+        peer: PeerId,
+        mut stream: Stream,
+        protocol: C::Protocol,
+        request_id: InboundRequestId,
+    ) {
+        let connection_id = stream.connection_id();
+        let deadline = Instant::now() + self.config.request_timeout;
+        let closed = stream.connection_closed();
+        let mut codec = lock(&self.codec).clone();
+        let exchange = async {
+            let request = codec
+                .read_request(&protocol, &mut stream)
+                .await
+                .map_err(Failure::Io)?;
+            let (tx, rx) = oneshot::channel();
+            self.emit(Event::Message {
+                peer,
+                connection_id,
+                message: Message::Request {
+                    request_id,
+                    request,
+                    channel: ResponseChannel {
+                        request_id,
+                        peer,
+                        tx,
+                    },
+                },
+            })
+            .await;
+            let response = rx.await.map_err(|_| Failure::Omission)?;
+            codec
+                .write_response(&protocol, &mut stream, response)
+                .await
+                .map_err(Failure::Io)?;
+            stream.shutdown().await.map_err(Failure::Io)
+        };
+        let result = tokio::select! {
+            biased;
+            r = tokio::time::timeout_at(deadline, exchange) => r,
+            () = closed => Ok(Err(Failure::Closed)),
+        };
+        let error = match result {
+            Ok(Ok(())) => {
+                self.emit(Event::ResponseSent {
+                    peer,
+                    connection_id,
+                    request_id,
+                })
+                .await;
+                return;
+            }
+            Ok(Err(Failure::Omission)) => InboundFailure::ResponseOmission,
+            Ok(Err(Failure::Closed)) => InboundFailure::ConnectionClosed,
+            Ok(Err(Failure::Io(_))) if connection_gone(&stream) => InboundFailure::ConnectionClosed,
+            Ok(Err(Failure::Io(e))) => InboundFailure::Io(Arc::new(e)),
+            Err(_) => InboundFailure::Timeout,
+        };
+        drop(stream);
+        self.emit(Event::InboundFailure {
+            peer,
+            connection_id,
+            request_id,
+            error,
+        })
+        .await;
+    }
+}
+
+/// How an inbound exchange ended early.
+enum Failure {
+    Io(io::Error),
+    Omission,
+    Closed,
+}

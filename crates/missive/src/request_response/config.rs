@@ -1,0 +1,97 @@
+//! [`Config`]: the timers and limits of a request-response [`Behaviour`](super::Behaviour).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::p2p::PeerId;
+use crate::p2p::negotiate::Version;
+
+/// What an outbound request does when its peer already has the per-peer maximum in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OnPeerLimit {
+    /// Wait for a request to that peer to finish (the wait counts against the request timeout).
+    #[default]
+    Wait,
+    /// Fail at once with [`OutboundFailure::PeerLimit`](super::OutboundFailure::PeerLimit).
+    Fail,
+}
+
+/// Settings of a request-response [`Behaviour`](super::Behaviour). Defaults follow rust-libp2p.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_concurrent_streams: usize,
+    pub(crate) max_requests_per_peer: usize,
+    pub(crate) peer_limits: HashMap<PeerId, usize>,
+    pub(crate) on_peer_limit: OnPeerLimit,
+    pub(crate) version: Version,
+    pub(crate) event_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(10),
+            max_concurrent_streams: 100,
+            max_requests_per_peer: 100,
+            peer_limits: HashMap::new(),
+            on_peer_limit: OnPeerLimit::Wait,
+            version: Version::V1,
+            event_capacity: 256,
+        }
+    }
+}
+
+impl Config {
+    /// Deadline of one request, from the call until the whole response is read; and for an
+    /// inbound request, from its stream until the response is written (default 10 s).
+    pub fn with_request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+
+    /// Request-response streams open at once on one connection, both directions together
+    /// (default 100). At the limit an outbound request fails with
+    /// [`OutboundFailure::TooManyStreams`](super::OutboundFailure::TooManyStreams) and an inbound
+    /// stream is reset with an
+    /// [`InboundFailure::TooManyStreams`](super::InboundFailure::TooManyStreams) event.
+    pub fn with_max_concurrent_streams(mut self, n: usize) -> Self {
+        self.max_concurrent_streams = n.max(1);
+        self
+    }
+
+    /// Requests in flight with one peer, counted per direction (default 100). This is local
+    /// policy (the old `Throttled` wrapper's job); nothing of it goes on the wire.
+    pub fn with_max_requests_per_peer(mut self, n: usize) -> Self {
+        self.max_requests_per_peer = n.max(1);
+        self
+    }
+
+    /// Overrides [`Config::with_max_requests_per_peer`] for `peer`.
+    pub fn with_peer_limit(mut self, peer: PeerId, n: usize) -> Self {
+        self.peer_limits.insert(peer, n.max(1));
+        self
+    }
+
+    /// What an outbound request does at the per-peer limit (default: wait).
+    pub fn with_on_peer_limit(mut self, mode: OnPeerLimit) -> Self {
+        self.on_peer_limit = mode;
+        self
+    }
+
+    /// multistream-select flavour for outbound streams (default [`Version::V1`]).
+    /// [`Version::V1Lazy`] saves a round trip when a single protocol is proposed.
+    pub fn with_version(mut self, version: Version) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// Events buffered until the application takes them (default 256). When full, the tasks
+    /// producing events wait: nothing is dropped.
+    pub fn with_event_capacity(mut self, n: usize) -> Self {
+        self.event_capacity = n.max(1);
+        self
+    }
+}
