@@ -153,7 +153,14 @@ async fn rr_send_request_gives_events_on_both_sides() {
 #[tokio::test]
 async fn rr_send_response_gives_the_response_back_when_the_channel_is_closed() {
     let (a, b, _) = pair(NodeConfig::default(), NodeConfig::default()).await;
-    let server = Behaviour::<Cbor>::new(&a, full("/greet/1"), Config::default()).expect("rr");
+    // A requester that gives up after writing its request is noticed when the response is
+    // written or at the request timeout, whichever comes first.
+    let server = Behaviour::<Cbor>::new(
+        &a,
+        full("/greet/1"),
+        Config::default().with_request_timeout(Duration::from_millis(300)),
+    )
+    .expect("rr");
     let mut events = server.events().expect("events");
     let client = Behaviour::<Cbor>::new(
         &b,

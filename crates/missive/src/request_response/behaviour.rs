@@ -610,6 +610,7 @@ impl<C: Codec> Core<C> {
         };
         let error = match result {
             Ok(Ok(())) => {
+                drop(stream);
                 self.emit(Event::ResponseSent {
                     peer,
                     connection_id,
