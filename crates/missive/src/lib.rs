@@ -4,8 +4,9 @@
 //!
 //! - [`queue`]: an ordered, lossless queue of tagged [`queue::Datagram`]s over one connection, on the
 //!   wire of the `connect` crate.
-//! - `request_response`: the codec layer of libp2p-style request-response protocols, with CBOR and
-//!   JSON codecs that write what rust-libp2p writes.
+//! - `request_response`: libp2p-style request-response protocols on the node — a cloneable
+//!   handle with `request(peer, req).await`, libp2p's event interface and CBOR/JSON codecs that
+//!   write what rust-libp2p writes.
 //! - [`p2p`]: a peer-to-peer node on the libp2p wire (TCP + Noise + Yamux + multistream-select)
 //!   with Ed25519 identities, and [`stream`], raw stream protocols on it in the style of
 //!   libp2p-stream (`Control::accept`, `Control::open_stream`).

@@ -884,3 +884,30 @@ impl Codec for OneWay {
         Ok(())
     }
 }
+
+#[tokio::test]
+async fn rr_requester_killed_mid_request_is_connection_closed_for_the_responder() {
+    let (a, b, _) = pair(NodeConfig::default(), NodeConfig::default()).await;
+    let server = Behaviour::<Cbor>::new(&a, full("/greet/1"), Config::default()).expect("rr");
+    let mut events = server.events().expect("events");
+    let client = Behaviour::<Cbor>::new(&b, full("/greet/1"), Config::default()).expect("rr");
+    let _call = tokio::spawn({
+        let client = client.clone();
+        let peer = a.peer_id();
+        async move { client.request(peer, "x".to_owned()).await }
+    });
+    let (_req, channel) = next_request(&mut events).await;
+    b.shutdown().await;
+    match tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .expect("prompt")
+        .expect("events")
+    {
+        Event::InboundFailure {
+            error: InboundFailure::ConnectionClosed,
+            ..
+        } => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(!channel.is_open());
+}
