@@ -159,6 +159,11 @@ impl Stream {
     pub(crate) fn connection_closed(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
         self._guard.connection_closed().clone().cancelled_owned()
     }
+
+    /// Whether the stream's connection has closed.
+    pub(crate) fn is_connection_closed(&self) -> bool {
+        self._guard.connection_closed().is_cancelled()
+    }
 }
 
 impl fmt::Debug for Stream {

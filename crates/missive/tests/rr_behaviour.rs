@@ -298,6 +298,27 @@ async fn rr_one_way_protocol_completes_after_the_request_is_written() {
     let server = Behaviour::<OneWay>::new(&a, full("/notify/1"), Config::default()).expect("rr");
     let mut events = server.events().expect("events");
     let client = Behaviour::<OneWay>::new(&b, full("/notify/1"), Config::default()).expect("rr");
+    // `request_response::OneWay` wraps any codec the same way.
+    let wrapped = Behaviour::<missive::request_response::OneWay<Cbor>>::new(
+        &b,
+        [("/notify/2".to_owned(), ProtocolSupport::Outbound)],
+        Config::default(),
+    )
+    .expect("rr");
+    let serve_wrapped = Behaviour::<missive::request_response::OneWay<Cbor>>::new(
+        &a,
+        [("/notify/2".to_owned(), ProtocolSupport::Inbound)],
+        Config::default(),
+    )
+    .expect("rr");
+    let mut wrapped_events = serve_wrapped.events().expect("events");
+    let () = wrapped
+        .request(a.peer_id(), "cbor note".to_owned())
+        .await
+        .expect("written");
+    let (req, channel) = next_request(&mut wrapped_events).await;
+    assert_eq!(req, "cbor note");
+    drop(channel);
     // The server has not even taken the request yet: the call is done once it is written.
     client
         .request(a.peer_id(), b"note".to_vec())

@@ -481,7 +481,7 @@ impl<C: Codec> Core<C> {
             Ok(Err(e)) if e.kind() == io::ErrorKind::Unsupported => {
                 fail(OutboundFailure::UnsupportedProtocols)
             }
-            Ok(Err(e)) if connection_gone(&stream) => {
+            Ok(Err(e)) if stream.is_connection_closed() => {
                 tracing::debug!(%peer, error = %e, "request failed as its connection closed");
                 fail(OutboundFailure::ConnectionClosed)
             }
@@ -489,16 +489,6 @@ impl<C: Codec> Core<C> {
             Err(_) => fail(OutboundFailure::Timeout),
         }
     }
-}
-
-/// Whether the stream's connection has closed (checked after an i/o error, to name it).
-fn connection_gone(stream: &Stream) -> bool {
-    use std::task::Waker;
-    let mut closed = std::pin::pin!(stream.connection_closed());
-    closed
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-        .is_ready()
 }
 
 fn open_failure(e: OpenStreamError) -> OutboundFailure {
@@ -621,7 +611,9 @@ impl<C: Codec> Core<C> {
             }
             Ok(Err(Failure::Omission)) => InboundFailure::ResponseOmission,
             Ok(Err(Failure::Closed)) => InboundFailure::ConnectionClosed,
-            Ok(Err(Failure::Io(_))) if connection_gone(&stream) => InboundFailure::ConnectionClosed,
+            Ok(Err(Failure::Io(_))) if stream.is_connection_closed() => {
+                InboundFailure::ConnectionClosed
+            }
             Ok(Err(Failure::Io(e))) => InboundFailure::Io(Arc::new(e)),
             Err(_) => InboundFailure::Timeout,
         };

@@ -42,6 +42,7 @@ mod events;
 #[cfg(feature = "json")]
 pub mod json;
 mod limits;
+mod one_way;
 mod serde_codec;
 
 pub use behaviour::{Behaviour, Events, EventsTaken, NewBehaviourError, ProtocolSupport};
@@ -51,4 +52,5 @@ pub use events::{
     Event, InboundFailure, InboundRequestId, Message, OutboundFailure, OutboundRequestId,
     ResponseChannel,
 };
+pub use one_way::OneWay;
 pub use serde_codec::{DEFAULT_REQUEST_LIMIT, DEFAULT_RESPONSE_LIMIT, Format, SerdeCodec};
