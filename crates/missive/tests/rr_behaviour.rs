@@ -694,16 +694,31 @@ async fn rr_peer_limit_fail_mode_refuses_at_once() {
     assert!(matches!(err, OutboundFailure::PeerLimit), "{err:?}");
     server.send_response(channel, req).expect("open");
     assert_eq!(first.await.expect("task").expect("response"), "one");
-    // The slot came back.
-    client.set_peer_limit(a.peer_id(), Some(1));
-    let again = tokio::spawn({
-        let client = client.clone();
-        let peer = a.peer_id();
-        async move { client.request(peer, "three".to_owned()).await }
-    });
-    let (req, channel) = next_request(&mut server_events).await;
-    server.send_response(channel, req).expect("open");
-    assert_eq!(again.await.expect("task").expect("response"), "three");
+    // The slot came back, and a raised override at run time admits two at once.
+    client.set_peer_limit(a.peer_id(), Some(2));
+    let calls: Vec<_> = ["three", "four"]
+        .into_iter()
+        .map(|r| {
+            let client = client.clone();
+            let peer = a.peer_id();
+            tokio::spawn(async move { client.request(peer, r.to_owned()).await })
+        })
+        .collect();
+    let held = [
+        next_request(&mut server_events).await,
+        next_request(&mut server_events).await,
+    ];
+    let err = client
+        .request(a.peer_id(), "five".to_owned())
+        .await
+        .expect_err("over the new limit");
+    assert!(matches!(err, OutboundFailure::PeerLimit), "{err:?}");
+    for (req, channel) in held {
+        server.send_response(channel, req).expect("open");
+    }
+    for call in calls {
+        call.await.expect("task").expect("response");
+    }
 }
 
 #[tokio::test]
