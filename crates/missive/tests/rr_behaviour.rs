@@ -629,6 +629,23 @@ async fn rr_outbound_requests_over_the_stream_limit_fail_visibly() {
             "{e:?}"
         );
     }
+    // The refused requests never reached the server: its next events are the two
+    // responses sent and then the next request.
+    client.send_request(a.peer_id(), "after".to_owned());
+    for _ in 0..3 {
+        match next(&mut server_events).await {
+            Event::ResponseSent { .. } => {}
+            Event::Message {
+                message: Message::Request { request, .. },
+                ..
+            } => {
+                assert_eq!(request, "after");
+                return;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    panic!("the request after the refused ones did not arrive");
 }
 
 #[tokio::test]

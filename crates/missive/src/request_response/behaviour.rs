@@ -23,8 +23,7 @@ use super::events::{
 use super::limits::Limits;
 use crate::p2p::{ConnectionId, Multiaddr, Node, PeerId};
 use crate::stream::{
-    AlreadyRegistered, Control, IncomingStreams, InvalidProtocol, OpenStreamError, Stream,
-    StreamProtocol,
+    AlreadyRegistered, IncomingStreams, InvalidProtocol, OpenStreamError, Stream, StreamProtocol,
 };
 
 /// In which directions a protocol is supported.
@@ -110,7 +109,6 @@ type EventOf<C> = Event<<C as Codec>::Request, <C as Codec>::Response>;
 
 struct Inner<C: Codec> {
     node: Node,
-    control: Control,
     core: Arc<Core<C>>,
     events: Mutex<Option<mpsc::Receiver<EventOf<C>>>>,
     accepting: Vec<JoinHandle<()>>,
@@ -194,7 +192,6 @@ impl<C: Codec> Behaviour<C> {
         Ok(Self {
             inner: Arc::new(Inner {
                 node: node.clone(),
-                control,
                 core,
                 events: Mutex::new(Some(rx)),
                 accepting,
@@ -217,10 +214,10 @@ impl<C: Codec> Behaviour<C> {
         addresses: Vec<Multiaddr>,
     ) -> OutboundRequestId {
         let core = self.inner.core.clone();
-        let control = self.inner.control.clone();
+        let node = self.inner.node.clone();
         let id = core.track_outbound(peer);
         tokio::spawn(async move {
-            let event = match core.outbound(&control, peer, &addresses, request).await {
+            let event = match core.outbound(&node, peer, &addresses, request).await {
                 Ok((connection_id, response)) => Event::Message {
                     peer,
                     connection_id,
@@ -265,7 +262,7 @@ impl<C: Codec> Behaviour<C> {
         let core = &self.inner.core;
         let id = core.track_outbound(peer);
         let _untrack = Untrack(core, id);
-        core.outbound(&self.inner.control, peer, addresses, request)
+        core.outbound(&self.inner.node, peer, addresses, request)
             .await
             .map(|(_, r)| r)
             .map_err(|(_, e)| e)
@@ -425,7 +422,7 @@ impl<C: Codec> Core<C> {
     /// One outbound request from start to response, within the request timeout.
     async fn outbound(
         &self,
-        control: &Control,
+        node: &Node,
         peer: PeerId,
         addresses: &[Multiaddr],
         request: C::Request,
@@ -436,26 +433,46 @@ impl<C: Codec> Core<C> {
                 OnPeerLimit::Fail => self
                     .limits
                     .try_outbound(peer)
-                    .ok_or(OutboundFailure::PeerLimit)?,
+                    .ok_or((None, OutboundFailure::PeerLimit))?,
                 _ => self.limits.outbound(peer).await,
             };
-            let (stream, chosen) = control
-                .open_stream_with(peer, addresses, &self.outbound_names, self.config.version)
+            // Reserve the stream slot on the connection before opening, so that a request over
+            // the limit never reaches the peer.
+            let shared = node.shared();
+            let connection = shared
+                .connection_to(peer, addresses)
                 .await
-                .map_err(open_failure)?;
-            Ok((stream, chosen, peer_slot))
+                .map_err(|e| (None, OutboundFailure::DialFailure(e)))?
+                .id;
+            let too_many = |c| (Some(c), OutboundFailure::TooManyStreams);
+            let slot = self
+                .limits
+                .try_connection(connection)
+                .ok_or_else(|| too_many(connection))?;
+            let (stream, chosen) = shared
+                .open_stream(peer, &[], &self.outbound_names, self.config.version)
+                .await
+                .map_err(|e| (Some(connection), open_failure(e)))?;
+            let slot = if stream.connection_id() == connection {
+                slot
+            } else {
+                // That connection closed meanwhile and the stream went on another one.
+                drop(slot);
+                let other = stream.connection_id();
+                self.limits
+                    .try_connection(other)
+                    .ok_or_else(|| too_many(other))?
+            };
+            Ok((stream, chosen, peer_slot, slot))
         })
         .await;
-        let (mut stream, chosen, _peer_slot) = match opened {
+        let (mut stream, chosen, _peer_slot, _stream_slot) = match opened {
             Ok(Ok(x)) => x,
-            Ok(Err(e)) => return Err((None, e)),
+            Ok(Err(e)) => return Err(e),
             Err(_) => return Err((None, OutboundFailure::Timeout)),
         };
         let connection = stream.connection_id();
         let fail = |e| Err((Some(connection), e));
-        let Some(_stream_slot) = self.limits.try_connection(connection) else {
-            return fail(OutboundFailure::TooManyStreams);
-        };
         let Some(protocol) = self
             .outbound
             .iter()
