@@ -20,7 +20,7 @@ use super::events::{
     Event, InboundFailure, InboundRequestId, Message, OutboundFailure, OutboundRequestId,
     ResponseChannel,
 };
-use super::limits::Limits;
+use super::limits::{Limits, SlotGuard};
 use crate::p2p::{ConnectionId, Multiaddr, Node, PeerId};
 use crate::stream::{
     AlreadyRegistered, IncomingStreams, InvalidProtocol, OpenStreamError, Stream, StreamProtocol,
@@ -550,9 +550,8 @@ async fn accept_loop<C: Codec>(
                 let core = core.clone();
                 let protocol = protocol.clone();
                 tokio::spawn(async move {
-                    let _slots = slots;
-                    core.inbound(peer, stream, protocol, request_id).await;
-                    lock(&core.pending_inbound).remove(&request_id.0);
+                    core.inbound(peer, (stream, slots), protocol, request_id)
+                        .await;
                 });
             }
             Err(error) => {
@@ -572,10 +571,12 @@ async fn accept_loop<C: Codec>(
 
 impl<C: Codec> Core<C> {
     /// One inbound request from its stream to the written response, within the timeout.
+    /// The stream and its slots are released, and the request is no longer pending, before
+    /// the closing event is emitted: an application slow to take events holds nothing.
     async fn inbound(
         &self,
         peer: PeerId,
-        mut stream: Stream,
+        (mut stream, slots): (Stream, (SlotGuard, SlotGuard)),
         protocol: C::Protocol,
         request_id: InboundRequestId,
     ) {
@@ -617,7 +618,8 @@ impl<C: Codec> Core<C> {
         };
         let error = match result {
             Ok(Ok(())) => {
-                drop(stream);
+                drop((stream, slots));
+                lock(&self.pending_inbound).remove(&request_id.0);
                 self.emit(Event::ResponseSent {
                     peer,
                     connection_id,
@@ -634,7 +636,8 @@ impl<C: Codec> Core<C> {
             Ok(Err(Failure::Io(e))) => InboundFailure::Io(Arc::new(e)),
             Err(_) => InboundFailure::Timeout,
         };
-        drop(stream);
+        drop((stream, slots));
+        lock(&self.pending_inbound).remove(&request_id.0);
         self.emit(Event::InboundFailure {
             peer,
             connection_id,
