@@ -216,7 +216,17 @@ impl Control {
 
     /// Accepts inbound streams of `protocol` until the returned [`IncomingStreams`] is dropped.
     pub fn accept(&self, protocol: StreamProtocol) -> Result<IncomingStreams, AlreadyRegistered> {
-        self.node.shared().register(protocol)
+        self.node.shared().register(protocol, None)
+    }
+
+    /// Like [`Control::accept`] with a backlog of `backlog` streams instead of the node's
+    /// default, for a protocol whose consumer takes bursts of streams (request-response).
+    pub(crate) fn accept_with_backlog(
+        &self,
+        protocol: StreamProtocol,
+        backlog: usize,
+    ) -> Result<IncomingStreams, AlreadyRegistered> {
+        self.node.shared().register(protocol, Some(backlog))
     }
 
     /// Opens a stream to `peer` with `protocol`, dialing a known address of the peer first when

@@ -964,3 +964,41 @@ async fn rr_requester_killed_mid_request_is_connection_closed_for_the_responder(
     }
     assert!(!channel.is_open());
 }
+
+#[tokio::test]
+async fn rr_a_burst_of_requests_within_the_limit_is_served_without_refusals() {
+    let (a, b, _) = pair(NodeConfig::default(), NodeConfig::default()).await;
+    let server = Behaviour::<Cbor>::new(&a, full("/burst/1"), Config::default()).expect("rr");
+    server.serve(|_, r| async move { r }).expect("serve");
+    let client = Behaviour::<Cbor>::new(&b, full("/burst/1"), Config::default()).expect("rr");
+    client
+        .request(a.peer_id(), "warm".to_owned())
+        .await
+        .expect("connected");
+    let mut node_events = a.events();
+    // 90 at once: under the limit of 100 streams per connection, over the node's default
+    // backlog of 16 streams per protocol.
+    let calls: Vec<_> = (0..90)
+        .map(|i| {
+            let client = client.clone();
+            let peer = a.peer_id();
+            tokio::spawn(async move { client.request(peer, format!("r{i}")).await })
+        })
+        .collect();
+    for (i, call) in calls.into_iter().enumerate() {
+        let resp = call.await.expect("task").expect("served");
+        assert_eq!(resp, format!("r{i}"));
+    }
+    // No stream was refused along the way.
+    while let Ok(Some(e)) = tokio::time::timeout(
+        Duration::from_millis(1),
+        futures_util::StreamExt::next(&mut node_events),
+    )
+    .await
+    {
+        assert!(
+            !matches!(e, NodeEvent::InboundStreamRefused { .. }),
+            "{e:?}"
+        );
+    }
+}

@@ -510,15 +510,19 @@ impl Shared {
         });
     }
 
+    /// Registers `protocol` with a backlog of `backlog` streams (the node's default when
+    /// `None`).
     pub(crate) fn register(
         self: &Arc<Self>,
         protocol: StreamProtocol,
+        backlog: Option<usize>,
     ) -> Result<IncomingStreams, AlreadyRegistered> {
         let mut router = self.lock_router();
         if router.contains_key(protocol.as_str()) {
             return Err(AlreadyRegistered(protocol));
         }
-        let (tx, rx) = mpsc::channel(self.config.inbound_backlog);
+        let backlog = backlog.unwrap_or(self.config.inbound_backlog).max(1);
+        let (tx, rx) = mpsc::channel(backlog);
         let id = self.next_id();
         let overflow = Arc::new(AtomicU64::new(0));
         router.insert(

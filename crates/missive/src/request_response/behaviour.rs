@@ -166,7 +166,13 @@ impl<C: Codec> Behaviour<C> {
                 outbound.push((name.clone(), protocol.clone()));
             }
             if support.inbound() {
-                inbound.push((control.accept(name)?, protocol));
+                // The node-level backlog must not refuse streams that the per-connection
+                // limit admits: a burst of requests is taken up to that limit, and those
+                // beyond it reach this behaviour's refusal (and its event).
+                let backlog = config
+                    .max_concurrent_streams
+                    .max(node.shared().config.inbound_backlog);
+                inbound.push((control.accept_with_backlog(name, backlog)?, protocol));
             }
         }
         let (tx, rx) = mpsc::channel(config.event_capacity);
