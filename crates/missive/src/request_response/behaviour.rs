@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 
 use tokio::io::AsyncWriteExt as _;
@@ -107,6 +107,16 @@ impl<C: Codec> fmt::Debug for Behaviour<C> {
 
 type EventOf<C> = Event<<C as Codec>::Request, <C as Codec>::Response>;
 
+/// A request handler set by [`Behaviour::serve`].
+type Handler<C> = Arc<
+    dyn Fn(
+            PeerId,
+            <C as Codec>::Request,
+        ) -> Pin<Box<dyn Future<Output = <C as Codec>::Response> + Send>>
+        + Send
+        + Sync,
+>;
+
 struct Inner<C: Codec> {
     node: Node,
     core: Arc<Core<C>>,
@@ -134,6 +144,7 @@ struct Core<C: Codec> {
     pending_outbound: Mutex<HashMap<u64, PeerId>>,
     pending_inbound: Mutex<HashMap<u64, PeerId>>,
     events: mpsc::Sender<EventOf<C>>,
+    handler: OnceLock<Handler<C>>,
 }
 
 impl<C: Codec> Behaviour<C> {
@@ -190,6 +201,7 @@ impl<C: Codec> Behaviour<C> {
             pending_outbound: Mutex::new(HashMap::new()),
             pending_inbound: Mutex::new(HashMap::new()),
             events: tx,
+            handler: OnceLock::new(),
         });
         let accepting = inbound
             .into_iter()
@@ -296,32 +308,21 @@ impl<C: Codec> Behaviour<C> {
             .ok_or(EventsTaken)
     }
 
-    /// Answers every inbound request with `handler(peer, request)`, each in a task of its own,
-    /// until the behaviour is dropped. Takes the event stream; other events are logged.
+    /// Answers every inbound request with `handler(peer, request)`, in the request's own task,
+    /// until the behaviour is dropped. Takes the event stream (inbound requests no longer
+    /// appear on it); failures are logged at debug level.
     pub fn serve<F, Fut>(&self, handler: F) -> Result<(), EventsTaken>
     where
         F: Fn(PeerId, C::Request) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = C::Response> + Send + 'static,
     {
         let mut events = self.events()?;
-        let handler = Arc::new(handler);
+        let handler: Handler<C> = Arc::new(move |peer, request| Box::pin(handler(peer, request)));
+        // The event stream was ours to take, so no handler was set before.
+        let _ = self.inner.core.handler.set(handler);
         tokio::spawn(async move {
             while let Some(event) = events.rx.recv().await {
                 match event {
-                    Event::Message {
-                        peer,
-                        message:
-                            Message::Request {
-                                request, channel, ..
-                            },
-                        ..
-                    } => {
-                        let handler = handler.clone();
-                        tokio::spawn(async move {
-                            let response = handler(peer, request).await;
-                            let _ = channel.tx.send(response);
-                        });
-                    }
                     Event::OutboundFailure { peer, error, .. } => {
                         tracing::debug!(%peer, %error, "outbound request failed");
                     }
@@ -595,22 +596,27 @@ impl<C: Codec> Core<C> {
                 .read_request(&protocol, &mut stream)
                 .await
                 .map_err(Failure::Io)?;
-            let (tx, rx) = oneshot::channel();
-            self.emit(Event::Message {
-                peer,
-                connection_id,
-                message: Message::Request {
-                    request_id,
-                    request,
-                    channel: ResponseChannel {
-                        request_id,
+            let response = match self.handler.get() {
+                Some(handler) => handler(peer, request).await,
+                None => {
+                    let (tx, rx) = oneshot::channel();
+                    self.emit(Event::Message {
                         peer,
-                        tx,
-                    },
-                },
-            })
-            .await;
-            let response = rx.await.map_err(|_| Failure::Omission)?;
+                        connection_id,
+                        message: Message::Request {
+                            request_id,
+                            request,
+                            channel: ResponseChannel {
+                                request_id,
+                                peer,
+                                tx,
+                            },
+                        },
+                    })
+                    .await;
+                    rx.await.map_err(|_| Failure::Omission)?
+                }
+            };
             codec
                 .write_response(&protocol, &mut stream, response)
                 .await
