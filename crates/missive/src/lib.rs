@@ -5,3 +5,6 @@ pub mod transport;
 
 #[cfg(feature = "queue")]
 pub mod queue;
+
+#[cfg(feature = "rpc")]
+pub mod rpc;

@@ -1,0 +1,14 @@
+//! Pipelined RPC over any byte stream, wire-compatible with protosocket-rpc.
+//!
+//! The model is protosocket-rpc's: ids and control codes are fields of the user's own messages
+//! (the [`Message`] trait), and what the codec encodes is exactly what is on the wire.
+
+mod calls;
+pub mod client;
+pub mod codec;
+mod io;
+pub mod message;
+
+pub use client::{CallError, CallOptions, Client, ClientConfig, ClientConnection, InFlightPolicy};
+pub use codec::{DecodeError, Decoder, EncodeError, Encoder};
+pub use message::{ControlCode, Message, Status, StatusCode};
