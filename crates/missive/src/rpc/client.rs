@@ -324,9 +324,7 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
     pub async fn call_with(&self, request: Req, options: CallOptions) -> Result<Resp, CallError> {
         let deadline = options.deadline.unwrap_or(self.shared.config.deadline);
         let (tx, rx) = oneshot::channel();
-        let (key, id) = self
-            .start(request, &options, Completion::Unary(tx))
-            .await?;
+        let (key, id) = self.start(request, &options, Completion::Unary(tx)).await?;
         let mut guard = CancelGuard {
             tx: &self.tx,
             key,
@@ -564,14 +562,14 @@ impl<Req, Resp> Stream for ResponseStream<Req, Resp> {
             }
             Poll::Pending => {}
         }
-        if let Some(d) = this.deadline.as_mut() {
-            if d.as_mut().poll(cx).is_ready() {
-                this.deadline = None;
-                if let Some(c) = this.cancel.take() {
-                    c.cancel();
-                }
-                return Poll::Ready(Some(Err(CallError::DeadlineExceeded)));
+        if let Some(d) = this.deadline.as_mut()
+            && d.as_mut().poll(cx).is_ready()
+        {
+            this.deadline = None;
+            if let Some(c) = this.cancel.take() {
+                c.cancel();
             }
+            return Poll::Ready(Some(Err(CallError::DeadlineExceeded)));
         }
         Poll::Pending
     }
@@ -608,14 +606,14 @@ impl<Req, Resp> Future for ResponseFuture<Req, Resp> {
             this.cancel = None;
             return Poll::Ready(r.unwrap_or(Err(CallError::ConnectionClosed)));
         }
-        if let Some(d) = this.deadline.as_mut() {
-            if d.as_mut().poll(cx).is_ready() {
-                this.deadline = None;
-                if let Some(c) = this.cancel.take() {
-                    c.cancel();
-                }
-                return Poll::Ready(Err(CallError::DeadlineExceeded));
+        if let Some(d) = this.deadline.as_mut()
+            && d.as_mut().poll(cx).is_ready()
+        {
+            this.deadline = None;
+            if let Some(c) = this.cancel.take() {
+                c.cancel();
             }
+            return Poll::Ready(Err(CallError::DeadlineExceeded));
         }
         Poll::Pending
     }
@@ -771,19 +769,19 @@ where
                     }
                 }
             }
-            if let Some((sender, _)) = &mut self.parked {
-                if let Poll::Ready(ready) = sender.poll_ready(cx) {
-                    if let (Ok(()), Some((mut sender, item))) = (ready, self.parked.take()) {
-                        let _ = sender.start_send(item);
-                    }
-                    self.parked = None;
-                    progress = true;
+            if let Some((sender, _)) = &mut self.parked
+                && let Poll::Ready(ready) = sender.poll_ready(cx)
+            {
+                if let (Ok(()), Some((mut sender, item))) = (ready, self.parked.take()) {
+                    let _ = sender.start_send(item);
                 }
+                self.parked = None;
+                progress = true;
             }
-            if self.parked.is_none() {
-                if let Err(e) = self.decode_buffered() {
-                    return Poll::Ready(Err(self.fail(e.into())));
-                }
+            if self.parked.is_none()
+                && let Err(e) = self.decode_buffered()
+            {
+                return Poll::Ready(Err(self.fail(e.into())));
             }
             if self.parked.is_none() {
                 match poll_read_into(&mut self.io, &mut self.read_buf, cx) {
@@ -801,11 +799,10 @@ where
                     Poll::Pending => {}
                 }
             }
-            if !self.wq.is_empty() {
-                if let Poll::Ready(Err(e)) = self.wq.poll_write(&mut self.io, &mut self.codec, cx)
-                {
-                    return Poll::Ready(Err(self.fail(e.into())));
-                }
+            if !self.wq.is_empty()
+                && let Poll::Ready(Err(e)) = self.wq.poll_write(&mut self.io, &mut self.codec, cx)
+            {
+                return Poll::Ready(Err(self.fail(e.into())));
             }
             if self.freed > 0 {
                 self.shared.permits.add_permits(self.freed);
@@ -908,14 +905,14 @@ where
                     Completion::Unary(tx) => {
                         let _ = tx.send(Ok(response));
                     }
-                    Completion::Stream(tx) => self.to_stream(&tx, Ok(Some(response))),
+                    Completion::Stream(tx) => self.deliver_to_stream(&tx, Ok(Some(response))),
                 }
             }
             Delivery::StreamItem(response) => {
                 let id = response.message_id();
                 if let Some(Completion::Stream(tx)) = self.calls.stream(id) {
                     let tx = tx.clone();
-                    self.to_stream(&tx, Ok(Some(response)));
+                    self.deliver_to_stream(&tx, Ok(Some(response)));
                 }
             }
             Delivery::Ended(completion) => {
@@ -924,7 +921,7 @@ where
                     Completion::Unary(tx) => {
                         let _ = tx.send(Err(CallError::UnexpectedEnd));
                     }
-                    Completion::Stream(tx) => self.to_stream(&tx, Ok(None)),
+                    Completion::Stream(tx) => self.deliver_to_stream(&tx, Ok(None)),
                 }
             }
             Delivery::Cancelled(completion, response) => {
@@ -937,14 +934,14 @@ where
                     Completion::Unary(tx) => {
                         let _ = tx.send(Err(error));
                     }
-                    Completion::Stream(tx) => self.to_stream(&tx, Err(error)),
+                    Completion::Stream(tx) => self.deliver_to_stream(&tx, Err(error)),
                 }
             }
             Delivery::Unknown => {}
         }
     }
 
-    fn to_stream(&mut self, tx: &StreamSender<Resp>, item: StreamItem<Resp>) {
+    fn deliver_to_stream(&mut self, tx: &StreamSender<Resp>, item: StreamItem<Resp>) {
         let mut tx = tx.clone();
         if let Err(e) = tx.try_send(item) {
             // A disconnected consumer dropped the stream; its Cancel is on its way.
@@ -980,7 +977,6 @@ where
     Resp: Message,
 {
     type Output = Result<(), ConnectionError>;
-
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.get_mut().poll_drive(cx)

@@ -117,8 +117,14 @@ pub fn write_varint(mut value: u64, out: &mut BytesMut) {
     out.put_u8(value as u8);
 }
 
-/// Checks a peer-announced length against the limit, then makes room for the rest of the frame.
-pub(crate) fn check_and_reserve(
+/// For codecs: checks a peer-announced payload length against `max` *before* anything is
+/// allocated, then makes room for the rest of the frame. Returns the payload length when the
+/// whole frame (`prefix` bytes of header, then the payload) is in `buffer`, `Ok(None)` when more
+/// bytes are needed.
+///
+/// # Errors
+/// [`DecodeError::TooLarge`] when the length exceeds `max`.
+pub fn check_and_reserve(
     buffer: &mut BytesMut,
     prefix: usize,
     size: u64,
@@ -136,9 +142,9 @@ pub(crate) fn check_and_reserve(
     Ok(Some(len))
 }
 
-/// A small pool of encode buffers, so steady traffic reuses allocations.
+/// For codecs: a small pool of encode buffers, so steady traffic reuses allocations.
 #[derive(Debug, Default)]
-pub(crate) struct BufferPool {
+pub struct BufferPool {
     free: Vec<BytesMut>,
 }
 
@@ -148,7 +154,8 @@ impl BufferPool {
     /// Buffers larger than this are not kept.
     const KEEP_CAPACITY: usize = 64 * 1024;
 
-    pub(crate) fn take(&mut self, capacity: usize) -> BytesMut {
+    /// A cleared buffer with room for at least `capacity` bytes.
+    pub fn take(&mut self, capacity: usize) -> BytesMut {
         match self.free.pop() {
             Some(mut b) => {
                 b.reserve(capacity);
@@ -158,7 +165,8 @@ impl BufferPool {
         }
     }
 
-    pub(crate) fn give(&mut self, mut buffer: BytesMut) {
+    /// Keeps `buffer` for reuse (unless the pool is full or the buffer is large).
+    pub fn give(&mut self, mut buffer: BytesMut) {
         if self.free.len() < Self::KEEP && buffer.capacity() <= Self::KEEP_CAPACITY {
             buffer.clear();
             self.free.push(buffer);
@@ -187,7 +195,9 @@ mod tests {
     #[test]
     fn overlong_varint_is_an_error() {
         assert!(read_varint(&[0xff; 11]).is_err());
-        assert!(read_varint(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).is_err());
+        assert!(
+            read_varint(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).is_err()
+        );
     }
 
     #[test]

@@ -6,9 +6,18 @@
 mod calls;
 pub mod client;
 pub mod codec;
+#[cfg(feature = "prost")]
+pub mod echo;
 mod io;
 pub mod message;
+#[cfg(feature = "prost")]
+pub mod prost;
+mod rpcs;
+pub mod server;
 
 pub use client::{CallError, CallOptions, Client, ClientConfig, ClientConnection, InFlightPolicy};
 pub use codec::{DecodeError, Decoder, EncodeError, Encoder};
 pub use message::{ControlCode, Message, Status, StatusCode};
+pub use server::{
+    CallContext, Reply, RequestStream, Server, ServerConfig, ServerConnection, Service,
+};
