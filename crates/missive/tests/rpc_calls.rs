@@ -553,3 +553,49 @@ fn rpc_send_service_runs_on_a_multi_thread_runtime_over_tcp() {
         assert_eq!(r.body, big);
     });
 }
+
+#[cfg(feature = "msgpack")]
+#[tokio::test]
+async fn rpc_envelope_over_messagepack_carries_bodies_and_status() {
+    use missive::rpc::msgpack::{Envelope, MessagePackCodec};
+    type Req = Envelope<(String, u32)>;
+    type Resp = Envelope<String>;
+    struct Greeter;
+    impl Service for Greeter {
+        type Request = Req;
+        type Response = Resp;
+        type Unary = std::future::Ready<Result<Resp, Status>>;
+        type Stream = futures_util::stream::Empty<Result<Resp, Status>>;
+        fn call(&mut self, r: Req, _: &mut CallContext<Req>) -> Reply<Self::Unary, Self::Stream> {
+            match r.into_body() {
+                Some((name, n)) if n > 0 => Reply::Unary(std::future::ready(Ok(Envelope::new(
+                    format!("hello {name} x{n}"),
+                )))),
+                _ => Reply::Reject(Status::new(StatusCode::Rejected, "n must be positive")),
+            }
+        }
+    }
+    let (a, b) = tokio::io::duplex(4096);
+    tokio::spawn(Server::default().connection(
+        b,
+        MessagePackCodec::<Resp, Req>::default(),
+        Greeter,
+    ));
+    let client: Client<Req, Resp> = Client::spawn(
+        a,
+        MessagePackCodec::<Req, Resp>::default(),
+        ClientConfig::default(),
+    );
+    let r = client
+        .call(Envelope::new(("ada".to_owned(), 2)))
+        .await
+        .expect("call");
+    assert_eq!(r.into_body().as_deref(), Some("hello ada x2"));
+    match client.call(Envelope::new(("bob".to_owned(), 0))).await {
+        Err(CallError::Failed(s)) => {
+            assert_eq!(s.code(), StatusCode::Rejected);
+            assert_eq!(s.message(), "n must be positive");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}

@@ -10,6 +10,8 @@ pub mod codec;
 pub mod echo;
 mod io;
 pub mod message;
+#[cfg(feature = "msgpack")]
+pub mod msgpack;
 #[cfg(feature = "prost")]
 pub mod prost;
 mod rpcs;
