@@ -1,4 +1,37 @@
 //! missive: typed message protocols between programs and peers.
+//!
+//! One crate, several ways to talk, one set of transports:
+//!
+//! - [`queue`]: an ordered, lossless queue of tagged [`queue::Datagram`]s over one connection, on the
+//!   wire of the `connect` crate.
+//! - `request_response`: the codec layer of libp2p-style request-response protocols, with CBOR and
+//!   JSON codecs that write what rust-libp2p writes.
+//! - [`transport`]: the byte streams everything runs on — TCP, Unix sockets, TLS (rustls) and an
+//!   in-memory pipe for tests.
+//!
+//! Every layer is built the same way: the wire logic is a plain struct that takes bytes and returns
+//! frames (tested and fuzzed without sockets), and thin async types drive it over any
+//! [`tokio::io::AsyncRead`] + [`tokio::io::AsyncWrite`]. Every buffer, frame and queue has a limit with
+//! a default and a setter; exceeding one is a typed error or backpressure, never a silent drop.
+//!
+//! ```
+//! use futures_util::StreamExt;
+//! use missive::queue::{Connection, Datagram, QueueConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Any byte stream will do; here, an in-memory pipe.
+//! let (a, b) = missive::transport::memory::pair(64 * 1024);
+//! let mut left = Connection::new(a, QueueConfig::default());
+//! let mut right = Connection::new(b, QueueConfig::default());
+//!
+//! left.writer().send(Datagram::new(7, "hello")).await?;
+//! let datagram = right.reader().next().await.ok_or("closed")??;
+//! assert_eq!(datagram.tag(), 7);
+//! assert_eq!(datagram.payload(), "hello");
+//! # Ok(())
+//! # }
+//! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod transport;
@@ -6,5 +39,7 @@ pub mod transport;
 #[cfg(feature = "queue")]
 pub mod queue;
 
+#[cfg(feature = "request-response")]
+pub mod request_response;
 #[cfg(feature = "rpc")]
 pub mod rpc;

@@ -1,1 +1,56 @@
-//! Byte-stream transports.
+//! Byte-stream transports: TCP, Unix domain sockets, TLS over TCP and an in-memory pipe for tests.
+//!
+//! Every protocol layer of missive that runs over a plain byte stream (`queue`, `rpc`) accepts any
+//! [`tokio::io::AsyncRead`] + [`tokio::io::AsyncWrite`]; this module holds the ready-made ones and the
+//! [`Address`] that names an endpoint of any of them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub mod memory;
+#[cfg(feature = "tcp")]
+pub mod tcp;
+#[cfg(feature = "tls")]
+pub mod tls;
+#[cfg(all(feature = "unix", unix))]
+pub mod unix;
+
+/// One endpoint of a byte-stream connection.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Address {
+    /// A TCP endpoint (also used for TLS over TCP).
+    Tcp(SocketAddr),
+    /// A Unix domain socket; `None` for an unnamed socket (the usual client side).
+    Unix(Option<PathBuf>),
+    /// An in-memory pipe, which has no address.
+    Memory,
+}
+
+impl Address {
+    /// The socket address, when this is a TCP endpoint.
+    pub fn as_socket_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Address::Tcp(addr) => Some(*addr),
+            _ => None,
+        }
+    }
+}
+
+impl From<SocketAddr> for Address {
+    fn from(addr: SocketAddr) -> Self {
+        Address::Tcp(addr)
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Tcp(addr) => write!(f, "{addr}"),
+            Address::Unix(Some(path)) => write!(f, "unix:{}", path.display()),
+            Address::Unix(None) => f.write_str("unix:(unnamed)"),
+            Address::Memory => f.write_str("memory"),
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Limits and switches of a queue connection.
+
+use std::time::Duration;
+
+/// Settings of a queue [`Connection`](super::Connection) and [`Listener`](super::Listener).
+///
+/// Every field has a default taken from the systems users already trust, and a by-value setter.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct QueueConfig {
+    pub(crate) max_frame_len: usize,
+    pub(crate) send_buffer: usize,
+    pub(crate) read_chunk: usize,
+    pub(crate) any_version: bool,
+    pub(crate) empty_payloads: bool,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) max_pending_handshakes: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            max_frame_len: 8 * 1024 * 1024,
+            send_buffer: 256 * 1024,
+            read_chunk: 64 * 1024,
+            any_version: false,
+            empty_payloads: false,
+            handshake_timeout: Duration::from_secs(10),
+            max_pending_handshakes: 64,
+        }
+    }
+}
+
+impl QueueConfig {
+    /// The largest frame accepted or sent, counted as the frame's size field (payload + 4).
+    ///
+    /// Default 8 MiB, as tokio-util's `LengthDelimitedCodec`. A received frame that claims more ends
+    /// the reader with `FrameError::TooLarge` before anything is allocated for it; a larger datagram
+    /// is refused by the writer with `SendError::TooLarge`. Raising it lets one peer make the other
+    /// buffer that much per connection.
+    pub fn with_max_frame_len(mut self, bytes: usize) -> Self {
+        self.max_frame_len = bytes.max(4);
+        self
+    }
+
+    /// How many bytes the writer queues before a send waits for the socket (default 256 KiB).
+    ///
+    /// This is the backpressure bound: when the peer stops reading, senders wait once this much is
+    /// queued, so memory per connection stays at about this plus one datagram. Larger values batch
+    /// more per system call at the cost of memory.
+    pub fn with_send_buffer(mut self, bytes: usize) -> Self {
+        self.send_buffer = bytes.max(1);
+        self
+    }
+
+    /// How much the reader asks the socket for at least, per read (default 64 KiB).
+    pub fn with_read_chunk(mut self, bytes: usize) -> Self {
+        self.read_chunk = bytes.max(64);
+        self
+    }
+
+    /// Accept datagrams of any version (default: only version 1, which is what every peer sends;
+    /// anything else ends the reader with `FrameError::UnsupportedVersion`).
+    pub fn with_any_version(mut self, any: bool) -> Self {
+        self.any_version = any;
+        self
+    }
+
+    /// Allow sending datagrams with an empty payload (default: refused with
+    /// `SendError::EmptyPayload`, because connect 0.2.4 cannot read them). Empty payloads are always
+    /// accepted on receipt.
+    pub fn with_empty_payloads(mut self, allow: bool) -> Self {
+        self.empty_payloads = allow;
+        self
+    }
+
+    /// How long a TLS listener waits for a client to finish its handshake (default 10 s).
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// How many TLS handshakes a listener runs at once (default 64). Past that, it stops accepting
+    /// new TCP connections until one finishes; the kernel's backlog holds the rest.
+    pub fn with_max_pending_handshakes(mut self, n: usize) -> Self {
+        self.max_pending_handshakes = n.max(1);
+        self
+    }
+}

@@ -1,0 +1,154 @@
+//! A queue connection: a reader and a writer over one byte stream.
+
+use std::io;
+#[cfg(all(feature = "unix", unix))]
+use std::path::Path;
+#[cfg(feature = "tls")]
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::config::QueueConfig;
+use super::reader::Reader;
+use super::writer::{SendError, Writer};
+use crate::transport::Address;
+
+/// Why a client connection could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The TCP or Unix connection could not be made.
+    #[error("connect failed: {0}")]
+    Io(#[from] io::Error),
+    /// The TLS handshake or configuration failed.
+    #[cfg(feature = "tls")]
+    #[error(transparent)]
+    Tls(#[from] crate::transport::tls::TlsError),
+}
+
+/// An ordered, lossless channel of [`Datagram`](super::Datagram)s over one byte stream.
+///
+/// Use [`Connection::writer`] and [`Connection::reader`] for one task, or [`Connection::split`] the
+/// connection so that one task sends while another receives.
+#[derive(Debug)]
+pub struct Connection {
+    reader: Reader,
+    writer: Writer,
+}
+
+impl Connection {
+    /// A connection over any byte stream, such as a TLS stream, a node stream or an in-memory pipe.
+    pub fn new<T>(io: T, config: QueueConfig) -> Self
+    where
+        T: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        Self::with_addresses(io, config, Address::Memory, Address::Memory)
+    }
+
+    /// Like [`Connection::new`], recording the addresses that `local_addr` and `peer_addr` report.
+    pub fn with_addresses<T>(io: T, config: QueueConfig, local: Address, peer: Address) -> Self
+    where
+        T: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (read, write) = tokio::io::split(io);
+        Connection {
+            reader: Reader::new(Box::pin(read), &config, local.clone(), peer.clone()),
+            writer: Writer::new(Box::pin(write), &config, local, peer),
+        }
+    }
+
+    /// Connects over TCP (with `TCP_NODELAY`) with the default configuration.
+    #[cfg(feature = "tcp")]
+    pub async fn tcp_client(addr: impl tokio::net::ToSocketAddrs) -> Result<Self, ConnectError> {
+        let stream = crate::transport::tcp::connect(addr).await?;
+        Ok(Self::from_tcp(stream, QueueConfig::default())?)
+    }
+
+    /// A connection over an established TCP stream. Its halves are split without a lock.
+    #[cfg(feature = "tcp")]
+    pub fn from_tcp(stream: tokio::net::TcpStream, config: QueueConfig) -> io::Result<Self> {
+        let local = Address::Tcp(stream.local_addr()?);
+        let peer = Address::Tcp(stream.peer_addr()?);
+        let (read, write) = stream.into_split();
+        Ok(Connection {
+            reader: Reader::new(Box::pin(read), &config, local.clone(), peer.clone()),
+            writer: Writer::new(Box::pin(write), &config, local, peer),
+        })
+    }
+
+    /// Connects over TLS to `addr`, verifying the server's certificate for `server_name`.
+    #[cfg(feature = "tls")]
+    pub async fn tls_client(
+        addr: impl tokio::net::ToSocketAddrs,
+        server_name: &str,
+        config: Arc<rustls::ClientConfig>,
+    ) -> Result<Self, ConnectError> {
+        let stream = crate::transport::tls::connect(addr, server_name, config).await?;
+        let (tcp, _) = stream.get_ref();
+        let local = Address::Tcp(tcp.local_addr()?);
+        let peer = Address::Tcp(tcp.peer_addr()?);
+        Ok(Self::with_addresses(
+            stream,
+            QueueConfig::default(),
+            local,
+            peer,
+        ))
+    }
+
+    /// Connects to the Unix domain socket at `path`.
+    #[cfg(all(feature = "unix", unix))]
+    pub async fn unix_client(path: impl AsRef<Path>) -> Result<Self, ConnectError> {
+        let stream = crate::transport::unix::connect(path.as_ref()).await?;
+        Ok(Self::from_unix(stream, QueueConfig::default()))
+    }
+
+    /// A connection over an established Unix stream. Its halves are split without a lock.
+    #[cfg(all(feature = "unix", unix))]
+    pub fn from_unix(stream: tokio::net::UnixStream, config: QueueConfig) -> Self {
+        let unix_addr = |a: io::Result<tokio::net::unix::SocketAddr>| {
+            Address::Unix(a.ok().and_then(|a| a.as_pathname().map(Path::to_owned)))
+        };
+        let local = unix_addr(stream.local_addr());
+        let peer = unix_addr(stream.peer_addr());
+        let (read, write) = stream.into_split();
+        Connection {
+            reader: Reader::new(Box::pin(read), &config, local.clone(), peer.clone()),
+            writer: Writer::new(Box::pin(write), &config, local, peer),
+        }
+    }
+
+    /// The receiving half.
+    pub fn reader(&mut self) -> &mut Reader {
+        &mut self.reader
+    }
+
+    /// The sending half.
+    pub fn writer(&mut self) -> &mut Writer {
+        &mut self.writer
+    }
+
+    /// Separates the halves so that they can be used from different tasks.
+    pub fn split(self) -> (Reader, Writer) {
+        (self.reader, self.writer)
+    }
+
+    /// Puts halves back together. They should come from the same connection.
+    pub fn join(reader: Reader, writer: Writer) -> Self {
+        Connection { reader, writer }
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> &Address {
+        self.reader.local_addr()
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> &Address {
+        self.reader.peer_addr()
+    }
+
+    /// Writes everything queued, shuts the write side down and drops the reader.
+    pub async fn close(mut self) -> Result<(), SendError> {
+        self.writer.close().await
+    }
+}

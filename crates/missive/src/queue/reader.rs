@@ -1,0 +1,140 @@
+//! The receiving half of a queue connection.
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::BytesMut;
+use futures_core::Stream;
+use tokio::io::AsyncRead;
+
+use super::config::QueueConfig;
+use super::datagram::{Datagram, Decoder, FrameError};
+use crate::transport::Address;
+
+/// Why receiving failed. After any of these the reader is finished and yields `None`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// The peer sent a frame that breaks the format or a limit.
+    #[error("peer sent an invalid frame: {0}")]
+    Frame(#[from] FrameError),
+    /// The stream ended in the middle of a frame: the peer closed or crashed while sending. A clean
+    /// close at a frame boundary is not an error; the reader just ends.
+    #[error("connection closed in the middle of a frame ({buffered} bytes of it received)")]
+    Truncated {
+        /// How many bytes of the incomplete frame had arrived.
+        buffered: usize,
+    },
+    /// Reading from the transport failed.
+    #[error("read failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Receives datagrams in the order they were sent: a [`Stream`] of `Result<Datagram, RecvError>`.
+///
+/// Each read from the transport decodes every complete frame it holds, and payloads are slices of the
+/// read buffer, not copies.
+///
+/// # Cancel safety
+/// `next()` is cancel safe: a datagram is only taken from the buffer when it is returned.
+pub struct Reader {
+    io: Pin<Box<dyn AsyncRead + Send>>,
+    buf: BytesMut,
+    decoder: Decoder,
+    read_chunk: usize,
+    finished: bool,
+    local: Address,
+    peer: Address,
+}
+
+impl Reader {
+    pub(crate) fn new(
+        io: Pin<Box<dyn AsyncRead + Send>>,
+        config: &QueueConfig,
+        local: Address,
+        peer: Address,
+    ) -> Self {
+        Reader {
+            io,
+            buf: BytesMut::with_capacity(config.read_chunk),
+            decoder: Decoder::new(config.max_frame_len).with_any_version(config.any_version),
+            read_chunk: config.read_chunk,
+            finished: false,
+            local,
+            peer,
+        }
+    }
+
+    /// Receives the next datagram; `None` once the peer has closed cleanly or after an error.
+    pub async fn recv(&mut self) -> Option<Result<Datagram, RecvError>> {
+        futures_util::StreamExt::next(self).await
+    }
+
+    /// The local address of the connection.
+    pub fn local_addr(&self) -> &Address {
+        &self.local
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> &Address {
+        &self.peer
+    }
+
+    fn finish(&mut self, error: RecvError) -> Poll<Option<Result<Datagram, RecvError>>> {
+        self.finished = true;
+        self.buf = BytesMut::new();
+        Poll::Ready(Some(Err(error)))
+    }
+}
+
+impl Stream for Reader {
+    type Item = Result<Datagram, RecvError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        loop {
+            match this.decoder.decode(&mut this.buf) {
+                Ok(Some(datagram)) => return Poll::Ready(Some(Ok(datagram))),
+                Ok(None) => {}
+                Err(e) => return this.finish(e.into()),
+            }
+            if this.buf.capacity() - this.buf.len() < this.read_chunk / 4 {
+                this.buf.reserve(this.read_chunk);
+            }
+            let read = ready!(tokio_util::io::poll_read_buf(
+                this.io.as_mut(),
+                cx,
+                &mut this.buf
+            ));
+            match read {
+                Ok(0) if this.buf.is_empty() => {
+                    this.finished = true;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    let buffered = this.buf.len();
+                    return this.finish(RecvError::Truncated { buffered });
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return this.finish(e.into()),
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Reader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reader")
+            .field("local", &self.local)
+            .field("peer", &self.peer)
+            .field("buffered", &self.buf.len())
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}

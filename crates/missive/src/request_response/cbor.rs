@@ -1,0 +1,27 @@
+//! CBOR messages (with `cbor4ii`, structs as maps): byte for byte what rust-libp2p's
+//! `request_response::cbor` writes.
+
+use std::io;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::serde_codec::{Format, SerdeCodec};
+
+/// The CBOR format.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cbor;
+
+impl Format for Cbor {
+    fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+        cbor4ii::serde::to_vec(Vec::new(), value).map_err(io::Error::other)
+    }
+
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
+        cbor4ii::serde::from_slice(bytes)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+    }
+}
+
+/// A request-response codec for serde types in CBOR.
+pub type Codec<Req, Resp, P = String> = SerdeCodec<Cbor, Req, Resp, P>;

@@ -1,0 +1,16 @@
+//! Unix domain sockets.
+
+use std::io;
+use std::path::Path;
+
+use tokio::net::{UnixListener, UnixStream};
+
+/// Connects to the Unix socket at `path`.
+pub async fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
+    UnixStream::connect(path).await
+}
+
+/// Binds a listener at `path`. The path must not exist yet; remove a stale socket file first.
+pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixListener> {
+    UnixListener::bind(path)
+}

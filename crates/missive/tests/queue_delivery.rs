@@ -1,0 +1,291 @@
+//! The queue's delivery guarantees: order, no loss, backpressure, clean close; over TCP, TLS, Unix
+//! and memory.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
+use missive::queue::{Connection, Datagram, Listener, QueueConfig, Reader, Writer};
+use missive::transport::tls::SelfSigned;
+
+/// The i-th datagram of a test sequence: its tag and payload both encode `i`.
+fn nth(i: u32) -> Datagram {
+    let mut payload = i.to_be_bytes().to_vec();
+    payload.resize(4 + (i % 61) as usize, (i % 251) as u8);
+    Datagram::new((i % 65_536) as u16, payload)
+}
+
+async fn expect_sequence(reader: &mut Reader, count: u32) {
+    for i in 0..count {
+        let got = reader
+            .next()
+            .await
+            .unwrap_or_else(|| panic!("stream ended after {i} of {count} datagrams"))
+            .expect("datagram");
+        assert_eq!(got, nth(i), "datagram {i} out of order or corrupted");
+    }
+}
+
+async fn send_sequence(writer: &mut Writer, count: u32, per_flush: u32) {
+    for i in 0..count {
+        writer.feed(nth(i)).await.expect("feed");
+        if (i + 1) % per_flush == 0 {
+            writer.flush().await.expect("flush");
+        }
+    }
+    writer.flush().await.expect("flush");
+}
+
+async fn tcp_pair() -> (Connection, Connection) {
+    let mut listener = Listener::bind_tcp("127.0.0.1:0").await.expect("bind");
+    let addr = listener
+        .local_addr()
+        .expect("addr")
+        .as_socket_addr()
+        .expect("tcp");
+    let (client, server) = tokio::join!(Connection::tcp_client(addr), listener.accept());
+    (client.expect("client"), server.expect("server"))
+}
+
+async fn tls_pair() -> (Connection, Connection) {
+    let cert = SelfSigned::generate(&["localhost"]).expect("cert");
+    let mut listener = Listener::bind_tls("127.0.0.1:0", cert.server_config().expect("server cfg"))
+        .await
+        .expect("bind");
+    let addr = listener
+        .local_addr()
+        .expect("addr")
+        .as_socket_addr()
+        .expect("tcp");
+    let client_cfg = cert.client_config().expect("client cfg");
+    let (client, server) = tokio::join!(
+        Connection::tls_client(addr, "localhost", client_cfg),
+        listener.accept()
+    );
+    (client.expect("client"), server.expect("server"))
+}
+
+#[tokio::test]
+async fn queue_delivers_100k_in_order_over_tcp() {
+    let (client, mut server) = tcp_pair().await;
+    let (_, mut writer) = client.split();
+    let sender = tokio::spawn(async move { send_sequence(&mut writer, 100_000, 512).await });
+    expect_sequence(server.reader(), 100_000).await;
+    sender.await.expect("sender");
+}
+
+#[tokio::test]
+async fn receiver_starting_one_second_late_gets_all_100k_in_order_over_tcp() {
+    let (client, mut server) = tcp_pair().await;
+    let (_, mut writer) = client.split();
+    let sender = tokio::spawn(async move {
+        send_sequence(&mut writer, 100_000, 64).await;
+        writer.close().await.expect("close");
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    expect_sequence(server.reader(), 100_000).await;
+    assert!(
+        server.reader().next().await.is_none(),
+        "clean end after close"
+    );
+    sender.await.expect("sender");
+}
+
+#[tokio::test]
+async fn receiver_starting_one_second_late_gets_all_100k_in_order_over_tls() {
+    let (client, mut server) = tls_pair().await;
+    let (_, mut writer) = client.split();
+    let sender = tokio::spawn(async move {
+        send_sequence(&mut writer, 100_000, 64).await;
+        writer.close().await.expect("close");
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    expect_sequence(server.reader(), 100_000).await;
+    assert!(
+        server.reader().next().await.is_none(),
+        "clean end after close_notify"
+    );
+    sender.await.expect("sender");
+}
+
+#[tokio::test]
+async fn burst_of_2048_per_flush_all_arrive_over_tcp() {
+    let (client, mut server) = tcp_pair().await;
+    let (_, mut writer) = client.split();
+    let sender = tokio::spawn(async move { send_sequence(&mut writer, 20 * 2048, 2048).await });
+    expect_sequence(server.reader(), 20 * 2048).await;
+    sender.await.expect("sender");
+}
+
+#[tokio::test]
+async fn burst_of_2048_per_flush_all_arrive_over_tls() {
+    let (client, mut server) = tls_pair().await;
+    let (_, mut writer) = client.split();
+    let sender = tokio::spawn(async move { send_sequence(&mut writer, 20 * 2048, 2048).await });
+    expect_sequence(server.reader(), 20 * 2048).await;
+    sender.await.expect("sender");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn queue_delivers_in_order_over_unix_socket() {
+    let dir = std::env::temp_dir().join(format!("missive-queue-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("q.sock");
+    let _ = std::fs::remove_file(&path);
+    let mut listener = Listener::bind_unix(&path).expect("bind");
+    let (client, server) = tokio::join!(Connection::unix_client(&path), listener.accept());
+    let (_, mut writer) = client.expect("client").split();
+    let mut server = server.expect("server");
+    let sender = tokio::spawn(async move { send_sequence(&mut writer, 10_000, 100).await });
+    expect_sequence(server.reader(), 10_000).await;
+    sender.await.expect("sender");
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[tokio::test]
+async fn echo_round_trips_keep_tags_over_memory_pipe() {
+    let (a, b) = missive::transport::memory::pair(4096);
+    let mut client = Connection::new(a, QueueConfig::default());
+    let server = Connection::new(b, QueueConfig::default());
+    let echo = tokio::spawn(async move {
+        let (mut reader, mut writer) = server.split();
+        while let Some(d) = reader.next().await {
+            writer.send(d.expect("datagram")).await.expect("echo");
+        }
+        writer.close().await.expect("close");
+    });
+    for i in 0..500 {
+        client.writer().send(nth(i)).await.expect("send");
+        let back = client
+            .reader()
+            .next()
+            .await
+            .expect("echo")
+            .expect("datagram");
+        assert_eq!(back, nth(i));
+    }
+    client.writer().close().await.expect("close");
+    assert!(client.reader().next().await.is_none());
+    echo.await.expect("echo task");
+}
+
+#[tokio::test]
+async fn large_payloads_arrive_intact_between_small_ones() {
+    let (client, mut server) = tcp_pair().await;
+    let (_, mut writer) = client.split();
+    let big = |i: u8| Datagram::new(u16::from(i), vec![i; 1 << 20]);
+    let sender = tokio::spawn(async move {
+        for i in 0..8u8 {
+            writer.feed(big(i)).await.expect("feed big");
+            writer
+                .feed(Datagram::new(1000 + u16::from(i), "small"))
+                .await
+                .expect("feed small");
+        }
+        writer.close().await.expect("close");
+    });
+    for i in 0..8u8 {
+        assert_eq!(
+            server.reader().next().await.expect("big").expect("ok"),
+            big(i)
+        );
+        let small = server.reader().next().await.expect("small").expect("ok");
+        assert_eq!(
+            (small.tag(), small.payload().as_ref()),
+            (1000 + u16::from(i), &b"small"[..])
+        );
+    }
+    assert!(server.reader().next().await.is_none());
+    sender.await.expect("sender");
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_makes_the_sender_wait_with_bounded_memory() {
+    let send_buffer = 16 * 1024;
+    let (a, b) = missive::transport::memory::pair(8 * 1024);
+    let config = QueueConfig::default().with_send_buffer(send_buffer);
+    let (_, mut writer) = Connection::new(a, config).split();
+    let mut server = Connection::new(b, QueueConfig::default());
+
+    let mut queued = 0u32;
+    let blocked = loop {
+        assert!(queued < 100_000, "the sender never waited");
+        match writer.feed(nth(queued)).now_or_never() {
+            Some(result) => result.expect("feed"),
+            None => break queued,
+        }
+        queued += 1;
+        assert!(writer.queued_bytes() <= send_buffer + 64 + 8);
+    };
+    assert!(blocked > 0);
+    // Nothing was lost: once the peer reads, everything that was accepted arrives in order, followed
+    // by what is sent after the wait.
+    let sender = tokio::spawn(async move {
+        for i in blocked..blocked + 1000 {
+            writer.feed(nth(i)).await.expect("feed");
+        }
+        writer.flush().await.expect("flush");
+    });
+    expect_sequence(server.reader(), blocked + 1000).await;
+    sender.await.expect("sender");
+}
+
+#[tokio::test]
+async fn split_halves_join_back_into_a_working_connection() {
+    let (client, mut server) = tcp_pair().await;
+    let (reader, writer) = client.split();
+    let mut client = Connection::join(reader, writer);
+    client
+        .writer()
+        .send(Datagram::new(7, "ping"))
+        .await
+        .expect("send");
+    let got = server.reader().next().await.expect("some").expect("ok");
+    server.writer().send(got).await.expect("echo");
+    let back = client.reader().next().await.expect("some").expect("ok");
+    assert_eq!(back, Datagram::new(7, "ping"));
+    assert_eq!(client.peer_addr(), server.local_addr());
+    assert_eq!(client.local_addr(), server.peer_addr());
+}
+
+#[tokio::test]
+async fn close_flushes_queued_datagrams_before_the_clean_end() {
+    let (mut client, mut server) = tcp_pair().await;
+    for i in 0..1000 {
+        client.writer().feed(nth(i)).await.expect("feed");
+    }
+    client.close().await.expect("close");
+    expect_sequence(server.reader(), 1000).await;
+    assert!(server.reader().next().await.is_none());
+}
+
+#[tokio::test]
+async fn send_after_close_is_a_closed_error() {
+    let (mut client, _server) = tcp_pair().await;
+    client.writer().close().await.expect("close");
+    let err = client
+        .writer()
+        .send(Datagram::new(1, "late"))
+        .await
+        .expect_err("closed");
+    assert!(matches!(err, missive::queue::SendError::Closed), "{err:?}");
+}
+
+#[tokio::test]
+async fn payload_bytes_are_not_copied_on_receipt() {
+    let (mut client, mut server) = tcp_pair().await;
+    client
+        .writer()
+        .send(Datagram::new(1, Bytes::from_static(b"abc")))
+        .await
+        .expect("send");
+    client
+        .writer()
+        .send(Datagram::new(2, Bytes::from_static(b"def")))
+        .await
+        .expect("send");
+    let one = server.reader().next().await.expect("one").expect("ok");
+    assert_eq!(one.payload(), &Bytes::from_static(b"abc"));
+    assert_eq!(one.clone().into_payload(), *one.payload());
+}
