@@ -522,17 +522,16 @@ fn rpc_send_service_runs_on_a_multi_thread_runtime_over_tcp() {
         let addr = listener.local_addr().expect("addr");
         let server = Server::default();
         let s = server.clone();
-        tokio::spawn(async move {
-            let (sock, _) = listener.accept().await.expect("accept");
-            sock.set_nodelay(true).expect("nodelay");
-            let _ = s
-                .connection(sock, echo::ServerCodec::default(), EchoService)
-                .await;
+        let serving = tokio::spawn(async move {
+            s.serve_tcp(listener, |_peer| {
+                (echo::ServerCodec::default(), EchoService)
+            })
+            .await
         });
-        let sock = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        sock.set_nodelay(true).expect("nodelay");
         let client: EchoClient =
-            Client::spawn(sock, echo::ClientCodec::default(), ClientConfig::default());
+            Client::connect_tcp(addr, echo::ClientCodec::default(), ClientConfig::default())
+                .await
+                .expect("connect");
         let mut tasks = Vec::new();
         for t in 0..8u32 {
             let c = client.clone();
@@ -551,6 +550,11 @@ fn rpc_send_service_runs_on_a_multi_thread_runtime_over_tcp() {
         let big = Bytes::from(vec![7u8; 1024 * 1024]);
         let r = client.call(Request::unary(big.clone())).await.expect("big");
         assert_eq!(r.body, big);
+        // Shutdown stops the listener and closes the idle connection.
+        server.shutdown().await;
+        serving.await.expect("join").expect("serve");
+        let r = client.call(Request::unary("late")).await;
+        assert!(r.is_err(), "{r:?}");
     });
 }
 
@@ -598,4 +602,67 @@ async fn rpc_envelope_over_messagepack_carries_bodies_and_status() {
         }
         other => panic!("unexpected {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn rpc_pool_reconnects_a_dead_connection_and_keys_pick_stable_slots() {
+    use missive::rpc::pool::Pool;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (kill_tx, _) = tokio::sync::broadcast::channel::<()>(4);
+    let kill = kill_tx.clone();
+    tokio::spawn(async move {
+        let server = Server::default();
+        while let Ok((sock, _)) = listener.accept().await {
+            let conn = server.connection(sock, echo::ServerCodec::default(), EchoService);
+            let mut killed = kill.subscribe();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = conn => {}
+                    _ = killed.recv() => {}
+                }
+            });
+        }
+    });
+    let connects = Arc::new(AtomicUsize::new(0));
+    let counter = connects.clone();
+    let pool = Pool::new(2, move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let sock = tokio::net::TcpStream::connect(addr).await?;
+            Ok(Client::spawn(
+                sock,
+                echo::ClientCodec::default(),
+                ClientConfig::default(),
+            ))
+        }
+    });
+    let a = pool.client(&"user-1").await.expect("client");
+    let again = pool.client(&"user-1").await.expect("client");
+    assert_eq!(connects.load(Ordering::SeqCst), 1);
+    drop(again);
+    let r = pool
+        .call(&"user-1", Request::unary("x"))
+        .await
+        .expect("call");
+    assert_eq!(&r.body[..], b"x");
+    // Kill every server connection: the pool's next call reconnects.
+    kill_tx.send(()).expect("kill");
+    let mut dead = false;
+    for _ in 0..1000 {
+        if !a.is_alive() {
+            dead = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(dead);
+    let r = pool
+        .call(&"user-1", Request::unary("y"))
+        .await
+        .expect("call after reconnect");
+    assert_eq!(&r.body[..], b"y");
+    assert_eq!(connects.load(Ordering::SeqCst), 2);
 }

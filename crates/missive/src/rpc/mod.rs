@@ -12,6 +12,7 @@ mod io;
 pub mod message;
 #[cfg(feature = "msgpack")]
 pub mod msgpack;
+pub mod pool;
 #[cfg(feature = "prost")]
 pub mod prost;
 mod rpcs;

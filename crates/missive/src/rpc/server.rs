@@ -194,6 +194,90 @@ impl Server {
         }
     }
 
+    /// Accepts TCP connections (with `TCP_NODELAY`) until [`Server::shutdown`], and runs each on
+    /// its own task; `new_connection` gives the codec and service for each peer address.
+    ///
+    /// # Errors
+    /// None so far: accept errors (such as running out of file descriptors) are logged and
+    /// retried after a short pause, so that one bad moment never stops the listener.
+    #[cfg(feature = "tcp")]
+    pub async fn serve_tcp<C, S, F>(
+        &self,
+        listener: tokio::net::TcpListener,
+        mut new_connection: F,
+    ) -> std::io::Result<()>
+    where
+        F: FnMut(std::net::SocketAddr) -> (C, S),
+        S: Service + Send + 'static,
+        S::Unary: Send,
+        S::Stream: Send,
+        S::Request: Send,
+        S::Response: Send,
+        C: Encoder<Message = S::Response> + Decoder<Message = S::Request> + Send + 'static,
+        C::Serialized: Send,
+    {
+        loop {
+            let (socket, peer) = tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(()),
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rpc accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = socket.set_nodelay(true);
+            let (codec, service) = new_connection(peer);
+            let connection = self.connection(socket, codec, service);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, %peer, "rpc connection ended");
+                }
+            });
+        }
+    }
+
+    /// As [`Server::serve_tcp`] for services that are not `Send`: every connection runs with
+    /// `spawn_local`, so call this inside a `LocalSet`.
+    ///
+    /// # Errors
+    /// As [`Server::serve_tcp`].
+    #[cfg(feature = "tcp")]
+    pub async fn serve_tcp_local<C, S, F>(
+        &self,
+        listener: tokio::net::TcpListener,
+        mut new_connection: F,
+    ) -> std::io::Result<()>
+    where
+        F: FnMut(std::net::SocketAddr) -> (C, S),
+        S: Service + 'static,
+        C: Encoder<Message = S::Response> + Decoder<Message = S::Request> + 'static,
+    {
+        loop {
+            let (socket, peer) = tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(()),
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rpc accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = socket.set_nodelay(true);
+            let (codec, service) = new_connection(peer);
+            let connection = self.connection(socket, codec, service);
+            tokio::task::spawn_local(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, %peer, "rpc connection ended");
+                }
+            });
+        }
+    }
+
     /// Stops taking new rpcs on every connection, lets the running ones finish, and waits
     /// until every connection made by this server has flushed and closed.
     pub async fn shutdown(&self) {
