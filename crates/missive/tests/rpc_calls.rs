@@ -666,3 +666,57 @@ async fn rpc_pool_reconnects_a_dead_connection_and_keys_pick_stable_slots() {
     assert_eq!(&r.body[..], b"y");
     assert_eq!(connects.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn rpc_large_pipelined_calls_complete_when_the_send_budget_is_exceeded() {
+    // Server and client on their own threads over TCP, as in production: the server's
+    // responses outgrow its send budget, so it stops reading until it has written them.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let server = Server::default();
+    let s = server.clone();
+    let serving = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            s.serve_tcp(listener, |_| (echo::ServerCodec::default(), EchoService))
+                .await
+        })
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let client: EchoClient =
+            Client::connect_tcp(addr, echo::ClientCodec::default(), ClientConfig::default())
+                .await
+                .expect("connect");
+        let calls = (0..8u8).map(|i| {
+            let client = client.clone();
+            async move {
+                let body = Bytes::from(vec![i; 1024 * 1024]);
+                for _ in 0..4 {
+                    let r = client
+                        .call(Request::unary(body.clone()))
+                        .await
+                        .expect("call");
+                    assert_eq!(r.body, body);
+                }
+            }
+        });
+        // A bound on the test only: the calls finish in milliseconds unless a driver stalls.
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            futures_util::future::join_all(calls),
+        )
+        .await
+        .expect("no stall");
+        server.shutdown().await;
+    });
+    serving.join().expect("join").expect("serve");
+}

@@ -465,13 +465,16 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
         completion: Completion<Resp>,
     ) -> Result<(u64, u64), CallError> {
         match self.shared.config.in_flight_policy {
-            InFlightPolicy::Wait => self
-                .shared
-                .permits
-                .acquire()
-                .await
-                .map_err(|_| CallError::ConnectionClosed)?
-                .forget(),
+            InFlightPolicy::Wait => match self.shared.permits.try_acquire() {
+                Ok(permit) => permit.forget(),
+                Err(_) => self
+                    .shared
+                    .permits
+                    .acquire()
+                    .await
+                    .map_err(|_| CallError::ConnectionClosed)?
+                    .forget(),
+            },
             InFlightPolicy::FailFast => self
                 .shared
                 .permits
@@ -877,9 +880,7 @@ where
             Command::Cancel { key, id } => {
                 if let Some(id) = self.calls.cancel(key, id) {
                     self.freed += 1;
-                    if let Ok(frame) = self.codec.encode(Req::cancelled(id)) {
-                        self.wq.push(frame, &mut self.codec);
-                    }
+                    let _ = self.wq.encode(Req::cancelled(id), &mut self.codec);
                 }
             }
         }
@@ -887,16 +888,14 @@ where
 
     /// Encodes a message of call `key`; an encoding failure fails that call.
     fn encode_for(&mut self, key: u64, id: u64, message: Req) {
-        match self.codec.encode(message) {
-            Ok(frame) => self.wq.push(frame, &mut self.codec),
+        match self.wq.encode(message, &mut self.codec) {
+            Ok(()) => {}
             Err(e) => {
                 tracing::debug!(error = %e, id, "rpc request not encodable");
                 if let Some((id, completion)) = self.calls.take(key, id) {
                     self.freed += 1;
                     // The server may have seen earlier messages of this call.
-                    if let Ok(frame) = self.codec.encode(Req::cancelled(id)) {
-                        self.wq.push(frame, &mut self.codec);
-                    }
+                    let _ = self.wq.encode(Req::cancelled(id), &mut self.codec);
                     completion.fail(CallError::Encode(e));
                 }
             }

@@ -25,6 +25,31 @@ pub trait Encoder {
     /// [`EncodeError::Serialize`] when the format cannot represent it.
     fn encode(&mut self, message: Self::Message) -> Result<Self::Serialized, EncodeError>;
 
+    /// Encodes one message with its framing, straight into `out` (the connection's write
+    /// buffer) when the frame is shorter than `inline_below` bytes; otherwise returns it as
+    /// [`Encoder::encode`] does. On error nothing is left in `out`.
+    ///
+    /// The default encodes and copies small frames; codecs that know the size up front
+    /// override it to skip the copy.
+    ///
+    /// # Errors
+    /// As [`Encoder::encode`].
+    fn encode_into(
+        &mut self,
+        message: Self::Message,
+        out: &mut BytesMut,
+        inline_below: usize,
+    ) -> Result<Option<Self::Serialized>, EncodeError> {
+        let mut frame = self.encode(message)?;
+        if frame.remaining() < inline_below {
+            bytes::BufMut::put(out, &mut frame);
+            self.return_buffer(frame);
+            Ok(None)
+        } else {
+            Ok(Some(frame))
+        }
+    }
+
     /// Hands a written buffer back for reuse. The default drops it.
     fn return_buffer(&mut self, buffer: Self::Serialized) {
         drop(buffer);

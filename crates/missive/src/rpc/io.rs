@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::codec::Encoder;
+use super::codec::{EncodeError, Encoder};
 
 /// Messages up to this size are copied into one contiguous staging buffer (cheaper than one
 /// I/O slice each); larger ones are written from the encoder's buffer without a copy.
@@ -66,6 +66,35 @@ impl<S: Buf> WriteQueue<S> {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.queued == 0
+    }
+
+    /// Encodes one message and queues it (small frames straight into the staging buffer).
+    ///
+    /// # Errors
+    /// The encoder's error; nothing is queued then.
+    pub(crate) fn encode<E: Encoder<Serialized = S>>(
+        &mut self,
+        message: E::Message,
+        encoder: &mut E,
+    ) -> Result<(), EncodeError> {
+        let before = self.staging.len();
+        match encoder.encode_into(message, &mut self.staging, COALESCE_BELOW) {
+            Ok(None) => {
+                let n = self.staging.len() - before;
+                self.queued += n;
+                self.flushed = self.flushed && n == 0;
+                Ok(())
+            }
+            Ok(Some(frame)) => {
+                self.staging.truncate(before);
+                self.push(frame, encoder);
+                Ok(())
+            }
+            Err(e) => {
+                self.staging.truncate(before);
+                Err(e)
+            }
+        }
     }
 
     /// Queues one encoded frame.
@@ -170,7 +199,6 @@ pub(crate) fn poll_read_into<T: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rpc::codec::EncodeError;
 
     struct Raw;
     impl Encoder for Raw {

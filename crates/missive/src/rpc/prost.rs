@@ -68,6 +68,25 @@ impl<Out: prost::Message, In> Encoder for ProstCodec<Out, In> {
         Ok(buffer)
     }
 
+    fn encode_into(
+        &mut self,
+        message: Out,
+        out: &mut BytesMut,
+        inline_below: usize,
+    ) -> Result<Option<BytesMut>, EncodeError> {
+        let len = message.encoded_len();
+        if len + 10 >= inline_below {
+            return self.encode(message).map(Some);
+        }
+        out.reserve(len + 10);
+        write_varint(len as u64, out);
+        // Cannot fail: the room was reserved above.
+        message
+            .encode(out)
+            .map_err(|e| EncodeError::Serialize(e.to_string()))?;
+        Ok(None)
+    }
+
     fn return_buffer(&mut self, buffer: BytesMut) {
         self.pool.give(buffer);
     }

@@ -369,6 +369,7 @@ where
             {
                 return Poll::Ready(Err(e.into()));
             }
+            let read_skipped = !self.read_closed && !self.may_take_input();
             if !self.read_closed && self.may_take_input() {
                 match poll_read_into(&mut self.io, &mut self.read_buf, cx) {
                     Poll::Ready(Ok(0)) => {
@@ -410,6 +411,11 @@ where
                     }
                     Poll::Pending => {}
                 }
+            }
+            // Input was held back by a limit that writing or finishing rpcs lifted: read now
+            // (no read interest was registered while it was held back).
+            if read_skipped && self.may_take_input() {
+                progress = true;
             }
             if (self.read_closed || self.shutting_down)
                 && self.rpcs.len() == 0
@@ -529,14 +535,12 @@ where
                     (S::Response::failed(id, status), true)
                 }
             };
-            match codec.encode(message) {
-                Ok(frame) => wq.push(frame, codec),
+            match wq.encode(message, codec) {
+                Ok(()) => {}
                 Err(e) => {
                     tracing::warn!(id, error = %e, "rpc response not encodable");
                     let status = Status::new(StatusCode::Internal, e.to_string());
-                    if let Ok(frame) = codec.encode(S::Response::failed(id, status)) {
-                        wq.push(frame, codec);
-                    }
+                    let _ = wq.encode(S::Response::failed(id, status), codec);
                     return Step::Finished;
                 }
             }
@@ -551,8 +555,8 @@ where
     }
 
     fn send(&mut self, message: S::Response) {
-        match self.codec.encode(message) {
-            Ok(frame) => self.wq.push(frame, &mut self.codec),
+        match self.wq.encode(message, &mut self.codec) {
+            Ok(()) => {}
             Err(e) => tracing::warn!(error = %e, "rpc control message not encodable"),
         }
     }
