@@ -49,6 +49,8 @@ enum Kind {
 }
 
 const HANG: u32 = u32::MAX;
+/// A stream whose first item never comes.
+const HANG_STREAM: u32 = u32::MAX - 1;
 
 fn request(id: u64, body: &str, count: u32) -> Request {
     Request {
@@ -159,6 +161,13 @@ impl missive::rpc::Service for MissiveService {
                 let _guard = guard;
                 std::future::pending().await
             })),
+            HANG_STREAM => Reply::Stream(
+                futures_util::stream::unfold(guard, |g| async move {
+                    std::future::pending::<()>().await;
+                    Some((Ok(item(0, 0)), g))
+                })
+                .boxed(),
+            ),
             n => Reply::Stream(
                 futures_util::stream::iter((0..u64::from(n)).map(|i| Ok(item(0, i)))).boxed(),
             ),
@@ -322,6 +331,13 @@ impl protosocket_rpc::server::ConnectionService for TheirConnectionService {
                 let _guard = guard;
                 std::future::pending().await
             })),
+            HANG_STREAM => protosocket_rpc::server::RpcKind::Streaming(
+                futures_util::stream::unfold(guard, move |g| async move {
+                    std::future::pending::<()>().await;
+                    Some((item(id, 0), g))
+                })
+                .boxed(),
+            ),
             n => protosocket_rpc::server::RpcKind::Streaming(
                 futures_util::stream::iter((0..u64::from(n)).map(move |i| item(id, i))).boxed(),
             ),
@@ -440,4 +456,29 @@ async fn missive_client_caller_chosen_ids_reach_protosocket_server_as_is() {
         .expect("call");
     assert_eq!(r.request_id, 4242);
     assert_eq!(started.recv().await, Some(4242));
+}
+
+#[tokio::test]
+async fn protosocket_client_stream_cancel_reaches_missive_server() {
+    let (addr, mut started, mut dropped) = missive_server().await;
+    let client = their_client(addr).await;
+    let stream = client
+        .send_streaming(request(21, "", HANG_STREAM))
+        .expect("send");
+    assert_eq!(started.recv().await, Some(21));
+    drop(stream);
+    assert_eq!(dropped.recv().await, Some(21));
+}
+
+#[tokio::test]
+async fn missive_client_stream_cancel_reaches_protosocket_server() {
+    let (addr, mut started, mut dropped) = their_server().await;
+    let client = missive_client(addr).await;
+    let stream = client
+        .server_stream(request(0, "", HANG_STREAM))
+        .await
+        .expect("stream");
+    let id = started.recv().await.expect("started");
+    drop(stream);
+    assert_eq!(dropped.recv().await, Some(id));
 }
