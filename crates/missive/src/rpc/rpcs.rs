@@ -92,8 +92,55 @@ impl<W, X> Rpcs<W, X> {
         self.slots.get_mut(index)
     }
 
+    /// Starts rpc `id` (its id must not run already) and polls it once with `f` right away;
+    /// an rpc that finishes then never enters the id table.
+    pub(crate) fn start(
+        &mut self,
+        id: u64,
+        work: W,
+        extra: Option<X>,
+        f: impl FnOnce(u64, &mut W, &mut Context<'_>) -> Step,
+    ) {
+        let index = self.alloc(id);
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
+        slot.flag.queued.store(false, Ordering::Release);
+        let work = slot.work.insert(work);
+        let mut cx = Context::from_waker(&slot.waker);
+        match f(id, work, &mut cx) {
+            Step::Finished => {
+                slot.work = None;
+                self.free.push(index);
+            }
+            Step::Pending => {
+                slot.extra = extra;
+                self.ids.insert(id, index);
+            }
+            Step::Defer => {
+                slot.extra = extra;
+                slot.flag.queued.store(true, Ordering::Release);
+                self.ids.insert(id, index);
+                self.runnable.push(index);
+            }
+        }
+    }
+
     /// Starts rpc `id` (its id must not run already); it is polled at the next `run`.
+    #[cfg(test)]
     pub(crate) fn insert(&mut self, id: u64, work: W, extra: Option<X>) {
+        let index = self.alloc(id);
+        if let Some(slot) = self.slots.get_mut(index) {
+            slot.work = Some(work);
+            slot.extra = extra;
+            slot.flag.queued.store(true, Ordering::Release);
+        }
+        self.ids.insert(id, index);
+        self.runnable.push(index);
+    }
+
+    /// A free slot for rpc `id` (made when none is free).
+    fn alloc(&mut self, id: u64) -> usize {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -115,12 +162,8 @@ impl<W, X> Rpcs<W, X> {
         };
         if let Some(slot) = self.slots.get_mut(index) {
             slot.id = id;
-            slot.work = Some(work);
-            slot.extra = extra;
-            slot.flag.queued.store(true, Ordering::Release);
         }
-        self.ids.insert(id, index);
-        self.runnable.push(index);
+        index
     }
 
     /// Stops rpc `id` and drops its work. Returns whether it ran.

@@ -492,66 +492,31 @@ where
             sender: None,
         };
         let service = &mut self.service;
-        match catch_unwind(AssertUnwindSafe(|| service.call(request, &mut context))) {
-            Ok(Reply::Unary(f)) => self
-                .rpcs
-                .insert(id, Work::Unary(Box::pin(f)), context.sender),
-            Ok(Reply::Stream(s)) => self
-                .rpcs
-                .insert(id, Work::Stream(Box::pin(s)), context.sender),
-            Ok(Reply::Reject(status)) => self.send(S::Response::failed(id, status)),
+        let work = match catch_unwind(AssertUnwindSafe(|| service.call(request, &mut context))) {
+            Ok(Reply::Unary(f)) => Work::Unary(Box::pin(f)),
+            Ok(Reply::Stream(s)) => Work::Stream(Box::pin(s)),
+            Ok(Reply::Reject(status)) => return self.send(S::Response::failed(id, status)),
             Err(_) => {
                 tracing::warn!(id, "rpc handler panicked");
                 let status = Status::new(StatusCode::Internal, "handler panicked");
-                self.send(S::Response::failed(id, status));
+                return self.send(S::Response::failed(id, status));
             }
-        }
+        };
+        // Poll it right away: an rpc that is ready at once never enters the id table.
+        let budget = self.config.send_budget;
+        let wq = &mut self.wq;
+        let codec = &mut self.codec;
+        self.rpcs.start(id, work, context.sender, |id, work, cx| {
+            drive_rpc::<S, C>(id, work, cx, wq, codec, budget)
+        });
     }
 
     fn run_rpcs(&mut self) -> usize {
         let budget = self.config.send_budget;
         let wq = &mut self.wq;
         let codec = &mut self.codec;
-        self.rpcs.run(|id, work, cx| {
-            if wq.queued() >= budget {
-                return Step::Defer;
-            }
-            let outcome = catch_unwind(AssertUnwindSafe(|| poll_work(work, cx)));
-            let (message, finished) = match outcome {
-                Ok(Poll::Pending) => return Step::Pending,
-                Ok(Poll::Ready(Outcome::Item(mut r))) => {
-                    r.set_message_id(id);
-                    (r, false)
-                }
-                Ok(Poll::Ready(Outcome::Done(mut r))) => {
-                    r.set_message_id(id);
-                    (r, true)
-                }
-                Ok(Poll::Ready(Outcome::End)) => (S::Response::ended(id), true),
-                Ok(Poll::Ready(Outcome::Failed(status))) => (S::Response::failed(id, status), true),
-                Err(_) => {
-                    tracing::warn!(id, "rpc handler panicked");
-                    let status = Status::new(StatusCode::Internal, "handler panicked");
-                    (S::Response::failed(id, status), true)
-                }
-            };
-            match wq.encode(message, codec) {
-                Ok(()) => {}
-                Err(e) => {
-                    tracing::warn!(id, error = %e, "rpc response not encodable");
-                    let status = Status::new(StatusCode::Internal, e.to_string());
-                    let _ = wq.encode(S::Response::failed(id, status), codec);
-                    return Step::Finished;
-                }
-            }
-            if finished {
-                Step::Finished
-            } else {
-                // A stream: poll it again soon (the budget check comes first).
-                cx.waker().wake_by_ref();
-                Step::Pending
-            }
-        })
+        self.rpcs
+            .run(|id, work, cx| drive_rpc::<S, C>(id, work, cx, wq, codec, budget))
     }
 
     fn send(&mut self, message: S::Response) {
@@ -559,6 +524,56 @@ where
             Ok(()) => {}
             Err(e) => tracing::warn!(error = %e, "rpc control message not encodable"),
         }
+    }
+}
+
+/// Polls one rpc once and queues what it produced; says what became of it.
+fn drive_rpc<S, C>(
+    id: u64,
+    work: &mut Work<S::Unary, S::Stream>,
+    cx: &mut Context<'_>,
+    wq: &mut WriteQueue<<C as Encoder>::Serialized>,
+    codec: &mut C,
+    budget: usize,
+) -> Step
+where
+    S: Service,
+    C: Encoder<Message = S::Response>,
+{
+    if wq.queued() >= budget {
+        return Step::Defer;
+    }
+    let outcome = catch_unwind(AssertUnwindSafe(|| poll_work(work, cx)));
+    let (message, finished) = match outcome {
+        Ok(Poll::Pending) => return Step::Pending,
+        Ok(Poll::Ready(Outcome::Item(mut r))) => {
+            r.set_message_id(id);
+            (r, false)
+        }
+        Ok(Poll::Ready(Outcome::Done(mut r))) => {
+            r.set_message_id(id);
+            (r, true)
+        }
+        Ok(Poll::Ready(Outcome::End)) => (S::Response::ended(id), true),
+        Ok(Poll::Ready(Outcome::Failed(status))) => (S::Response::failed(id, status), true),
+        Err(_) => {
+            tracing::warn!(id, "rpc handler panicked");
+            let status = Status::new(StatusCode::Internal, "handler panicked");
+            (S::Response::failed(id, status), true)
+        }
+    };
+    if let Err(e) = wq.encode(message, codec) {
+        tracing::warn!(id, error = %e, "rpc response not encodable");
+        let status = Status::new(StatusCode::Internal, e.to_string());
+        let _ = wq.encode(S::Response::failed(id, status), codec);
+        return Step::Finished;
+    }
+    if finished {
+        Step::Finished
+    } else {
+        // A stream: poll it again soon (the budget check comes first).
+        cx.waker().wake_by_ref();
+        Step::Pending
     }
 }
 
