@@ -720,3 +720,20 @@ fn rpc_large_pipelined_calls_complete_when_the_send_budget_is_exceeded() {
     });
     serving.join().expect("join").expect("serve");
 }
+
+#[tokio::test(start_paused = true)]
+async fn rpc_stream_past_its_deadline_fails_and_cancels_on_server() {
+    let (svc, _started, mut dropped) = test_service();
+    let (client, _server) = connect(svc);
+    let mut stream = client
+        .server_stream_with(
+            Request::unary("hang-stream"),
+            CallOptions::default().with_deadline(Some(Duration::from_secs(3))),
+        )
+        .await
+        .expect("stream");
+    let r = stream.next().await;
+    assert!(matches!(r, Some(Err(CallError::DeadlineExceeded))), "{r:?}");
+    assert!(stream.next().await.is_none());
+    assert!(dropped.recv().await.is_some());
+}

@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 
+use tokio::time::Instant;
+
 use super::message::{ControlCode, Message};
 
 /// A map keyed by ids that cheaply mixes a per-table secret into the id.
@@ -81,6 +83,7 @@ pub(crate) trait CompletionKind {
 struct Entry<C> {
     key: u64,
     completion: C,
+    expiry: Option<Instant>,
 }
 
 /// The client's calls in flight.
@@ -111,11 +114,23 @@ impl<C: CompletionKind> ClientCalls<C> {
 
     /// Registers a call. `caller_id` is the id the caller chose, or `None` for a library id
     /// (then the key is used when free). Returns the wire id.
+    #[cfg(test)]
     pub(crate) fn register(
         &mut self,
         key: u64,
         caller_id: Option<u64>,
         completion: C,
+    ) -> Result<u64, (DuplicateId, C)> {
+        self.register_until(key, caller_id, completion, None)
+    }
+
+    /// As `register`, for a call that expires at `expiry` (see [`ClientCalls::expire`]).
+    pub(crate) fn register_until(
+        &mut self,
+        key: u64,
+        caller_id: Option<u64>,
+        completion: C,
+        expiry: Option<Instant>,
     ) -> Result<u64, (DuplicateId, C)> {
         let id = match caller_id {
             Some(id) => {
@@ -136,8 +151,36 @@ impl<C: CompletionKind> ClientCalls<C> {
                 id
             }
         };
-        self.calls.insert(id, Entry { key, completion });
+        self.calls.insert(
+            id,
+            Entry {
+                key,
+                completion,
+                expiry,
+            },
+        );
         Ok(id)
+    }
+
+    /// Removes every call whose expiry is at or before `now` into `expired` (wire id and
+    /// completion), and returns the earliest expiry still pending. O(calls in flight); the
+    /// driver runs it only when its single timer fires.
+    pub(crate) fn expire(&mut self, now: Instant, expired: &mut Vec<(u64, C)>) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut due = Vec::new();
+        for (&id, e) in &self.calls {
+            match e.expiry {
+                Some(t) if t <= now => due.push(id),
+                Some(t) => next = Some(next.map_or(t, |n| n.min(t))),
+                None => {}
+            }
+        }
+        for id in due {
+            if let Some(e) = self.remove(id) {
+                expired.push((id, e.completion));
+            }
+        }
+        next
     }
 
     /// The wire id of the call `key` if it is still in flight.
@@ -308,6 +351,28 @@ mod tests {
         // A stale cancel must not hit a later call that reuses the id with another key.
         t.register(10, Some(9), C(false, 2)).expect("register");
         assert_eq!(t.cancel(9, 9), None);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn expired_calls_are_removed_and_the_next_expiry_reported() {
+        let mut t = ClientCalls::new();
+        let now = Instant::now();
+        let s = std::time::Duration::from_secs(1);
+        t.register_until(1, None, C(false, 1), Some(now + s))
+            .expect("register");
+        t.register_until(2, None, C(false, 2), Some(now + 3 * s))
+            .expect("register");
+        t.register_until(3, None, C(false, 3), None)
+            .expect("register");
+        let mut out = Vec::new();
+        assert_eq!(t.expire(now, &mut out), Some(now + s));
+        assert!(out.is_empty());
+        assert_eq!(t.expire(now + 2 * s, &mut out), Some(now + 3 * s));
+        assert_eq!(out, vec![(1, C(false, 1))]);
+        out.clear();
+        assert_eq!(t.expire(now + 9 * s, &mut out), None);
+        assert_eq!(out, vec![(2, C(false, 2))]);
         assert_eq!(t.len(), 1);
     }
 

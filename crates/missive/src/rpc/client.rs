@@ -11,6 +11,7 @@ use bytes::BytesMut;
 use futures_core::Stream;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::calls::{ClientCalls, CompletionKind, Delivery};
 use super::codec::{DecodeError, Decoder, EncodeError, Encoder};
@@ -202,6 +203,7 @@ pub(crate) enum Command<Req, Resp> {
         caller_id: Option<u64>,
         request: Req,
         completion: Completion<Resp>,
+        deadline: Option<Duration>,
     },
     Message {
         key: u64,
@@ -307,6 +309,9 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
             parked: None,
             commands_closed: false,
             freed: 0,
+            timer: None,
+            timer_at: None,
+            now: None,
         };
         (Self { tx, shared }, driver)
     }
@@ -344,20 +349,18 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
     pub async fn call_with(&self, request: Req, options: CallOptions) -> Result<Resp, CallError> {
         let deadline = options.deadline.unwrap_or(self.shared.config.deadline);
         let (tx, rx) = oneshot::channel();
-        let (key, id) = self.start(request, &options, Completion::Unary(tx)).await?;
+        let (key, id) = self
+            .start(request, &options, Completion::Unary(tx), deadline)
+            .await?;
         let mut guard = CancelGuard {
             tx: &self.tx,
             key,
             id,
             armed: true,
         };
-        let result = match deadline {
-            Some(d) => match tokio::time::timeout(d, rx).await {
-                Ok(r) => r,
-                Err(_) => return Err(CallError::DeadlineExceeded),
-            },
-            None => rx.await,
-        };
+        // The connection fails the call with DeadlineExceeded (and cancels it on the server)
+        // when its deadline passes: one timer per connection, not one per call.
+        let result = rx.await;
         guard.armed = false;
         result.unwrap_or(Err(CallError::ConnectionClosed))
     }
@@ -385,8 +388,9 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
         options: CallOptions,
     ) -> Result<ResponseStream<Req, Resp>, CallError> {
         let (tx, rx) = futures_channel::mpsc::channel(self.shared.config.stream_buffer);
+        let deadline = options.deadline.flatten();
         let (key, id) = self
-            .start(request, &options, Completion::Stream(tx))
+            .start(request, &options, Completion::Stream(tx), deadline)
             .await?;
         Ok(ResponseStream {
             rx,
@@ -395,10 +399,6 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
                 key,
                 id,
             }),
-            deadline: options
-                .deadline
-                .flatten()
-                .map(|d| Box::pin(tokio::time::sleep(d))),
         })
     }
 
@@ -414,7 +414,12 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
         let deadline = self.shared.config.deadline;
         let (tx, rx) = oneshot::channel();
         let (key, id) = self
-            .start(request, &CallOptions::default(), Completion::Unary(tx))
+            .start(
+                request,
+                &CallOptions::default(),
+                Completion::Unary(tx),
+                deadline,
+            )
             .await?;
         Ok((
             self.sink(key, id),
@@ -425,7 +430,6 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
                     key,
                     id,
                 }),
-                deadline: deadline.map(|d| Box::pin(tokio::time::sleep(d))),
             },
         ))
     }
@@ -463,6 +467,7 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
         mut request: Req,
         options: &CallOptions,
         completion: Completion<Resp>,
+        deadline: Option<Duration>,
     ) -> Result<(u64, u64), CallError> {
         match self.shared.config.in_flight_policy {
             InFlightPolicy::Wait => match self.shared.permits.try_acquire() {
@@ -500,6 +505,7 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
                 caller_id,
                 request,
                 completion,
+                deadline,
             })
             .is_err()
         {
@@ -550,7 +556,6 @@ impl<Req, Resp> OwnedCancel<Req, Resp> {
 pub struct ResponseStream<Req, Resp> {
     rx: futures_channel::mpsc::Receiver<StreamItem<Resp>>,
     cancel: Option<OwnedCancel<Req, Resp>>,
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<Req, Resp> std::fmt::Debug for ResponseStream<Req, Resp> {
@@ -585,15 +590,6 @@ impl<Req, Resp> Stream for ResponseStream<Req, Resp> {
             }
             Poll::Pending => {}
         }
-        if let Some(d) = this.deadline.as_mut()
-            && d.as_mut().poll(cx).is_ready()
-        {
-            this.deadline = None;
-            if let Some(c) = this.cancel.take() {
-                c.cancel();
-            }
-            return Poll::Ready(Some(Err(CallError::DeadlineExceeded)));
-        }
         Poll::Pending
     }
 }
@@ -611,7 +607,6 @@ impl<Req, Resp> Drop for ResponseStream<Req, Resp> {
 pub struct ResponseFuture<Req, Resp> {
     rx: oneshot::Receiver<Result<Resp, CallError>>,
     cancel: Option<OwnedCancel<Req, Resp>>,
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<Req, Resp> std::fmt::Debug for ResponseFuture<Req, Resp> {
@@ -628,15 +623,6 @@ impl<Req, Resp> Future for ResponseFuture<Req, Resp> {
         if let Poll::Ready(r) = Pin::new(&mut this.rx).poll(cx) {
             this.cancel = None;
             return Poll::Ready(r.unwrap_or(Err(CallError::ConnectionClosed)));
-        }
-        if let Some(d) = this.deadline.as_mut()
-            && d.as_mut().poll(cx).is_ready()
-        {
-            this.deadline = None;
-            if let Some(c) = this.cancel.take() {
-                c.cancel();
-            }
-            return Poll::Ready(Err(CallError::DeadlineExceeded));
         }
         Poll::Pending
     }
@@ -742,6 +728,11 @@ pub struct ClientConnection<T, C: Encoder + Decoder> {
     parked: Option<Parked<<C as Decoder>::Message>>,
     commands_closed: bool,
     freed: usize,
+    /// The one timer of this connection, armed at the earliest deadline of the calls.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    timer_at: Option<Instant>,
+    /// The time, read once per wake-up.
+    now: Option<Instant>,
 }
 
 impl<T, C: Encoder + Decoder> std::fmt::Debug for ClientConnection<T, C> {
@@ -775,8 +766,16 @@ where
     Resp: Message,
 {
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnectionError>> {
+        self.now = None;
         for _ in 0..DRIVER_BUDGET {
             let mut progress = false;
+            if self.timer_at.is_some()
+                && let Some(timer) = &mut self.timer
+                && timer.as_mut().poll(cx).is_ready()
+            {
+                self.expire();
+                progress = true;
+            }
             if !self.commands_closed {
                 for _ in 0..COMMAND_BUDGET {
                     match self.rx.poll_recv(cx) {
@@ -849,18 +848,25 @@ where
                 caller_id,
                 mut request,
                 completion,
-            } => match self.calls.register(key, caller_id, completion) {
-                Ok(id) => {
-                    if id != request.message_id() {
-                        request.set_message_id(id);
+                deadline,
+            } => {
+                let expiry = deadline.map(|d| self.arm_timer(d));
+                match self
+                    .calls
+                    .register_until(key, caller_id, completion, expiry)
+                {
+                    Ok(id) => {
+                        if id != request.message_id() {
+                            request.set_message_id(id);
+                        }
+                        self.encode_for(key, id, request);
                     }
-                    self.encode_for(key, id, request);
+                    Err((dup, completion)) => {
+                        self.freed += 1;
+                        completion.fail(CallError::DuplicateId(dup.0));
+                    }
                 }
-                Err((dup, completion)) => {
-                    self.freed += 1;
-                    completion.fail(CallError::DuplicateId(dup.0));
-                }
-            },
+            }
             Command::Message {
                 key,
                 id,
@@ -884,6 +890,38 @@ where
                 }
             }
         }
+    }
+
+    /// The expiry of a call with deadline `d` from now; makes sure the timer fires by then.
+    fn arm_timer(&mut self, d: Duration) -> Instant {
+        let now = *self.now.get_or_insert_with(Instant::now);
+        let expiry = now + d;
+        if self.timer_at.is_none_or(|t| expiry < t) {
+            self.set_timer(Some(expiry));
+        }
+        expiry
+    }
+
+    fn set_timer(&mut self, at: Option<Instant>) {
+        self.timer_at = at;
+        if let Some(at) = at {
+            match &mut self.timer {
+                Some(timer) => timer.as_mut().reset(at),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
+        }
+    }
+
+    /// Fails the calls past their deadline and cancels them on the server.
+    fn expire(&mut self) {
+        let mut expired = Vec::new();
+        let next = self.calls.expire(Instant::now(), &mut expired);
+        for (id, completion) in expired {
+            self.freed += 1;
+            let _ = self.wq.encode(Req::cancelled(id), &mut self.codec);
+            completion.fail(CallError::DeadlineExceeded);
+        }
+        self.set_timer(next);
     }
 
     /// Encodes a message of call `key`; an encoding failure fails that call.
