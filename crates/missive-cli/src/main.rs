@@ -1,5 +1,6 @@
 //! The `missive` command-line tool: every missive capability for a person at a terminal.
 
+mod bench_cmd;
 mod demo;
 mod queue_cmd;
 mod table;
@@ -23,6 +24,8 @@ enum Command {
     /// The ordered message queue (connect-compatible): listen, send.
     #[command(subcommand)]
     Queue(queue_cmd::QueueCommand),
+    /// Side-by-side benchmarks against the systems missive replaces.
+    Bench(bench_cmd::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +37,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let command = match cli.command {
+        Command::Bench(args) => return report(bench_cmd::run(args)),
+        other => other,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -44,12 +51,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async move {
-        match cli.command {
+    report(runtime.block_on(async move {
+        match command {
             Command::Demo(args) => demo::run(args).await,
             Command::Queue(cmd) => queue_cmd::run(cmd).await,
+            Command::Bench(_) => unreachable!("handled before the runtime starts"),
         }
-    });
+    }))
+}
+
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -289,3 +289,65 @@ async fn payload_bytes_are_not_copied_on_receipt() {
     assert_eq!(one.payload(), &Bytes::from_static(b"abc"));
     assert_eq!(one.clone().into_payload(), *one.payload());
 }
+
+#[tokio::test]
+async fn close_delivers_everything_to_a_tls_server_that_sends_session_tickets() {
+    // Most TLS 1.3 servers send session tickets right after the handshake. A write-only client never
+    // reads them; close() must still not end in a reset that loses the client's last datagrams.
+    let cert = SelfSigned::generate(&["localhost"]).expect("cert");
+    let mut server_config = (*cert.server_config().expect("cfg")).clone();
+    server_config.send_tls13_tickets = 2;
+    let mut listener = Listener::bind_tls("127.0.0.1:0", std::sync::Arc::new(server_config))
+        .await
+        .expect("bind");
+    let addr = listener
+        .local_addr()
+        .expect("addr")
+        .as_socket_addr()
+        .expect("tcp");
+    let client_cfg = cert.client_config().expect("client cfg");
+    for _ in 0..3 {
+        let (client, server) = tokio::join!(
+            Connection::tls_client(addr, "localhost", client_cfg.clone()),
+            listener.accept()
+        );
+        let mut client = client.expect("client");
+        let mut server = server.expect("server");
+        let receiver = tokio::spawn(async move {
+            // A slow reader: the client's close arrives while most datagrams are still unread.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            expect_sequence(server.reader(), 20_000).await;
+            assert!(server.reader().next().await.is_none(), "clean end");
+        });
+        send_sequence(client.writer(), 20_000, 1000).await;
+        let closed = client.close().await.expect("close");
+        assert_eq!(closed.discarded, 0);
+        assert!(closed.peer_closed);
+        receiver.await.expect("every datagram arrived");
+    }
+}
+
+#[tokio::test]
+async fn close_counts_datagrams_that_arrive_while_closing() {
+    let (a, b) = missive::transport::memory::pair(1 << 16);
+    let client = Connection::new(a, QueueConfig::default());
+    let mut server = Connection::new(b, QueueConfig::default());
+    for i in 0..3 {
+        server.writer().send(nth(i)).await.expect("send");
+    }
+    server.writer().close().await.expect("server close");
+    let closed = client.close().await.expect("close");
+    assert_eq!(closed.discarded, 3);
+    assert!(closed.peer_closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_gives_up_waiting_for_a_silent_peer_after_the_linger_time() {
+    let (a, _b) = missive::transport::memory::pair(1 << 16);
+    let config = QueueConfig::default().with_linger(Duration::from_millis(300));
+    let client = Connection::new(a, config);
+    let started = tokio::time::Instant::now();
+    let closed = client.close().await.expect("close");
+    assert!(!closed.peer_closed);
+    assert_eq!(started.elapsed(), Duration::from_millis(300));
+}

@@ -15,6 +15,7 @@ pub struct QueueConfig {
     pub(crate) empty_payloads: bool,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_pending_handshakes: usize,
+    pub(crate) linger: Duration,
 }
 
 impl Default for QueueConfig {
@@ -27,6 +28,7 @@ impl Default for QueueConfig {
             empty_payloads: false,
             handshake_timeout: Duration::from_secs(10),
             max_pending_handshakes: 64,
+            linger: Duration::from_secs(2),
         }
     }
 }
@@ -77,6 +79,18 @@ impl QueueConfig {
     /// How long a TLS listener waits for a client to finish its handshake (default 10 s).
     pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long [`Connection::close`](super::Connection::close) keeps reading after it has shut
+    /// down the write side, waiting for the peer to close too (default 2 s).
+    ///
+    /// A socket closed with unread data in its receive buffer (a late datagram, or a TLS 1.3 session
+    /// ticket the application never asked for) is reset by the kernel, and a reset can make the peer
+    /// lose datagrams it has received but not yet read. Reading until the peer's end avoids that.
+    /// Zero skips the wait.
+    pub fn with_linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
         self
     }
 

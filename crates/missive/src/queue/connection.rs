@@ -5,7 +5,9 @@ use std::io;
 use std::path::Path;
 #[cfg(feature = "tls")]
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::config::QueueConfig;
@@ -34,6 +36,18 @@ pub enum ConnectError {
 pub struct Connection {
     reader: Reader,
     writer: Writer,
+    linger: Duration,
+}
+
+/// How a [`Connection::close`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Closed {
+    /// Datagrams that arrived after the close began and were read and dropped. Non-zero means the
+    /// peer was still sending: those datagrams reached this process but not the application.
+    pub discarded: u64,
+    /// Whether the peer closed its side within the linger time (`QueueConfig::with_linger`).
+    pub peer_closed: bool,
 }
 
 impl Connection {
@@ -54,6 +68,7 @@ impl Connection {
         Connection {
             reader: Reader::new(Box::pin(read), &config, local.clone(), peer.clone()),
             writer: Writer::new(Box::pin(write), &config, local, peer),
+            linger: config.linger,
         }
     }
 
@@ -73,6 +88,7 @@ impl Connection {
         Ok(Connection {
             reader: Reader::new(Box::pin(read), &config, local.clone(), peer.clone()),
             writer: Writer::new(Box::pin(write), &config, local, peer),
+            linger: config.linger,
         })
     }
 
@@ -114,6 +130,7 @@ impl Connection {
         Connection {
             reader: Reader::new(Box::pin(read), &config, local.clone(), peer.clone()),
             writer: Writer::new(Box::pin(write), &config, local, peer),
+            linger: config.linger,
         }
     }
 
@@ -132,9 +149,14 @@ impl Connection {
         (self.reader, self.writer)
     }
 
-    /// Puts halves back together. They should come from the same connection.
+    /// Puts halves back together. They should come from the same connection. The linger time of
+    /// the result is the default of [`QueueConfig`].
     pub fn join(reader: Reader, writer: Writer) -> Self {
-        Connection { reader, writer }
+        Connection {
+            reader,
+            writer,
+            linger: QueueConfig::default().linger,
+        }
     }
 
     /// The local address.
@@ -147,8 +169,30 @@ impl Connection {
         self.reader.peer_addr()
     }
 
-    /// Writes everything queued, shuts the write side down and drops the reader.
-    pub async fn close(mut self) -> Result<(), SendError> {
-        self.writer.close().await
+    /// Closes the connection without losing what was sent: writes everything queued, shuts the
+    /// write side down (for TLS, with a `close_notify`), then reads until the peer closes its side
+    /// or the linger time (`QueueConfig::with_linger`, 2 s by default) runs out.
+    ///
+    /// Datagrams that arrive meanwhile are dropped and counted in [`Closed::discarded`]; to keep
+    /// them, close the writer with [`Writer::close`] and read the reader to its end instead.
+    pub async fn close(mut self) -> Result<Closed, SendError> {
+        self.writer.close().await?;
+        let mut discarded = 0;
+        let drain = async {
+            while let Some(item) = self.reader.next().await {
+                match item {
+                    Ok(_) => discarded += 1,
+                    Err(_) => break,
+                }
+            }
+        };
+        let peer_closed = tokio::time::timeout(self.linger, drain).await.is_ok();
+        if discarded > 0 {
+            tracing::warn!(discarded, peer = %self.reader.peer_addr(), "datagrams arrived while closing");
+        }
+        Ok(Closed {
+            discarded,
+            peer_closed,
+        })
     }
 }

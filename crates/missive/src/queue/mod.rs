@@ -35,7 +35,7 @@ mod reader;
 mod writer;
 
 pub use config::QueueConfig;
-pub use connection::{ConnectError, Connection};
+pub use connection::{Closed, ConnectError, Connection};
 pub use datagram::{Datagram, FrameError};
 #[cfg(any(feature = "tcp", all(feature = "unix", unix)))]
 pub use listener::{AcceptError, Listener};
