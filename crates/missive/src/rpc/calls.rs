@@ -6,6 +6,7 @@
 //! that are already in flight are refused.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry as Entry_;
 use std::hash::{BuildHasher, Hasher};
 
 use tokio::time::Instant;
@@ -217,22 +218,22 @@ impl<C: CompletionKind> ClientCalls<C> {
     pub(crate) fn on_response<R: Message>(&mut self, response: R) -> Delivery<C, R> {
         let id = response.message_id();
         match response.control_code() {
-            ControlCode::Normal => {
-                let Some(e) = self.calls.get(&id) else {
-                    return Delivery::Unknown;
-                };
-                if e.completion.is_stream() {
+            ControlCode::Normal => match self.calls.entry(id) {
+                Entry_::Occupied(e) if e.get().completion.is_stream() => {
                     Delivery::StreamItem(response)
-                } else {
-                    match self.remove(id) {
-                        Some(e) => Delivery::Deliver {
-                            completion: e.completion,
-                            response,
-                        },
-                        None => Delivery::Unknown,
+                }
+                Entry_::Occupied(e) => {
+                    let e = e.remove();
+                    if e.key != id && !self.aliases.is_empty() {
+                        self.aliases.remove(&e.key);
+                    }
+                    Delivery::Deliver {
+                        completion: e.completion,
+                        response,
                     }
                 }
-            }
+                Entry_::Vacant(_) => Delivery::Unknown,
+            },
             ControlCode::End => match self.remove(id) {
                 Some(e) => Delivery::Ended(e.completion),
                 None => Delivery::Unknown,
