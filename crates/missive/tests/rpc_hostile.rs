@@ -279,3 +279,52 @@ async fn rpc_client_fails_calls_when_the_connection_ends_mid_response() {
     let r = call.await.expect("join");
     assert!(matches!(r, Err(CallError::ConnectionClosed)), "{r:?}");
 }
+
+#[tokio::test]
+async fn rpc_flood_beyond_max_rpcs_is_refused_and_the_connection_goes_on() {
+    struct Counting(mpsc::UnboundedSender<u64>, mpsc::UnboundedSender<u64>);
+    impl Service for Counting {
+        type Request = Request;
+        type Response = Response;
+        type Unary = BoxFut;
+        type Stream = BoxStream<'static, Result<Response, Status>>;
+        fn call(
+            &mut self,
+            _: Request,
+            c: &mut CallContext<Request>,
+        ) -> Reply<BoxFut, Self::Stream> {
+            let _ = self.0.send(c.id());
+            let guard = Dropped(c.id(), self.1.clone());
+            Reply::Unary(Box::pin(async move {
+                let _g = guard;
+                std::future::pending().await
+            }))
+        }
+    }
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let (dropped_tx, mut dropped) = mpsc::unbounded_channel();
+    let config = ServerConfig::default().with_max_rpcs(2);
+    let (mut peer, _task) = serve(Counting(started_tx, dropped_tx), config, 64 * 1024);
+    for id in 1..=5 {
+        peer.send(request(id, 0, "hang")).await;
+    }
+    // 3, 4 and 5 are refused with a status; 1 and 2 run.
+    for id in 3..=5 {
+        let r = peer.recv().await.expect("refusal");
+        assert_eq!((r.request_id, r.control_code()), (id, ControlCode::Cancel));
+        assert_eq!(
+            r.status().map(|s| s.code()),
+            Some(missive::rpc::StatusCode::ResourceExhausted)
+        );
+    }
+    assert_eq!(started.recv().await, Some(1));
+    assert_eq!(started.recv().await, Some(2));
+    assert!(started.try_recv().is_err());
+    // Cancel still reaches a running rpc, and its slot serves a new one.
+    peer.send(request(1, 1, "")).await;
+    assert_eq!(dropped.recv().await, Some(1));
+    let r = peer.recv().await.expect("cancel answer");
+    assert_eq!((r.request_id, r.control_code()), (1, ControlCode::Cancel));
+    peer.send(request(6, 0, "hang")).await;
+    assert_eq!(started.recv().await, Some(6));
+}

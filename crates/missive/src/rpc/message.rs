@@ -122,6 +122,8 @@ pub enum StatusCode {
     Internal,
     /// The server is shutting down and takes no new rpcs.
     Unavailable,
+    /// A limit of the server was reached (too many rpcs on the connection).
+    ResourceExhausted,
     /// A code this version does not know.
     Unknown,
 }
@@ -134,6 +136,7 @@ impl StatusCode {
             Self::Rejected => 2,
             Self::Internal => 3,
             Self::Unavailable => 4,
+            Self::ResourceExhausted => 5,
             Self::Unknown => 0,
         }
     }
@@ -145,6 +148,7 @@ impl StatusCode {
             2 => Self::Rejected,
             3 => Self::Internal,
             4 => Self::Unavailable,
+            5 => Self::ResourceExhausted,
             _ => Self::Unknown,
         }
     }
@@ -173,6 +177,7 @@ mod tests {
             StatusCode::Rejected,
             StatusCode::Internal,
             StatusCode::Unavailable,
+            StatusCode::ResourceExhausted,
             StatusCode::Unknown,
         ] {
             assert_eq!(StatusCode::from_u32(code.as_u32()), code);

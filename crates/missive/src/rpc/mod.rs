@@ -49,8 +49,9 @@
 //! # Limits
 //! Messages: 4 MiB by default, on both sides, checked against the length prefix before anything
 //! is allocated. Client: 4,096 calls in flight (wait or fail fast). Server: 4,096 running rpcs
-//! and a 1 MiB send budget per connection; above either, it stops reading and stops polling
-//! rpcs, so a peer that stops reading cannot make it buffer without bound.
+//! per connection (a request beyond is refused with a status, and the connection goes on) and a
+//! 1 MiB send budget: above it the server stops reading and stops polling rpcs, so a peer that
+//! stops reading cannot make it buffer without bound.
 
 mod calls;
 pub mod client;

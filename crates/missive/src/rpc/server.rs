@@ -113,8 +113,9 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// Rpcs running at once per connection (default 4,096). At the limit the connection stops
-    /// reading until one finishes.
+    /// Rpcs running at once per connection (default 4,096). A request that would start one
+    /// more is refused with [`StatusCode::ResourceExhausted`] (a Cancel message for
+    /// protosocket-rpc peers); the connection and the running rpcs go on.
     pub fn with_max_rpcs(mut self, max: usize) -> Self {
         self.max_rpcs = max.max(1);
         self
@@ -435,9 +436,7 @@ where
     }
 
     fn may_take_input(&self) -> bool {
-        self.parked.is_none()
-            && self.rpcs.len() < self.config.max_rpcs
-            && self.wq.queued() < self.config.send_budget
+        self.parked.is_none() && self.wq.queued() < self.config.send_budget
     }
 
     fn decode_buffered(&mut self) -> Result<(), DecodeError> {
@@ -467,6 +466,10 @@ where
                     }
                 } else if self.shutting_down {
                     let status = Status::new(StatusCode::Unavailable, "server shutting down");
+                    self.send(S::Response::failed(id, status));
+                } else if self.rpcs.len() >= self.config.max_rpcs {
+                    // Refused, visibly; reading goes on so that Cancel and End still arrive.
+                    let status = Status::new(StatusCode::ResourceExhausted, "too many rpcs");
                     self.send(S::Response::failed(id, status));
                 } else {
                     self.start(id, request);
