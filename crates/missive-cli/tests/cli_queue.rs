@@ -11,7 +11,7 @@ fn missive() -> Command {
 #[test]
 fn demo_reports_every_queue_transport_as_passed() {
     let out = missive()
-        .args(["demo", "--count", "5000", "--json"])
+        .args(["demo", "--count", "5000", "--echoes", "500", "--json"])
         .output()
         .expect("run demo");
     assert!(
@@ -31,6 +31,11 @@ fn demo_reports_every_queue_transport_as_passed() {
         assert_eq!(row["passed"], true);
         assert_eq!(row["exchanged"], 5000);
     }
+    let node = lines
+        .iter()
+        .find(|v| v["layer"] == "node")
+        .unwrap_or_else(|| panic!("no node row in {lines:?}"));
+    assert_eq!(node["passed"], true);
 }
 
 #[test]

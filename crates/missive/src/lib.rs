@@ -6,6 +6,9 @@
 //!   wire of the `connect` crate.
 //! - `request_response`: the codec layer of libp2p-style request-response protocols, with CBOR and
 //!   JSON codecs that write what rust-libp2p writes.
+//! - [`p2p`]: a peer-to-peer node on the libp2p wire (TCP + Noise + Yamux + multistream-select)
+//!   with Ed25519 identities, and [`stream`], raw stream protocols on it in the style of
+//!   libp2p-stream (`Control::accept`, `Control::open_stream`).
 //! - [`transport`]: the byte streams everything runs on — TCP, Unix sockets, TLS (rustls) and an
 //!   in-memory pipe for tests.
 //!
@@ -41,5 +44,13 @@ pub mod queue;
 
 #[cfg(feature = "request-response")]
 pub mod request_response;
+
+#[cfg(feature = "p2p")]
+pub mod p2p;
+#[cfg(feature = "p2p")]
+pub mod protocols;
+#[cfg(feature = "p2p")]
+pub mod stream;
+
 #[cfg(feature = "rpc")]
 pub mod rpc;

@@ -1,0 +1,114 @@
+//! [`NodeConfig`]: every limit and timer of a [`super::Node`].
+
+use std::time::Duration;
+
+/// Settings of a [`super::Node`]. Every limit has a default taken from the libp2p
+/// implementations users trust; see each setter for what it costs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NodeConfig {
+    pub(crate) connection_setup_timeout: Duration,
+    pub(crate) negotiation_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_connections_per_peer: usize,
+    pub(crate) max_pending_incoming: usize,
+    pub(crate) max_negotiating_inbound_streams: usize,
+    pub(crate) max_streams_per_connection: usize,
+    pub(crate) inbound_backlog: usize,
+    pub(crate) event_capacity: usize,
+    pub(crate) ping_timeout: Duration,
+    pub(crate) enable_perf: bool,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            connection_setup_timeout: Duration::from_secs(10),
+            negotiation_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+            max_connections_per_peer: 8,
+            max_pending_incoming: 64,
+            max_negotiating_inbound_streams: 128,
+            max_streams_per_connection: 512,
+            inbound_backlog: 16,
+            event_capacity: 256,
+            ping_timeout: Duration::from_secs(20),
+            enable_perf: false,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Total deadline for TCP connect + Noise + Yamux negotiation (default 10 s). It is a
+    /// deadline, not an idle timer: a peer that trickles bytes is cut off all the same.
+    pub fn with_connection_setup_timeout(mut self, d: Duration) -> Self {
+        self.connection_setup_timeout = d;
+        self
+    }
+
+    /// Deadline for multistream-select on a new stream (default 10 s).
+    pub fn with_negotiation_timeout(mut self, d: Duration) -> Self {
+        self.negotiation_timeout = d;
+        self
+    }
+
+    /// How long a connection without any stream stays open (default 10 s).
+    pub fn with_idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// Connections kept to one peer, both directions together (default 8); further ones are
+    /// closed right after their handshake.
+    pub fn with_max_connections_per_peer(mut self, n: usize) -> Self {
+        self.max_connections_per_peer = n.max(1);
+        self
+    }
+
+    /// Inbound connections in their handshake at once (default 64); further ones are closed
+    /// on accept, so that slow handshakes cannot use up memory and tasks.
+    pub fn with_max_pending_incoming(mut self, n: usize) -> Self {
+        self.max_pending_incoming = n.max(1);
+        self
+    }
+
+    /// Inbound streams negotiating their protocol at once, per connection (default 128);
+    /// further ones are reset.
+    pub fn with_max_negotiating_inbound_streams(mut self, n: usize) -> Self {
+        self.max_negotiating_inbound_streams = n.max(1);
+        self
+    }
+
+    /// Open streams per connection (default 512). Extra inbound streams are reset and extra
+    /// outbound ones fail with an error; the connection stays up.
+    pub fn with_max_streams_per_connection(mut self, n: usize) -> Self {
+        self.max_streams_per_connection = n.max(1);
+        self
+    }
+
+    /// Inbound streams buffered per accepted protocol while the application has not taken
+    /// them (default 16); further ones are reset and counted.
+    pub fn with_inbound_backlog(mut self, n: usize) -> Self {
+        self.inbound_backlog = n.max(1);
+        self
+    }
+
+    /// Node events buffered for each subscriber (default 256); a subscriber that falls further
+    /// behind skips the oldest ones.
+    pub fn with_event_capacity(mut self, n: usize) -> Self {
+        self.event_capacity = n.max(1);
+        self
+    }
+
+    /// Deadline of one [`super::Node::ping`] (default 20 s).
+    pub fn with_ping_timeout(mut self, d: Duration) -> Self {
+        self.ping_timeout = d;
+        self
+    }
+
+    /// Serves `/perf/1.0.0` (default off: it lets peers ask for any amount of data).
+    pub fn with_perf(mut self, enable: bool) -> Self {
+        self.enable_perf = enable;
+        self
+    }
+}

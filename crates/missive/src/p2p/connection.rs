@@ -1,0 +1,321 @@
+//! One task per connection: it owns the yamux connection, opens outbound streams on request,
+//! hands inbound streams to protocol negotiation, and closes the connection when idle, on
+//! request or on node shutdown.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::node::Shared;
+use super::upgrade::{Endpoint, Muxed};
+use super::{NodeEvent, PeerId};
+
+/// Identifies one connection of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(pub(crate) u64);
+
+/// Why a connection closed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum CloseCause {
+    /// No stream was open for the idle timeout.
+    IdleTimeout,
+    /// [`super::Node::close_peer`] or a local decision closed it.
+    LocalClose,
+    /// The node shut down.
+    Shutdown,
+    /// The remote closed the connection.
+    RemoteClosed,
+    /// The connection failed (socket error or a remote that broke yamux).
+    Error(Arc<std::io::Error>),
+}
+
+/// A request to a connection's task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Open(oneshot::Sender<Result<yamux::Stream, StreamOpenFailure>>),
+}
+
+/// Why the connection could not open a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamOpenFailure {
+    TooManyStreams,
+    Closed,
+}
+
+/// Stream accounting shared between a connection's task and its streams.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    streams: AtomicUsize,
+    negotiating: AtomicUsize,
+    idle_since: Mutex<Instant>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            streams: AtomicUsize::new(0),
+            negotiating: AtomicUsize::new(0),
+            idle_since: Mutex::new(Instant::now()),
+        }
+    }
+
+    pub(crate) fn streams(&self) -> usize {
+        self.streams.load(Ordering::Acquire)
+    }
+
+    /// When the connection last became idle; `None` while streams are open.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.streams() > 0 {
+            return None;
+        }
+        Some(*self.idle_since.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Counts one open stream of a connection for as long as it lives.
+#[derive(Debug)]
+pub(crate) struct StreamGuard(Arc<Activity>);
+
+impl StreamGuard {
+    pub(crate) fn new(activity: Arc<Activity>) -> Self {
+        activity.streams.fetch_add(1, Ordering::AcqRel);
+        Self(activity)
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if self.0.streams.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self.0.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        }
+    }
+}
+
+/// Counts one inbound stream in negotiation.
+#[derive(Debug)]
+pub(crate) struct NegotiatingGuard(Arc<Activity>);
+
+impl Drop for NegotiatingGuard {
+    fn drop(&mut self) {
+        self.0.negotiating.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What the node keeps of a live connection.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionHandle {
+    pub(crate) id: ConnectionId,
+    pub(crate) peer: PeerId,
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) activity: Arc<Activity>,
+    pub(crate) close: CancellationToken,
+}
+
+impl ConnectionHandle {
+    pub(crate) fn is_alive(&self) -> bool {
+        !self.commands.is_closed() && !self.close.is_cancelled()
+    }
+
+    /// Opens a yamux stream; the guard counts it against the connection's stream limit.
+    pub(crate) async fn open(
+        &self,
+        max_streams: usize,
+    ) -> Result<(yamux::Stream, StreamGuard), StreamOpenFailure> {
+        if self.activity.streams() >= max_streams {
+            return Err(StreamOpenFailure::TooManyStreams);
+        }
+        let guard = StreamGuard::new(self.activity.clone());
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Open(tx))
+            .await
+            .map_err(|_| StreamOpenFailure::Closed)?;
+        let s = rx.await.map_err(|_| StreamOpenFailure::Closed)??;
+        Ok((s, guard))
+    }
+}
+
+/// The parts a connection's task runs with.
+pub(crate) struct Driver {
+    pub(crate) handle: ConnectionHandle,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) conn: Muxed,
+    pub(crate) commands: mpsc::Receiver<Command>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("id", &self.handle.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Creates the handle and the task state of a new connection.
+pub(crate) fn new_connection(
+    id: ConnectionId,
+    peer: PeerId,
+    endpoint: Endpoint,
+    conn: Muxed,
+    close: CancellationToken,
+) -> Driver {
+    let (tx, rx) = mpsc::channel(32);
+    Driver {
+        handle: ConnectionHandle {
+            id,
+            peer,
+            commands: tx,
+            activity: Arc::new(Activity::new()),
+            close,
+        },
+        endpoint,
+        conn,
+        commands: rx,
+    }
+}
+
+impl Driver {
+    /// Runs the connection until it closes; reports the close to the node.
+    pub(crate) async fn run(mut self, shared: Arc<Shared>) {
+        let cause = self.drive(&shared).await;
+        shared.connection_closed(&self.handle, self.endpoint, cause);
+    }
+
+    async fn drive(&mut self, shared: &Arc<Shared>) -> CloseCause {
+        let config = &shared.config;
+        let idle_timeout = config.idle_timeout;
+        let mut idle_timer = Box::pin(tokio::time::sleep(idle_timeout));
+        let mut cancelled = Box::pin(self.handle.close.clone().cancelled_owned());
+        let mut pending: VecDeque<oneshot::Sender<Result<yamux::Stream, StreamOpenFailure>>> =
+            VecDeque::new();
+        let mut commands_open = true;
+        let cause = poll_fn(|cx| {
+            if cancelled.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(if shared.is_shutting_down() {
+                    CloseCause::Shutdown
+                } else {
+                    CloseCause::LocalClose
+                });
+            }
+            while commands_open {
+                match self.commands.poll_recv(cx) {
+                    Poll::Ready(Some(Command::Open(tx))) => pending.push_back(tx),
+                    Poll::Ready(None) => commands_open = false,
+                    Poll::Pending => break,
+                }
+            }
+            while !pending.is_empty() {
+                match self.conn.poll_new_outbound(cx) {
+                    Poll::Ready(Ok(s)) => {
+                        if let Some(tx) = pending.pop_front() {
+                            // A caller that gave up drops the stream, which resets it.
+                            let _ = tx.send(Ok(s));
+                        }
+                    }
+                    Poll::Ready(Err(yamux::ConnectionError::TooManyStreams)) => {
+                        if let Some(tx) = pending.pop_front() {
+                            let _ = tx.send(Err(StreamOpenFailure::TooManyStreams));
+                        }
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(close_cause(e)),
+                    Poll::Pending => break,
+                }
+            }
+            loop {
+                match self.conn.poll_next_inbound(cx) {
+                    Poll::Ready(Some(Ok(s))) => self.on_inbound(shared, s),
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(close_cause(e)),
+                    Poll::Ready(None) => return Poll::Ready(CloseCause::RemoteClosed),
+                    Poll::Pending => break,
+                }
+            }
+            loop {
+                if idle_timer.as_mut().poll(cx).is_pending() {
+                    break;
+                }
+                match self.handle.activity.idle_since() {
+                    Some(since) if pending.is_empty() => {
+                        let deadline = since + idle_timeout;
+                        if Instant::now() >= deadline {
+                            return Poll::Ready(CloseCause::IdleTimeout);
+                        }
+                        idle_timer.as_mut().reset(deadline);
+                    }
+                    _ => idle_timer.as_mut().reset(Instant::now() + idle_timeout),
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        // Fail the callers still waiting for a stream, then close politely (GoAway), bounded.
+        pending.clear();
+        if matches!(
+            cause,
+            CloseCause::IdleTimeout | CloseCause::LocalClose | CloseCause::Shutdown
+        ) {
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                poll_fn(|cx| self.conn.poll_close(cx)),
+            )
+            .await;
+        }
+        cause
+    }
+
+    fn on_inbound(&self, shared: &Arc<Shared>, s: yamux::Stream) {
+        let activity = &self.handle.activity;
+        let config = &shared.config;
+        if activity.streams() >= config.max_streams_per_connection {
+            shared.emit(NodeEvent::InboundStreamRefused {
+                peer: self.handle.peer,
+                reason: StreamRefusal::TooManyStreams,
+            });
+            return; // dropping `s` resets it
+        }
+        if activity.negotiating.load(Ordering::Acquire) >= config.max_negotiating_inbound_streams {
+            shared.emit(NodeEvent::InboundStreamRefused {
+                peer: self.handle.peer,
+                reason: StreamRefusal::TooManyNegotiating,
+            });
+            return;
+        }
+        let guard = StreamGuard::new(activity.clone());
+        activity.negotiating.fetch_add(1, Ordering::AcqRel);
+        let negotiating = NegotiatingGuard(activity.clone());
+        let shared = shared.clone();
+        let peer = self.handle.peer;
+        tokio::spawn(async move {
+            shared.serve_inbound(peer, s, guard, negotiating).await;
+        });
+    }
+}
+
+/// Why an inbound stream was reset without reaching the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamRefusal {
+    /// The connection already has its maximum of open streams.
+    TooManyStreams,
+    /// The connection already has its maximum of streams in negotiation.
+    TooManyNegotiating,
+    /// The application's backlog for this protocol is full.
+    BacklogFull(String),
+}
+
+fn close_cause(e: yamux::ConnectionError) -> CloseCause {
+    match e {
+        yamux::ConnectionError::Closed => CloseCause::RemoteClosed,
+        yamux::ConnectionError::Io(io) => CloseCause::Error(Arc::new(io)),
+        other => CloseCause::Error(Arc::new(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            other.to_string(),
+        ))),
+    }
+}

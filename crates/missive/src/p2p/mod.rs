@@ -1,0 +1,40 @@
+//! The libp2p-compatible peer-to-peer node.
+//!
+//! A [`Node`] listens and dials over TCP, secures each connection with Noise XX (libp2p
+//! handshake payload), multiplexes it with yamux and negotiates every stream with
+//! multistream-select 1.0 — the wire of rust-libp2p, go-libp2p and js-libp2p. Applications
+//! use streams through [`crate::stream::Control`]; `/ipfs/ping/1.0.0` is served by default.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use missive::p2p::{Keypair, Node, NodeConfig};
+//!
+//! let a = Node::new(Keypair::generate(), NodeConfig::default()).await?;
+//! let b = Node::new(Keypair::generate(), NodeConfig::default()).await?;
+//! let addr = a.listen("/ip4/127.0.0.1/tcp/0".parse()?).await?;
+//! let peer = b.dial(addr).await?;
+//! assert_eq!(peer, a.peer_id());
+//! let rtt = b.ping(peer).await?;
+//! println!("{peer} answered in {rtt:?}");
+//! # Ok(()) }
+//! ```
+
+mod config;
+pub(crate) mod connection;
+mod events;
+mod identity;
+mod multiaddr;
+pub mod negotiate;
+pub(crate) mod negotiated;
+pub(crate) mod node;
+pub mod noise;
+mod upgrade;
+
+pub use config::NodeConfig;
+pub use connection::{CloseCause, ConnectionId, StreamRefusal};
+pub use events::{DialError, Events, IncomingError, ListenError, NewNodeError, NodeEvent};
+pub use identity::{DecodeKeyError, KeyFileError, Keypair, ParsePeerIdError, PeerId, PublicKey};
+pub use multiaddr::{Multiaddr, ParseMultiaddrError, Protocol};
+pub use negotiated::NegotiateError;
+pub use node::Node;
+pub use upgrade::{Endpoint, UpgradeError};

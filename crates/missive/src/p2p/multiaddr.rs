@@ -1,0 +1,297 @@
+//! [`Multiaddr`]: libp2p's self-describing addresses, text form.
+//!
+//! Only the components a TCP node needs are supported: `/ip4`, `/ip6`, `/dns`, `/dns4`, `/dns6`,
+//! `/tcp` and `/p2p/<peer>`. Anything else is refused with [`ParseMultiaddrError::Unsupported`]
+//! rather than carried along unread.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+
+use super::PeerId;
+
+/// Longest accepted text form; real addresses are far shorter.
+const MAX_TEXT_LEN: usize = 1024;
+/// Longest accepted DNS name (RFC 1035).
+const MAX_DNS_LEN: usize = 253;
+
+/// One component of a [`Multiaddr`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// `/ip4/<address>`
+    Ip4(Ipv4Addr),
+    /// `/ip6/<address>`
+    Ip6(Ipv6Addr),
+    /// `/dns/<name>`: resolved to IPv4 or IPv6.
+    Dns(String),
+    /// `/dns4/<name>`: resolved to IPv4 only.
+    Dns4(String),
+    /// `/dns6/<name>`: resolved to IPv6 only.
+    Dns6(String),
+    /// `/tcp/<port>`
+    Tcp(u16),
+    /// `/p2p/<peer id>`
+    P2p(PeerId),
+}
+
+/// A libp2p address such as `/ip4/127.0.0.1/tcp/4001/p2p/12D3KooW…`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Multiaddr {
+    parts: Vec<Protocol>,
+}
+
+impl Multiaddr {
+    /// The empty address.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// The components, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Protocol> {
+        self.parts.iter()
+    }
+
+    /// Appends a component.
+    pub fn push(&mut self, p: Protocol) {
+        self.parts.push(p);
+    }
+
+    /// This address with `p` appended.
+    pub fn with(mut self, p: Protocol) -> Self {
+        self.push(p);
+        self
+    }
+
+    /// Removes and returns the last component.
+    pub fn pop(&mut self) -> Option<Protocol> {
+        self.parts.pop()
+    }
+
+    /// `true` when the address has no component.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// The PeerId of a trailing `/p2p/<peer>` component.
+    pub fn peer_id(&self) -> Option<PeerId> {
+        match self.parts.last() {
+            Some(Protocol::P2p(p)) => Some(*p),
+            _ => None,
+        }
+    }
+
+    /// The address without a trailing `/p2p/<peer>` component.
+    pub fn without_peer_id(&self) -> Multiaddr {
+        let mut a = self.clone();
+        if matches!(a.parts.last(), Some(Protocol::P2p(_))) {
+            a.parts.pop();
+        }
+        a
+    }
+
+    /// `/ip4|ip6/<ip>/tcp/<port>` for a socket address.
+    pub fn from_socket_addr(addr: SocketAddr) -> Self {
+        let ip = match addr.ip() {
+            IpAddr::V4(v4) => Protocol::Ip4(v4),
+            IpAddr::V6(v6) => Protocol::Ip6(v6),
+        };
+        Self {
+            parts: vec![ip, Protocol::Tcp(addr.port())],
+        }
+    }
+
+    /// The TCP target of this address: host and port, ignoring a trailing `/p2p` component.
+    pub(crate) fn tcp_target(&self) -> Option<TcpTarget> {
+        let mut it = self.parts.iter();
+        let host = match it.next()? {
+            Protocol::Ip4(ip) => TcpHost::Ip(IpAddr::V4(*ip)),
+            Protocol::Ip6(ip) => TcpHost::Ip(IpAddr::V6(*ip)),
+            Protocol::Dns(name) => TcpHost::Dns(name.clone(), DnsFamily::Any),
+            Protocol::Dns4(name) => TcpHost::Dns(name.clone(), DnsFamily::V4),
+            Protocol::Dns6(name) => TcpHost::Dns(name.clone(), DnsFamily::V6),
+            _ => return None,
+        };
+        let Protocol::Tcp(port) = it.next()? else {
+            return None;
+        };
+        match it.next() {
+            None | Some(Protocol::P2p(_)) if it.next().is_none() => {
+                Some(TcpTarget { host, port: *port })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Where a TCP address points.
+#[derive(Debug, Clone)]
+pub(crate) struct TcpTarget {
+    pub(crate) host: TcpHost,
+    pub(crate) port: u16,
+}
+
+/// The host part of a TCP address.
+#[derive(Debug, Clone)]
+pub(crate) enum TcpHost {
+    Ip(IpAddr),
+    Dns(String, DnsFamily),
+}
+
+/// Which address family a DNS name may resolve to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DnsFamily {
+    Any,
+    V4,
+    V6,
+}
+
+impl From<Protocol> for Multiaddr {
+    fn from(p: Protocol) -> Self {
+        Self { parts: vec![p] }
+    }
+}
+
+impl fmt::Display for Multiaddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in &self.parts {
+            match p {
+                Protocol::Ip4(ip) => write!(f, "/ip4/{ip}")?,
+                Protocol::Ip6(ip) => write!(f, "/ip6/{ip}")?,
+                Protocol::Dns(n) => write!(f, "/dns/{n}")?,
+                Protocol::Dns4(n) => write!(f, "/dns4/{n}")?,
+                Protocol::Dns6(n) => write!(f, "/dns6/{n}")?,
+                Protocol::Tcp(port) => write!(f, "/tcp/{port}")?,
+                Protocol::P2p(peer) => write!(f, "/p2p/{peer}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Multiaddr {
+    type Err = ParseMultiaddrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() > MAX_TEXT_LEN {
+            return Err(ParseMultiaddrError::TooLong);
+        }
+        if s.is_empty() {
+            return Ok(Self::empty());
+        }
+        let rest = s
+            .strip_prefix('/')
+            .ok_or(ParseMultiaddrError::MissingSlash)?;
+        let mut parts = Vec::new();
+        if rest.is_empty() {
+            return Ok(Self { parts });
+        }
+        let mut it = rest.split('/');
+        while let Some(name) = it.next() {
+            let value = it
+                .next()
+                .ok_or_else(|| ParseMultiaddrError::MissingValue(name.to_owned()))?;
+            let bad = || ParseMultiaddrError::InvalidValue(name.to_owned());
+            let p = match name {
+                "ip4" => Protocol::Ip4(value.parse().map_err(|_| bad())?),
+                "ip6" => Protocol::Ip6(value.parse().map_err(|_| bad())?),
+                "dns" | "dns4" | "dns6" => {
+                    if value.is_empty() || value.len() > MAX_DNS_LEN {
+                        return Err(bad());
+                    }
+                    let v = value.to_owned();
+                    match name {
+                        "dns" => Protocol::Dns(v),
+                        "dns4" => Protocol::Dns4(v),
+                        _ => Protocol::Dns6(v),
+                    }
+                }
+                "tcp" => Protocol::Tcp(value.parse().map_err(|_| bad())?),
+                "p2p" | "ipfs" => Protocol::P2p(value.parse().map_err(|_| bad())?),
+                other => return Err(ParseMultiaddrError::Unsupported(other.to_owned())),
+            };
+            parts.push(p);
+        }
+        Ok(Self { parts })
+    }
+}
+
+/// Why a text address was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseMultiaddrError {
+    /// The text does not start with `/`.
+    #[error("a multiaddr starts with '/'")]
+    MissingSlash,
+    /// The text is longer than any real address.
+    #[error("multiaddr text longer than {MAX_TEXT_LEN} bytes")]
+    TooLong,
+    /// A component has no value.
+    #[error("multiaddr component /{0} has no value")]
+    MissingValue(String),
+    /// A component's value does not parse.
+    #[error("multiaddr component /{0} has an invalid value")]
+    InvalidValue(String),
+    /// The component is not one this node supports.
+    #[error("unsupported multiaddr component /{0}")]
+    Unsupported(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_tcp_address_with_peer() {
+        let s = "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq";
+        let a: Multiaddr = s.parse().expect("parse");
+        assert_eq!(a.to_string(), s);
+        assert_eq!(
+            a.peer_id().map(|p| p.to_string()).as_deref(),
+            Some("12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq")
+        );
+        assert_eq!(a.without_peer_id().to_string(), "/ip4/127.0.0.1/tcp/4001");
+        assert!(a.tcp_target().is_some());
+    }
+
+    #[test]
+    fn refuses_unsupported_and_malformed_addresses() {
+        assert_eq!(
+            "/ip4/1.2.3.4/udp/1".parse::<Multiaddr>(),
+            Err(ParseMultiaddrError::Unsupported("udp".into()))
+        );
+        assert!("ip4/1.2.3.4".parse::<Multiaddr>().is_err());
+        assert!("/ip4/1.2.3.400/tcp/1".parse::<Multiaddr>().is_err());
+        assert!("/tcp".parse::<Multiaddr>().is_err());
+        assert!("/ip6/::1/tcp/65536".parse::<Multiaddr>().is_err());
+        let no_tcp: Multiaddr = "/dns4/localhost".parse().expect("parse");
+        assert!(no_tcp.tcp_target().is_none());
+    }
+
+    fn protocol() -> impl Strategy<Value = Protocol> {
+        prop_oneof![
+            any::<[u8; 4]>().prop_map(|b| Protocol::Ip4(b.into())),
+            any::<[u8; 16]>().prop_map(|b| Protocol::Ip6(b.into())),
+            "[a-z0-9.-]{1,30}".prop_map(Protocol::Dns),
+            "[a-z0-9.-]{1,30}".prop_map(Protocol::Dns4),
+            "[a-z0-9.-]{1,30}".prop_map(Protocol::Dns6),
+            any::<u16>().prop_map(Protocol::Tcp),
+            any::<[u8; 32]>()
+                .prop_map(|s| Protocol::P2p(crate::p2p::Keypair::from_secret_bytes(s).peer_id())),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn text_form_round_trips(parts in proptest::collection::vec(protocol(), 0..6)) {
+            let a = Multiaddr { parts };
+            prop_assert_eq!(a.to_string().parse::<Multiaddr>().expect("parse"), a);
+        }
+
+        #[test]
+        fn parser_never_panics(s in "\\PC{0,80}") {
+            let _ = s.parse::<Multiaddr>();
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Async drivers for the multistream-select machines, and [`Negotiated`], the byte stream that
+//! results: it first yields bytes that arrived with the negotiation and, after a lazy (0-RTT)
+//! selection, checks the listener's answer on the first read.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+
+use super::negotiate::{
+    DialerProgress, DialerSelect, ListenerProgress, ListenerSelect, NegotiationError, Version,
+};
+
+/// Bytes read per step while negotiating.
+const READ_CHUNK: usize = 1024;
+
+/// Why a negotiation over a byte stream failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NegotiateError {
+    /// The peer broke the protocol, or none of the protocols is supported.
+    #[error(transparent)]
+    Protocol(#[from] NegotiationError),
+    /// The stream failed or closed during the negotiation.
+    #[error("i/o during protocol negotiation: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Negotiates as the dialer, proposing `protocols` in order. With [`Version::V1Lazy`] and one
+/// protocol it returns at once and the answer is checked on the first read of the result.
+pub(crate) async fn dialer_select<T, I, S>(
+    mut io: T,
+    protocols: I,
+    version: Version,
+) -> Result<(String, Negotiated<T>), NegotiateError>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut m = DialerSelect::new(protocols, version)?;
+    let mut buf = [0u8; READ_CHUNK];
+    loop {
+        if let Some(out) = m.take_transmit() {
+            io.write_all(&out).await?;
+            io.flush().await?;
+        }
+        match m.poll()? {
+            DialerProgress::Optimistic(p) => {
+                if let Some(out) = m.take_transmit() {
+                    io.write_all(&out).await?;
+                }
+                return Ok((p, Negotiated::pending(io, m)));
+            }
+            DialerProgress::Selected {
+                protocol,
+                remaining,
+            } => {
+                return Ok((protocol, Negotiated::ready(io, remaining)));
+            }
+            DialerProgress::NeedInput => {
+                if let Some(out) = m.take_transmit() {
+                    io.write_all(&out).await?;
+                    io.flush().await?;
+                }
+                let n = io.read(&mut buf).await?;
+                if n == 0 {
+                    return Err(NegotiateError::Io(io::ErrorKind::UnexpectedEof.into()));
+                }
+                m.input(&buf[..n]);
+            }
+        }
+    }
+}
+
+/// Negotiates as the listener; `supported` decides each proposal.
+pub(crate) async fn listener_select<T>(
+    mut io: T,
+    mut supported: impl FnMut(&str) -> bool,
+) -> Result<(String, Negotiated<T>), NegotiateError>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut m = ListenerSelect::new();
+    let mut buf = [0u8; READ_CHUNK];
+    loop {
+        match m.poll()? {
+            ListenerProgress::Proposed(p) => {
+                if supported(&p) {
+                    let (p, remaining) = m.accept()?;
+                    if let Some(out) = m.take_transmit() {
+                        io.write_all(&out).await?;
+                        io.flush().await?;
+                    }
+                    return Ok((p, Negotiated::ready(io, remaining)));
+                }
+                m.reject()?;
+            }
+            ListenerProgress::NeedInput => {
+                if let Some(out) = m.take_transmit() {
+                    io.write_all(&out).await?;
+                    io.flush().await?;
+                }
+                let n = io.read(&mut buf).await?;
+                if n == 0 {
+                    return Err(NegotiateError::Io(io::ErrorKind::UnexpectedEof.into()));
+                }
+                m.input(&buf[..n]);
+            }
+        }
+    }
+}
+
+/// A byte stream after protocol negotiation.
+#[derive(Debug)]
+pub(crate) struct Negotiated<T> {
+    io: T,
+    prefix: Vec<u8>,
+    prefix_pos: usize,
+    lazy: Option<Box<DialerSelect>>,
+}
+
+impl<T> Negotiated<T> {
+    fn ready(io: T, prefix: Vec<u8>) -> Self {
+        Self {
+            io,
+            prefix,
+            prefix_pos: 0,
+            lazy: None,
+        }
+    }
+
+    fn pending(io: T, m: DialerSelect) -> Self {
+        Self {
+            io,
+            prefix: Vec::new(),
+            prefix_pos: 0,
+            lazy: Some(Box::new(m)),
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Negotiated<T> {
+    /// Reads the listener's answer to a lazy proposal until it is confirmed or refused.
+    fn poll_confirm(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some(m) = self.lazy.as_mut() {
+            match m.poll() {
+                Ok(DialerProgress::Selected { remaining, .. }) => {
+                    self.prefix = remaining;
+                    self.prefix_pos = 0;
+                    self.lazy = None;
+                }
+                Ok(DialerProgress::NeedInput | DialerProgress::Optimistic(_)) => {
+                    let mut chunk = [0u8; READ_CHUNK];
+                    let mut rb = ReadBuf::new(&mut chunk);
+                    ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
+                    if rb.filled().is_empty() {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "stream closed before the protocol was confirmed",
+                        )));
+                    }
+                    m.input(rb.filled());
+                }
+                Err(NegotiationError::Unsupported) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "the remote does not support the protocol",
+                    )));
+                }
+                Err(e) => return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e))),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Negotiated<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.lazy.is_some() {
+            ready!(this.poll_confirm(cx))?;
+        }
+        if this.prefix_pos < this.prefix.len() {
+            let n = buf.remaining().min(this.prefix.len() - this.prefix_pos);
+            buf.put_slice(&this.prefix[this.prefix_pos..this.prefix_pos + n]);
+            this.prefix_pos += n;
+            if this.prefix_pos == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.prefix_pos = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Negotiated<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lazy_dialer_data_reaches_listener_and_answer_is_checked() {
+        let (a, b) = tokio::io::duplex(4096);
+        let dialer = async {
+            let (p, mut s) = dialer_select(a, ["/echo/1.0.0"], Version::V1Lazy)
+                .await
+                .expect("optimistic");
+            assert_eq!(p, "/echo/1.0.0");
+            s.write_all(b"ping").await.expect("write");
+            s.flush().await.expect("flush");
+            let mut got = [0u8; 4];
+            s.read_exact(&mut got).await.expect("read");
+            got
+        };
+        let listener = async {
+            let (p, mut s) = listener_select(b, |p| p == "/echo/1.0.0")
+                .await
+                .expect("select");
+            assert_eq!(p, "/echo/1.0.0");
+            let mut got = [0u8; 4];
+            s.read_exact(&mut got).await.expect("read");
+            s.write_all(&got).await.expect("echo");
+            s.flush().await.expect("flush");
+            s
+        };
+        let (got, _keep) = tokio::join!(dialer, listener);
+        assert_eq!(&got, b"ping");
+    }
+
+    #[tokio::test]
+    async fn lazy_dialer_sees_unsupported_on_first_read() {
+        let (a, b) = tokio::io::duplex(4096);
+        let dialer = async {
+            let (_, mut s) = dialer_select(a, ["/nope"], Version::V1Lazy)
+                .await
+                .expect("optimistic");
+            let mut got = [0u8; 1];
+            s.read_exact(&mut got).await.expect_err("refused")
+        };
+        let listener = listener_select(b, |_| false);
+        let (err, l) = tokio::join!(dialer, listener);
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+        assert!(l.is_err(), "listener sees the stream end");
+    }
+}

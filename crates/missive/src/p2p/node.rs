@@ -1,0 +1,737 @@
+//! [`Node`]: listens, dials, keeps one pool of connections per peer and routes inbound
+//! streams to the protocols registered through [`crate::stream::Control`].
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::compat::FuturesAsyncReadCompatExt as _;
+use tokio_util::sync::CancellationToken;
+
+use super::connection::{
+    CloseCause, ConnectionHandle, ConnectionId, NegotiatingGuard, StreamGuard, StreamOpenFailure,
+    StreamRefusal, new_connection,
+};
+use super::events::{DialError, Events, IncomingError, ListenError, NewNodeError, NodeEvent};
+use super::multiaddr::{DnsFamily, TcpHost};
+use super::negotiate::{NegotiationError, Version};
+use super::negotiated::{NegotiateError, dialer_select, listener_select};
+use super::noise::{NoiseConfig, NoiseError};
+use super::upgrade::{Endpoint, UpgradeError, upgrade};
+use super::{Keypair, Multiaddr, NodeConfig, PeerId};
+use crate::stream::{
+    AlreadyRegistered, Control, IncomingStreams, OpenStreamError, Stream, StreamProtocol,
+};
+
+/// A libp2p-compatible node: TCP + Noise + Yamux, one task per connection.
+///
+/// `Node` is a cheap, cloneable handle. When the last handle (including every
+/// [`Control`]) is dropped the node shuts down; [`Node::shutdown`] does it explicitly and
+/// waits for the connections to close.
+#[derive(Clone)]
+pub struct Node {
+    shared: Arc<Shared>,
+    _alive: Arc<ShutdownOnDrop>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("peer_id", &self.shared.peer_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Creates a node with `keypair` as its identity. It serves `/ipfs/ping/1.0.0` (and
+    /// `/perf/1.0.0` when enabled in the config). Must run inside a tokio runtime.
+    pub async fn new(keypair: Keypair, config: NodeConfig) -> Result<Self, NewNodeError> {
+        let noise = NoiseConfig::new(&keypair).map_err(NewNodeError::Noise)?;
+        let (events, _) = broadcast::channel(config.event_capacity);
+        let shared = Arc::new(Shared {
+            peer_id: keypair.peer_id(),
+            handshakes: Arc::new(Semaphore::new(config.max_pending_incoming)),
+            config,
+            noise,
+            state: Mutex::new(State::default()),
+            router: Mutex::new(HashMap::new()),
+            events,
+            cancel: CancellationToken::new(),
+            next_id: AtomicU64::new(1),
+        });
+        let node = Self {
+            _alive: Arc::new(ShutdownOnDrop(shared.clone())),
+            shared,
+        };
+        crate::protocols::ping::serve(&node.stream_control());
+        if node.shared.config.enable_perf {
+            crate::protocols::perf::serve(&node.stream_control());
+        }
+        Ok(node)
+    }
+
+    /// This node's identity.
+    pub fn peer_id(&self) -> PeerId {
+        self.shared.peer_id
+    }
+
+    /// The stream protocol handle.
+    pub fn stream_control(&self) -> Control {
+        Control::new(self.clone())
+    }
+
+    /// Subscribes to node events from now on.
+    pub fn events(&self) -> Events {
+        Events::new(self.shared.events.subscribe())
+    }
+
+    /// Listens on a `/ip4|ip6/<ip>/tcp/<port>` address (port 0 picks one) and returns the
+    /// actual address.
+    pub async fn listen(&self, addr: Multiaddr) -> Result<Multiaddr, ListenError> {
+        let target = addr
+            .tcp_target()
+            .ok_or_else(|| ListenError::UnsupportedAddress(addr.clone()))?;
+        let TcpHost::Ip(ip) = target.host else {
+            return Err(ListenError::UnsupportedAddress(addr));
+        };
+        if self.shared.cancel.is_cancelled() {
+            return Err(ListenError::ShuttingDown);
+        }
+        let listener = TcpListener::bind(SocketAddr::new(ip, target.port))
+            .await
+            .map_err(ListenError::Io)?;
+        let local = Multiaddr::from_socket_addr(listener.local_addr().map_err(ListenError::Io)?);
+        self.shared.lock_state().listen_addrs.push(local.clone());
+        self.shared.emit(NodeEvent::NewListenAddr {
+            address: local.clone(),
+        });
+        let shared = self.shared.clone();
+        let task = tokio::spawn(accept_loop(shared, listener, local.clone()));
+        self.shared.lock_state().tasks.push(task);
+        Ok(local)
+    }
+
+    /// The addresses this node listens on.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.shared.lock_state().listen_addrs.clone()
+    }
+
+    /// Dials `addr`; a trailing `/p2p/<peer>` is checked against the remote's proven identity
+    /// and reuses an existing connection to that peer. Returns the remote's PeerId.
+    ///
+    /// Dials to the same PeerId share one attempt. The whole setup (TCP, Noise, Yamux) has the
+    /// [`NodeConfig::with_connection_setup_timeout`] deadline per address.
+    ///
+    /// # Cancel safety
+    /// The dial runs in its own task: dropping this future stops waiting for it but not the
+    /// dial, and the connection, once made, stays in the pool.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, DialError> {
+        match addr.peer_id() {
+            Some(peer) => {
+                self.add_address(peer, addr.without_peer_id());
+                let addrs = [addr.without_peer_id()];
+                self.shared
+                    .connection_to(peer, &addrs)
+                    .await
+                    .map(|h| h.peer)
+            }
+            None => self.shared.dial_unknown(addr).await.map(|h| h.peer),
+        }
+    }
+
+    /// Connects to `peer` with the addresses in the address book, unless already connected.
+    pub async fn dial_peer(&self, peer: PeerId) -> Result<(), DialError> {
+        self.shared.connection_to(peer, &[]).await.map(|_| ())
+    }
+
+    /// Adds an address of `peer` to the address book (at most 16 per peer are kept).
+    pub fn add_address(&self, peer: PeerId, addr: Multiaddr) {
+        self.shared.add_address(peer, addr);
+    }
+
+    /// `true` when at least one connection to `peer` is open.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.shared
+            .lock_state()
+            .connections
+            .get(peer)
+            .is_some_and(|c| c.iter().any(ConnectionHandle::is_alive))
+    }
+
+    /// The peers with at least one open connection.
+    pub fn connected_peers(&self) -> Vec<PeerId> {
+        self.shared
+            .lock_state()
+            .connections
+            .iter()
+            .filter(|(_, c)| c.iter().any(ConnectionHandle::is_alive))
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// Closes every connection to `peer`.
+    pub fn close_peer(&self, peer: &PeerId) {
+        if let Some(conns) = self.shared.lock_state().connections.get(peer) {
+            for c in conns {
+                c.close.cancel();
+            }
+        }
+    }
+
+    /// Measures one `/ipfs/ping/1.0.0` round trip to `peer`, dialing it first if needed.
+    pub async fn ping(&self, peer: PeerId) -> Result<Duration, crate::protocols::ping::PingError> {
+        crate::protocols::ping::ping(
+            &self.stream_control(),
+            peer,
+            self.shared.config.ping_timeout,
+        )
+        .await
+    }
+
+    /// Stops listening, closes every connection (yamux GoAway) and waits, at most 5 s, for
+    /// the connection tasks to end.
+    pub async fn shutdown(&self) {
+        self.shared.cancel.cancel();
+        self.shared.lock_router().clear();
+        let tasks = std::mem::take(&mut self.shared.lock_state().tasks);
+        let all = futures_util::future::join_all(tasks);
+        let _ = tokio::time::timeout(Duration::from_secs(5), all).await;
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+/// Shuts the node down when the last handle goes: connections and listeners stop, and the
+/// protocol registrations end so that tasks serving them finish.
+#[derive(Debug)]
+struct ShutdownOnDrop(Arc<Shared>);
+
+impl Drop for ShutdownOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel.cancel();
+        self.0.lock_router().clear();
+    }
+}
+
+/// Most addresses kept per peer in the address book.
+const MAX_ADDRESSES_PER_PEER: usize = 16;
+
+type DialWaiter = oneshot::Sender<Result<ConnectionHandle, DialError>>;
+
+/// State shared by the node's handles and tasks.
+pub(crate) struct Shared {
+    pub(crate) peer_id: PeerId,
+    pub(crate) config: NodeConfig,
+    noise: NoiseConfig,
+    state: Mutex<State>,
+    router: Mutex<HashMap<String, Registration>>,
+    events: broadcast::Sender<NodeEvent>,
+    handshakes: Arc<Semaphore>,
+    cancel: CancellationToken,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("peer_id", &self.peer_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    connections: HashMap<PeerId, Vec<ConnectionHandle>>,
+    dials: HashMap<PeerId, Vec<DialWaiter>>,
+    addresses: HashMap<PeerId, Vec<Multiaddr>>,
+    listen_addrs: Vec<Multiaddr>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+struct Registration {
+    id: u64,
+    tx: mpsc::Sender<(PeerId, Stream)>,
+    overflow: Arc<AtomicU64>,
+}
+
+impl Shared {
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_router(&self) -> MutexGuard<'_, HashMap<String, Registration>> {
+        self.router.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn emit(&self, event: NodeEvent) {
+        let _ = self.events.send(event);
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn add_address(&self, peer: PeerId, addr: Multiaddr) {
+        let mut st = self.lock_state();
+        let list = st.addresses.entry(peer).or_default();
+        if !list.contains(&addr) {
+            if list.len() >= MAX_ADDRESSES_PER_PEER {
+                list.remove(0);
+            }
+            list.push(addr);
+        }
+    }
+
+    /// An open connection to `peer`, or a new one through a single shared dial.
+    pub(crate) async fn connection_to(
+        self: &Arc<Self>,
+        peer: PeerId,
+        extra: &[Multiaddr],
+    ) -> Result<ConnectionHandle, DialError> {
+        for a in extra {
+            self.add_address(peer, a.without_peer_id());
+        }
+        let rx = {
+            let mut st = self.lock_state();
+            if let Some(h) = st
+                .connections
+                .get(&peer)
+                .and_then(|c| c.iter().find(|h| h.is_alive()))
+            {
+                return Ok(h.clone());
+            }
+            if self.cancel.is_cancelled() {
+                return Err(DialError::ShuttingDown);
+            }
+            let (tx, rx) = oneshot::channel();
+            if let Some(waiters) = st.dials.get_mut(&peer) {
+                waiters.push(tx);
+            } else {
+                st.dials.insert(peer, vec![tx]);
+                let addrs = st.addresses.get(&peer).cloned().unwrap_or_default();
+                let shared = self.clone();
+                let task = tokio::spawn(async move { shared.dial_task(peer, addrs).await });
+                st.tasks.retain(|t| !t.is_finished());
+                st.tasks.push(task);
+            }
+            rx
+        };
+        rx.await.map_err(|_| DialError::ShuttingDown)?
+    }
+
+    /// Dials an address without a known PeerId (no deduplication).
+    async fn dial_unknown(
+        self: &Arc<Self>,
+        addr: Multiaddr,
+    ) -> Result<ConnectionHandle, DialError> {
+        if self.cancel.is_cancelled() {
+            return Err(DialError::ShuttingDown);
+        }
+        let (tx, rx) = oneshot::channel();
+        let shared = self.clone();
+        let task = tokio::spawn(async move {
+            match shared.attempt(&addr, None).await {
+                Ok((driver_parts, peer)) => {
+                    shared.add_address(peer, addr.without_peer_id());
+                    shared
+                        .establish(driver_parts, peer, Endpoint::Dialer, addr, false, vec![tx])
+                        .await;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        });
+        {
+            let mut st = self.lock_state();
+            st.tasks.retain(|t| !t.is_finished());
+            st.tasks.push(task);
+        }
+        rx.await.map_err(|_| DialError::ShuttingDown)?
+    }
+
+    /// Tries the addresses in order; answers every waiter; then runs the connection.
+    async fn dial_task(self: Arc<Self>, peer: PeerId, addrs: Vec<Multiaddr>) {
+        let mut last = DialError::NoAddresses(peer);
+        for addr in addrs {
+            match self.attempt(&addr, Some(peer)).await {
+                Ok((muxed, _)) => {
+                    self.establish(muxed, peer, Endpoint::Dialer, addr, true, Vec::new())
+                        .await;
+                    return;
+                }
+                Err(e) => last = e,
+            }
+        }
+        let waiters = self.lock_state().dials.remove(&peer).unwrap_or_default();
+        for w in waiters {
+            let _ = w.send(Err(last.clone()));
+        }
+    }
+
+    /// TCP connect + upgrade within the setup deadline.
+    async fn attempt(
+        &self,
+        addr: &Multiaddr,
+        expected: Option<PeerId>,
+    ) -> Result<(super::upgrade::Muxed, PeerId), DialError> {
+        let target = addr
+            .tcp_target()
+            .ok_or_else(|| DialError::UnsupportedAddress(addr.clone()))?;
+        let transport = |e: io::Error| DialError::Transport {
+            addr: addr.clone(),
+            error: Arc::new(e),
+        };
+        if expected == Some(self.peer_id) {
+            return Err(DialError::LocalPeer);
+        }
+        let work = async {
+            let tcp = connect(&target.host, target.port)
+                .await
+                .map_err(transport)?;
+            upgrade(tcp, &self.noise, &self.config, Endpoint::Dialer, expected)
+                .await
+                .map_err(|e| match e {
+                    UpgradeError::Noise(NoiseError::PeerIdMismatch { expected, actual }) => {
+                        DialError::WrongPeer { expected, actual }
+                    }
+                    e => DialError::Upgrade {
+                        addr: addr.clone(),
+                        error: Arc::new(e),
+                    },
+                })
+                .and_then(|(muxed, peer)| {
+                    if peer == self.peer_id {
+                        Err(DialError::LocalPeer)
+                    } else {
+                        Ok((muxed, peer))
+                    }
+                })
+        };
+        tokio::select! {
+            _ = self.cancel.cancelled() => Err(DialError::ShuttingDown),
+            r = tokio::time::timeout(self.config.connection_setup_timeout, work) => match r {
+                Ok(r) => r,
+                Err(_) => Err(DialError::Upgrade {
+                    addr: addr.clone(),
+                    error: Arc::new(UpgradeError::Timeout),
+                }),
+            },
+        }
+    }
+
+    /// Registers a new connection (within the per-peer limit), answers the waiters (those of
+    /// the shared dial to `peer` too when `dial_waiters`), announces it and runs it until it
+    /// closes.
+    async fn establish(
+        self: &Arc<Self>,
+        muxed: super::upgrade::Muxed,
+        peer: PeerId,
+        endpoint: Endpoint,
+        remote_addr: Multiaddr,
+        dial_waiters: bool,
+        mut waiters: Vec<DialWaiter>,
+    ) {
+        let driver = {
+            let mut st = self.lock_state();
+            if dial_waiters {
+                waiters.extend(st.dials.remove(&peer).unwrap_or_default());
+            }
+            let conns = st.connections.entry(peer).or_default();
+            conns.retain(ConnectionHandle::is_alive);
+            if conns.len() >= self.config.max_connections_per_peer || self.cancel.is_cancelled() {
+                drop(st);
+                let err = if self.cancel.is_cancelled() {
+                    DialError::ShuttingDown
+                } else {
+                    DialError::ConnectionLimit(peer)
+                };
+                if endpoint == Endpoint::Listener {
+                    self.emit(NodeEvent::IncomingConnectionError {
+                        remote_addr,
+                        error: Arc::new(IncomingError::ConnectionLimit(peer)),
+                    });
+                }
+                for w in waiters {
+                    let _ = w.send(Err(err.clone()));
+                }
+                return;
+            }
+            let id = ConnectionId(self.next_id());
+            let driver = new_connection(id, peer, endpoint, muxed, self.cancel.child_token());
+            conns.push(driver.handle.clone());
+            driver
+        };
+        self.emit(NodeEvent::ConnectionEstablished {
+            peer,
+            connection: driver.handle.id,
+            endpoint,
+            remote_addr,
+        });
+        for w in waiters {
+            let _ = w.send(Ok(driver.handle.clone()));
+        }
+        driver.run(self.clone()).await;
+    }
+
+    pub(crate) fn connection_closed(
+        &self,
+        handle: &ConnectionHandle,
+        endpoint: Endpoint,
+        cause: CloseCause,
+    ) {
+        handle.close.cancel();
+        {
+            let mut st = self.lock_state();
+            if let Some(conns) = st.connections.get_mut(&handle.peer) {
+                conns.retain(|c| c.id != handle.id);
+                if conns.is_empty() {
+                    st.connections.remove(&handle.peer);
+                }
+            }
+        }
+        self.emit(NodeEvent::ConnectionClosed {
+            peer: handle.peer,
+            connection: handle.id,
+            endpoint,
+            cause,
+        });
+    }
+
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        protocol: StreamProtocol,
+    ) -> Result<IncomingStreams, AlreadyRegistered> {
+        let mut router = self.lock_router();
+        if router.contains_key(protocol.as_str()) {
+            return Err(AlreadyRegistered(protocol));
+        }
+        let (tx, rx) = mpsc::channel(self.config.inbound_backlog);
+        let id = self.next_id();
+        let overflow = Arc::new(AtomicU64::new(0));
+        router.insert(
+            protocol.as_str().to_owned(),
+            Registration {
+                id,
+                tx,
+                overflow: overflow.clone(),
+            },
+        );
+        Ok(IncomingStreams {
+            rx,
+            protocol,
+            registration: id,
+            overflow,
+            shared: self.clone(),
+        })
+    }
+
+    pub(crate) fn deregister(&self, protocol: &StreamProtocol, id: u64) {
+        let mut router = self.lock_router();
+        if router.get(protocol.as_str()).is_some_and(|r| r.id == id) {
+            router.remove(protocol.as_str());
+        }
+    }
+
+    /// Negotiates an inbound stream and hands it to its protocol's backlog.
+    pub(crate) async fn serve_inbound(
+        self: Arc<Self>,
+        peer: PeerId,
+        s: yamux::Stream,
+        guard: StreamGuard,
+        negotiating: NegotiatingGuard,
+    ) {
+        let selected = tokio::time::timeout(
+            self.config.negotiation_timeout,
+            listener_select(s.compat(), |p| self.lock_router().contains_key(p)),
+        )
+        .await;
+        drop(negotiating);
+        let Ok(Ok((protocol, io))) = selected else {
+            return; // dropping the stream resets it
+        };
+        let Ok(protocol) = StreamProtocol::try_from_owned(protocol) else {
+            return;
+        };
+        let stream = Stream::new(io, protocol.clone(), peer, guard);
+        let router = self.lock_router();
+        let Some(reg) = router.get(protocol.as_str()) else {
+            return;
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = reg.tx.try_send((peer, stream)) {
+            reg.overflow.fetch_add(1, Ordering::Relaxed);
+            drop(router);
+            tracing::debug!(%peer, %protocol, "inbound stream backlog full; stream reset");
+            self.emit(NodeEvent::InboundStreamRefused {
+                peer,
+                reason: StreamRefusal::BacklogFull(protocol.as_str().to_owned()),
+            });
+        }
+    }
+
+    /// Opens and negotiates an outbound stream.
+    pub(crate) async fn open_stream(
+        self: &Arc<Self>,
+        peer: PeerId,
+        addresses: &[Multiaddr],
+        protocols: &[StreamProtocol],
+        version: Version,
+    ) -> Result<(Stream, StreamProtocol), OpenStreamError> {
+        if protocols.is_empty() {
+            return Err(OpenStreamError::NoProtocol);
+        }
+        let handle = self
+            .connection_to(peer, addresses)
+            .await
+            .map_err(OpenStreamError::Dial)?;
+        let work = async {
+            let (s, guard) = handle
+                .open(self.config.max_streams_per_connection)
+                .await
+                .map_err(|e| match e {
+                    StreamOpenFailure::TooManyStreams => OpenStreamError::TooManyStreams,
+                    StreamOpenFailure::Closed => OpenStreamError::ConnectionClosed,
+                })?;
+            let names = protocols.iter().map(|p| p.as_str().to_owned());
+            let (chosen, io) =
+                dialer_select(s.compat(), names, version)
+                    .await
+                    .map_err(|e| match e {
+                        NegotiateError::Protocol(NegotiationError::Unsupported) => {
+                            OpenStreamError::UnsupportedProtocol(protocols.to_vec())
+                        }
+                        NegotiateError::Protocol(e) => OpenStreamError::Protocol(e),
+                        NegotiateError::Io(e) => OpenStreamError::Io(e),
+                    })?;
+            let protocol = protocols
+                .iter()
+                .find(|p| p.as_str() == chosen)
+                .cloned()
+                .ok_or(OpenStreamError::Protocol(NegotiationError::Protocol(
+                    "peer selected a protocol that was not proposed",
+                )))?;
+            Ok((Stream::new(io, protocol.clone(), peer, guard), protocol))
+        };
+        tokio::time::timeout(self.config.negotiation_timeout, work)
+            .await
+            .map_err(|_| OpenStreamError::Timeout)?
+    }
+}
+
+async fn connect(host: &TcpHost, port: u16) -> io::Result<TcpStream> {
+    match host {
+        TcpHost::Ip(ip) => TcpStream::connect(SocketAddr::new(*ip, port)).await,
+        TcpHost::Dns(name, family) => {
+            let mut last = io::Error::new(io::ErrorKind::NotFound, "name resolved to no address");
+            let addrs = tokio::net::lookup_host((name.as_str(), port)).await?;
+            for a in addrs.take(8) {
+                let ok = match family {
+                    DnsFamily::Any => true,
+                    DnsFamily::V4 => a.is_ipv4(),
+                    DnsFamily::V6 => a.is_ipv6(),
+                };
+                if !ok {
+                    continue;
+                }
+                match TcpStream::connect(a).await {
+                    Ok(s) => return Ok(s),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        }
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, local: Multiaddr) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        let (tcp, remote) = match accepted {
+            Ok(x) => x,
+            Err(e) if is_transient_accept_error(&e) => {
+                // Out of file descriptors and the like: wait a little, keep serving.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            Err(e) => {
+                shared.emit(NodeEvent::ListenerError {
+                    address: local,
+                    error: Arc::new(e),
+                });
+                return;
+            }
+        };
+        let remote_addr = Multiaddr::from_socket_addr(remote);
+        let Ok(permit) = shared.handshakes.clone().try_acquire_owned() else {
+            shared.emit(NodeEvent::IncomingConnectionError {
+                remote_addr,
+                error: Arc::new(IncomingError::TooManyPendingHandshakes),
+            });
+            continue; // dropping `tcp` closes it
+        };
+        let shared2 = shared.clone();
+        let task = tokio::spawn(async move {
+            let shared = shared2;
+            let setup = tokio::time::timeout(
+                shared.config.connection_setup_timeout,
+                upgrade(tcp, &shared.noise, &shared.config, Endpoint::Listener, None),
+            );
+            let result = tokio::select! {
+                _ = shared.cancel.cancelled() => return,
+                r = setup => r,
+            };
+            drop(permit);
+            match result {
+                Ok(Ok((muxed, peer))) => {
+                    shared
+                        .establish(
+                            muxed,
+                            peer,
+                            Endpoint::Listener,
+                            remote_addr,
+                            false,
+                            Vec::new(),
+                        )
+                        .await;
+                }
+                Ok(Err(e)) => shared.emit(NodeEvent::IncomingConnectionError {
+                    remote_addr,
+                    error: Arc::new(IncomingError::Upgrade(e)),
+                }),
+                Err(_) => shared.emit(NodeEvent::IncomingConnectionError {
+                    remote_addr,
+                    error: Arc::new(IncomingError::Upgrade(UpgradeError::Timeout)),
+                }),
+            }
+        });
+        let mut st = shared.lock_state();
+        st.tasks.retain(|t| !t.is_finished());
+        st.tasks.push(task);
+    }
+}
+
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+            | io::ErrorKind::OutOfMemory
+    ) || e.raw_os_error().is_some()
+}

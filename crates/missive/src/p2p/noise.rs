@@ -1,0 +1,642 @@
+//! The `/noise` security upgrade: Noise XX with the libp2p handshake payload, and the framed,
+//! encrypted byte stream that follows it.
+//!
+//! Handshake: `→ e`; `← e, ee, s, es` + payload; `→ s, se` + payload, where the payload is the
+//! protobuf `NoiseHandshakePayload { 1: identity_key, 2: identity_sig, 4: extensions }` and the
+//! signature covers `"noise-libp2p-static-key:"` ‖ the sender's X25519 static key. Every Noise
+//! message travels as a 2-byte big-endian length followed by the message.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+
+use super::identity::{read_uvarint, write_uvarint};
+use super::{Keypair, PeerId, PublicKey};
+
+/// The Noise protocol name used by libp2p.
+const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
+/// Prefix of the signed message in the handshake payload.
+const STATIC_KEY_DOMAIN: &[u8] = b"noise-libp2p-static-key:";
+/// Largest Noise message (the length prefix is 16 bits).
+pub const MAX_NOISE_MESSAGE: usize = 65_535;
+/// AEAD tag length.
+const TAG_LEN: usize = 16;
+/// Largest plaintext per transport message.
+const MAX_PLAINTEXT: usize = MAX_NOISE_MESSAGE - TAG_LEN;
+
+/// Why the Noise handshake failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NoiseError {
+    /// The connection failed or closed during the handshake.
+    #[error("i/o during the noise handshake: {0}")]
+    Io(#[source] io::Error),
+    /// The peer's handshake message did not decrypt or was malformed.
+    #[error("peer sent an invalid noise handshake message: {0}")]
+    InvalidMessage(String),
+    /// The peer's handshake payload is not a valid protobuf payload.
+    #[error("peer sent a malformed handshake payload: {0}")]
+    InvalidPayload(&'static str),
+    /// The peer's identity key is not an Ed25519 key this node understands.
+    #[error("peer's identity key was refused: {0}")]
+    InvalidIdentityKey(#[source] super::DecodeKeyError),
+    /// The peer's signature over its static key does not verify.
+    #[error("peer's signature over its noise static key is invalid")]
+    BadSignature,
+    /// The peer is not the one that was dialed.
+    #[error("peer id mismatch: expected {expected}, the remote is {actual}")]
+    PeerIdMismatch {
+        /// The PeerId that was dialed.
+        expected: PeerId,
+        /// The PeerId the remote proved.
+        actual: PeerId,
+    },
+    /// The local Noise state failed (not the peer's fault).
+    #[error("local noise error: {0}")]
+    Local(String),
+}
+
+/// The local static Noise key and the signed payload, prepared once per node.
+///
+/// A node uses it for every connection; it is public so that the libp2p Noise handshake can
+/// secure any byte stream (for example an in-memory pipe in tests).
+#[derive(Clone)]
+pub struct NoiseConfig {
+    static_private: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+impl std::fmt::Debug for NoiseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NoiseConfig").finish_non_exhaustive()
+    }
+}
+
+impl NoiseConfig {
+    /// Generates a static X25519 key and signs it with the identity key.
+    pub fn new(identity: &Keypair) -> Result<Self, NoiseError> {
+        let builder = snow::Builder::new(params());
+        let kp = builder
+            .generate_keypair()
+            .map_err(|e| NoiseError::Local(e.to_string()))?;
+        let mut signed = STATIC_KEY_DOMAIN.to_vec();
+        signed.extend_from_slice(&kp.public);
+        let sig = identity.sign(&signed);
+        let payload = encode_payload(&HandshakePayload {
+            identity_key: identity.public().to_protobuf_encoding().to_vec(),
+            identity_sig: sig.to_vec(),
+            stream_muxers: Vec::new(),
+        });
+        Ok(Self {
+            static_private: kp.private,
+            payload,
+        })
+    }
+
+    /// Runs the handshake on `io` (as the initiator or the responder) and returns the
+    /// encrypted stream and the remote's proven PeerId; with `expected`, a different remote is
+    /// refused with [`NoiseError::PeerIdMismatch`].
+    pub async fn handshake<T>(
+        &self,
+        mut io: T,
+        initiator: bool,
+        expected: Option<PeerId>,
+    ) -> Result<(NoiseStream<T>, PeerId), NoiseError>
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
+        let builder = snow::Builder::new(params()).local_private_key(&self.static_private);
+        let builder = builder.map_err(|e| NoiseError::Local(e.to_string()))?;
+        let mut hs = if initiator {
+            builder.build_initiator()
+        } else {
+            builder.build_responder()
+        }
+        .map_err(|e| NoiseError::Local(e.to_string()))?;
+
+        let mut msg = vec![0u8; MAX_NOISE_MESSAGE];
+        let mut payload = vec![0u8; MAX_NOISE_MESSAGE];
+        let remote_payload;
+        if initiator {
+            let n = hs
+                .write_message(&[], &mut msg)
+                .map_err(|e| NoiseError::Local(e.to_string()))?;
+            send_frame(&mut io, &msg[..n]).await?;
+            let frame = recv_frame(&mut io, &mut msg).await?;
+            let n = hs
+                .read_message(&msg[..frame], &mut payload)
+                .map_err(|e| NoiseError::InvalidMessage(e.to_string()))?;
+            remote_payload = payload[..n].to_vec();
+            let n = hs
+                .write_message(&self.payload, &mut msg)
+                .map_err(|e| NoiseError::Local(e.to_string()))?;
+            send_frame(&mut io, &msg[..n]).await?;
+        } else {
+            let frame = recv_frame(&mut io, &mut msg).await?;
+            hs.read_message(&msg[..frame], &mut payload)
+                .map_err(|e| NoiseError::InvalidMessage(e.to_string()))?;
+            let n = hs
+                .write_message(&self.payload, &mut msg)
+                .map_err(|e| NoiseError::Local(e.to_string()))?;
+            send_frame(&mut io, &msg[..n]).await?;
+            let frame = recv_frame(&mut io, &mut msg).await?;
+            let n = hs
+                .read_message(&msg[..frame], &mut payload)
+                .map_err(|e| NoiseError::InvalidMessage(e.to_string()))?;
+            remote_payload = payload[..n].to_vec();
+        }
+        let remote_static = hs
+            .get_remote_static()
+            .ok_or(NoiseError::InvalidPayload("no remote static key"))?
+            .to_vec();
+        let peer = verify_payload(&remote_payload, &remote_static)?;
+        if let Some(expected) = expected
+            && expected != peer
+        {
+            return Err(NoiseError::PeerIdMismatch {
+                expected,
+                actual: peer,
+            });
+        }
+        let transport = hs
+            .into_transport_mode()
+            .map_err(|e| NoiseError::Local(e.to_string()))?;
+        Ok((NoiseStream::new(io, transport), peer))
+    }
+}
+
+fn params() -> snow::params::NoiseParams {
+    NOISE_PARAMS
+        .parse()
+        .expect("the libp2p noise parameters are a valid pattern")
+}
+
+/// Checks the payload's signature over `remote_static` and returns the sender's PeerId.
+fn verify_payload(payload: &[u8], remote_static: &[u8]) -> Result<PeerId, NoiseError> {
+    let p = decode_payload(payload)?;
+    let key = PublicKey::from_protobuf_encoding(&p.identity_key)
+        .map_err(NoiseError::InvalidIdentityKey)?;
+    let mut signed = STATIC_KEY_DOMAIN.to_vec();
+    signed.extend_from_slice(remote_static);
+    if !key.verify(&signed, &p.identity_sig) {
+        return Err(NoiseError::BadSignature);
+    }
+    Ok(key.to_peer_id())
+}
+
+async fn send_frame<T: AsyncWrite + Unpin>(io: &mut T, msg: &[u8]) -> Result<(), NoiseError> {
+    let len = u16::try_from(msg.len()).map_err(|_| NoiseError::Local("frame too long".into()))?;
+    let mut frame = Vec::with_capacity(2 + msg.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(msg);
+    io.write_all(&frame).await.map_err(NoiseError::Io)?;
+    io.flush().await.map_err(NoiseError::Io)
+}
+
+async fn recv_frame<T: AsyncRead + Unpin>(io: &mut T, buf: &mut [u8]) -> Result<usize, NoiseError> {
+    let mut len = [0u8; 2];
+    io.read_exact(&mut len).await.map_err(NoiseError::Io)?;
+    let len = usize::from(u16::from_be_bytes(len));
+    let dst = buf.get_mut(..len).ok_or(NoiseError::InvalidPayload(
+        "frame longer than a noise message",
+    ))?;
+    io.read_exact(dst).await.map_err(NoiseError::Io)?;
+    Ok(len)
+}
+
+/// The decoded handshake payload.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HandshakePayload {
+    /// Protobuf-encoded public identity key.
+    pub identity_key: Vec<u8>,
+    /// Signature over `"noise-libp2p-static-key:"` ‖ static key.
+    pub identity_sig: Vec<u8>,
+    /// Muxers announced in the extensions (field 4.2); empty when absent.
+    pub stream_muxers: Vec<String>,
+}
+
+/// Most stream muxers accepted in the extensions.
+const MAX_MUXERS: usize = 16;
+
+/// Encodes a handshake payload as protobuf.
+pub fn encode_payload(p: &HandshakePayload) -> Vec<u8> {
+    let mut out = Vec::with_capacity(p.identity_key.len() + p.identity_sig.len() + 8);
+    put_bytes(&mut out, 1, &p.identity_key);
+    put_bytes(&mut out, 2, &p.identity_sig);
+    if !p.stream_muxers.is_empty() {
+        let mut ext = Vec::new();
+        for m in &p.stream_muxers {
+            put_bytes(&mut ext, 2, m.as_bytes());
+        }
+        put_bytes(&mut out, 4, &ext);
+    }
+    out
+}
+
+/// Decodes a handshake payload; unknown fields are skipped.
+pub fn decode_payload(mut buf: &[u8]) -> Result<HandshakePayload, NoiseError> {
+    let mut p = HandshakePayload::default();
+    while !buf.is_empty() {
+        let (field, value, rest) = next_field(buf)?;
+        buf = rest;
+        match (field, value) {
+            (1, Field::Bytes(b)) => p.identity_key = b.to_vec(),
+            (2, Field::Bytes(b)) => p.identity_sig = b.to_vec(),
+            (4, Field::Bytes(mut ext)) => {
+                while !ext.is_empty() {
+                    let (f, v, rest) = next_field(ext)?;
+                    ext = rest;
+                    if let (2, Field::Bytes(m)) = (f, v) {
+                        if p.stream_muxers.len() >= MAX_MUXERS {
+                            return Err(NoiseError::InvalidPayload("too many stream muxers"));
+                        }
+                        let m = std::str::from_utf8(m)
+                            .map_err(|_| NoiseError::InvalidPayload("muxer name is not UTF-8"))?;
+                        p.stream_muxers.push(m.to_owned());
+                    }
+                }
+            }
+            (1 | 2 | 4, Field::Other) => {
+                return Err(NoiseError::InvalidPayload(
+                    "known field with a wrong wire type",
+                ));
+            }
+            _ => {}
+        }
+    }
+    if p.identity_key.is_empty() || p.identity_sig.is_empty() {
+        return Err(NoiseError::InvalidPayload(
+            "missing identity key or signature",
+        ));
+    }
+    Ok(p)
+}
+
+enum Field<'a> {
+    Bytes(&'a [u8]),
+    Other,
+}
+
+fn next_field(buf: &[u8]) -> Result<(u64, Field<'_>, &[u8]), NoiseError> {
+    let bad = NoiseError::InvalidPayload("truncated protobuf field");
+    let (key, rest) = read_uvarint(buf).ok_or(bad)?;
+    let field = key >> 3;
+    match key & 7 {
+        0 => {
+            let (_, rest) =
+                read_uvarint(rest).ok_or(NoiseError::InvalidPayload("truncated varint"))?;
+            Ok((field, Field::Other, rest))
+        }
+        1 => {
+            let rest = rest
+                .get(8..)
+                .ok_or(NoiseError::InvalidPayload("truncated fixed64"))?;
+            Ok((field, Field::Other, rest))
+        }
+        2 => {
+            let (len, rest) =
+                read_uvarint(rest).ok_or(NoiseError::InvalidPayload("truncated length"))?;
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|l| *l <= rest.len())
+                .ok_or(NoiseError::InvalidPayload("field longer than the payload"))?;
+            Ok((field, Field::Bytes(&rest[..len]), &rest[len..]))
+        }
+        5 => {
+            let rest = rest
+                .get(4..)
+                .ok_or(NoiseError::InvalidPayload("truncated fixed32"))?;
+            Ok((field, Field::Other, rest))
+        }
+        _ => Err(NoiseError::InvalidPayload("unknown wire type")),
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, field: u64, data: &[u8]) {
+    write_uvarint(out, field << 3 | 2);
+    write_uvarint(out, data.len() as u64);
+    out.extend_from_slice(data);
+}
+
+/// A byte stream encrypted with the Noise transport keys, framed as libp2p does.
+///
+/// Writes are gathered into frames of up to 65,519 plaintext bytes; a flush seals and sends the
+/// current frame. Reads decrypt one frame at a time.
+pub struct NoiseStream<T> {
+    io: T,
+    state: snow::TransportState,
+    /// Encrypted input: `rbuf[rstart..rend]` is unread.
+    rbuf: Vec<u8>,
+    rstart: usize,
+    rend: usize,
+    /// Decrypted input: `plain[ppos..]` is unread.
+    plain: Vec<u8>,
+    ppos: usize,
+    /// Plaintext waiting to be sealed.
+    wplain: Vec<u8>,
+    /// Sealed output: `wbuf[wpos..]` is unsent.
+    wbuf: Vec<u8>,
+    wpos: usize,
+}
+
+impl<T> std::fmt::Debug for NoiseStream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NoiseStream").finish_non_exhaustive()
+    }
+}
+
+impl<T> NoiseStream<T> {
+    fn new(io: T, state: snow::TransportState) -> Self {
+        Self {
+            io,
+            state,
+            rbuf: Vec::new(),
+            rstart: 0,
+            rend: 0,
+            plain: Vec::new(),
+            ppos: 0,
+            wplain: Vec::new(),
+            wbuf: Vec::new(),
+            wpos: 0,
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> NoiseStream<T> {
+    /// Decrypts the next complete frame in `rbuf` into `plain`; `false` when none is complete.
+    fn decrypt_buffered(&mut self) -> io::Result<bool> {
+        let avail = &self.rbuf[self.rstart..self.rend];
+        if avail.len() < 2 {
+            return Ok(false);
+        }
+        let len = usize::from(u16::from_be_bytes([avail[0], avail[1]]));
+        if avail.len() < 2 + len {
+            return Ok(false);
+        }
+        if len < TAG_LEN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "peer sent a noise frame shorter than its tag",
+            ));
+        }
+        self.plain.resize(len, 0);
+        let n = self
+            .state
+            .read_message(&avail[2..2 + len], &mut self.plain)
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "peer sent a noise frame that does not decrypt",
+                )
+            })?;
+        self.plain.truncate(n);
+        self.ppos = 0;
+        self.rstart += 2 + len;
+        Ok(true)
+    }
+
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        // Keep room for one whole frame; move the unread tail to the front first.
+        if self.rstart > 0 {
+            self.rbuf.copy_within(self.rstart..self.rend, 0);
+            self.rend -= self.rstart;
+            self.rstart = 0;
+        }
+        let want = (self.rend + 16 * 1024).min(2 + MAX_NOISE_MESSAGE);
+        if self.rbuf.len() < want {
+            self.rbuf.resize(want, 0);
+        }
+        let mut rb = ReadBuf::new(&mut self.rbuf[self.rend..]);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
+        let n = rb.filled().len();
+        self.rend += n;
+        Poll::Ready(Ok(n))
+    }
+
+    fn seal_pending(&mut self) -> io::Result<()> {
+        debug_assert!(self.wpos >= self.wbuf.len());
+        let len = self.wplain.len() + TAG_LEN;
+        self.wbuf.resize(2 + len, 0);
+        let n = self
+            .state
+            .write_message(&self.wplain, &mut self.wbuf[2..])
+            .map_err(|e| io::Error::other(format!("noise encryption failed: {e}")))?;
+        let n16 = u16::try_from(n).map_err(|_| io::Error::other("noise frame too long"))?;
+        self.wbuf[..2].copy_from_slice(&n16.to_be_bytes());
+        self.wbuf.truncate(2 + n);
+        self.wpos = 0;
+        self.wplain.clear();
+        Ok(())
+    }
+
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.wpos < self.wbuf.len() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.wbuf[self.wpos..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.wpos += n;
+        }
+        self.wbuf.clear();
+        self.wpos = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for NoiseStream<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.ppos < this.plain.len() {
+                let n = buf.remaining().min(this.plain.len() - this.ppos);
+                buf.put_slice(&this.plain[this.ppos..this.ppos + n]);
+                this.ppos += n;
+                return Poll::Ready(Ok(()));
+            }
+            if this.decrypt_buffered()? {
+                continue;
+            }
+            let n = ready!(this.poll_fill(cx))?;
+            if n == 0 {
+                if this.rend > this.rstart {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed in the middle of a noise frame",
+                    )));
+                }
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for NoiseStream<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        loop {
+            if this.wplain.len() < MAX_PLAINTEXT {
+                let n = buf.len().min(MAX_PLAINTEXT - this.wplain.len());
+                this.wplain.extend_from_slice(&buf[..n]);
+                return Poll::Ready(Ok(n));
+            }
+            ready!(this.poll_drain(cx))?;
+            this.seal_pending()?;
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        if !this.wplain.is_empty() {
+            this.seal_pending()?;
+            ready!(this.poll_drain(cx))?;
+        }
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.as_mut().poll_flush(cx))?;
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    async fn pair(
+        a: &Keypair,
+        b: &Keypair,
+        expected: Option<PeerId>,
+    ) -> (
+        Result<(NoiseStream<tokio::io::DuplexStream>, PeerId), NoiseError>,
+        Result<(NoiseStream<tokio::io::DuplexStream>, PeerId), NoiseError>,
+    ) {
+        let (x, y) = tokio::io::duplex(1 << 20);
+        let ca = NoiseConfig::new(a).expect("config");
+        let cb = NoiseConfig::new(b).expect("config");
+        tokio::join!(
+            ca.handshake(x, true, expected),
+            cb.handshake(y, false, None)
+        )
+    }
+
+    #[tokio::test]
+    async fn handshake_proves_both_peer_ids_and_carries_data() {
+        let (a, b) = (Keypair::generate(), Keypair::generate());
+        let (ra, rb) = pair(&a, &b, Some(b.peer_id())).await;
+        let (mut sa, pa) = ra.expect("initiator");
+        let (mut sb, pb) = rb.expect("responder");
+        assert_eq!((pa, pb), (b.peer_id(), a.peer_id()));
+        let big = vec![7u8; 200_000];
+        let writer = async {
+            sa.write_all(&big).await.expect("write");
+            sa.shutdown().await.expect("shutdown");
+        };
+        let mut got = Vec::new();
+        let reader = sb.read_to_end(&mut got);
+        let (_, r) = tokio::join!(writer, reader);
+        r.expect("read");
+        assert_eq!(got, big);
+    }
+
+    #[tokio::test]
+    async fn stream_ending_mid_frame_is_an_error_distinct_from_clean_close() {
+        let (a, b) = (Keypair::generate(), Keypair::generate());
+        let (x, mut y) = tokio::io::duplex(1 << 16);
+        let (ca, cb) = (
+            NoiseConfig::new(&a).expect("config"),
+            NoiseConfig::new(&b).expect("config"),
+        );
+        // Relay the handshake by hand so that the raw responder side stays reachable.
+        let (inner_b, mut relay) = tokio::io::duplex(1 << 16);
+        let pump = async {
+            let mut buf = [0u8; 4096];
+            // Handshake: msg1 from x to b, msg2 back, msg3 to b.
+            for to_b in [true, false, true] {
+                let (src, dst): (&mut tokio::io::DuplexStream, &mut tokio::io::DuplexStream) =
+                    if to_b {
+                        (&mut y, &mut relay)
+                    } else {
+                        (&mut relay, &mut y)
+                    };
+                let len = src.read_u16().await.expect("len");
+                let body = &mut buf[..usize::from(len)];
+                src.read_exact(body).await.expect("body");
+                dst.write_u16(len).await.expect("len");
+                dst.write_all(body).await.expect("body");
+            }
+            // Then half a frame, and the end of the stream.
+            relay
+                .write_all(&[0x00, 0x40, 1, 2, 3])
+                .await
+                .expect("partial");
+            drop(relay);
+            y
+        };
+        let (ra, rb, _y) = tokio::join!(
+            ca.handshake(x, true, None),
+            cb.handshake(inner_b, false, None),
+            pump
+        );
+        ra.expect("initiator");
+        let (mut sb, _) = rb.expect("responder");
+        let err = sb.read(&mut [0u8; 8]).await.expect_err("truncated frame");
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[tokio::test]
+    async fn handshake_refuses_unexpected_peer_id() {
+        let (a, b) = (Keypair::generate(), Keypair::generate());
+        let other = PeerId::random();
+        let (ra, _) = pair(&a, &b, Some(other)).await;
+        match ra {
+            Err(NoiseError::PeerIdMismatch { expected, actual }) => {
+                assert_eq!((expected, actual), (other, b.peer_id()));
+            }
+            other => panic!("expected a mismatch, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn payload_with_wrong_signature_is_refused() {
+        let key = Keypair::generate();
+        let payload = encode_payload(&HandshakePayload {
+            identity_key: key.public().to_protobuf_encoding().to_vec(),
+            identity_sig: key.sign(b"something else").to_vec(),
+            stream_muxers: vec![],
+        });
+        assert!(matches!(
+            verify_payload(&payload, &[1u8; 32]),
+            Err(NoiseError::BadSignature)
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn payload_round_trips(
+            identity_key in proptest::collection::vec(any::<u8>(), 1..64),
+            identity_sig in proptest::collection::vec(any::<u8>(), 1..80),
+            stream_muxers in proptest::collection::vec("/[a-z0-9/.]{1,20}", 0..4),
+        ) {
+            let p = HandshakePayload { identity_key, identity_sig, stream_muxers };
+            prop_assert_eq!(decode_payload(&encode_payload(&p)).expect("decode"), p);
+        }
+
+        #[test]
+        fn payload_decoder_never_panics(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_payload(&data);
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! `/ipfs/ping/1.0.0`: the dialer writes 32 random bytes, the listener echoes them; this may
+//! repeat on one stream.
+
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::time::Instant;
+
+use crate::p2p::PeerId;
+use crate::stream::{Control, OpenStreamError, StreamProtocol};
+
+/// The protocol name.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/ping/1.0.0");
+/// Bytes per ping.
+pub const PING_SIZE: usize = 32;
+/// An inbound ping stream with no ping for this long is closed (js-libp2p resets after 10 s).
+const SERVE_IDLE: Duration = Duration::from_secs(30);
+
+/// Why a ping failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PingError {
+    /// The stream could not be opened (dial failure, unsupported protocol, ...).
+    #[error("could not open a ping stream: {0}")]
+    Open(#[source] OpenStreamError),
+    /// The stream failed.
+    #[error("ping stream failed: {0}")]
+    Io(#[source] std::io::Error),
+    /// The peer echoed different bytes.
+    #[error("the peer answered with different bytes")]
+    Mismatch,
+    /// No answer within the ping timeout.
+    #[error("ping timed out")]
+    Timeout,
+}
+
+/// Opens a ping stream to `peer` and measures one round trip.
+pub async fn ping(
+    control: &Control,
+    peer: PeerId,
+    timeout: Duration,
+) -> Result<Duration, PingError> {
+    let work = async {
+        let mut stream = control
+            .open_stream(peer, PROTOCOL)
+            .await
+            .map_err(PingError::Open)?;
+        let mut payload = [0u8; PING_SIZE];
+        getrandom::fill(&mut payload)
+            .map_err(|e| PingError::Io(std::io::Error::other(e.to_string())))?;
+        let start = Instant::now();
+        stream.write_all(&payload).await.map_err(PingError::Io)?;
+        stream.flush().await.map_err(PingError::Io)?;
+        let mut echo = [0u8; PING_SIZE];
+        stream.read_exact(&mut echo).await.map_err(PingError::Io)?;
+        let rtt = start.elapsed();
+        let _ = stream.shutdown().await;
+        if echo != payload {
+            return Err(PingError::Mismatch);
+        }
+        Ok(rtt)
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| PingError::Timeout)?
+}
+
+/// Serves ping on the node behind `control` until the node shuts down.
+pub(crate) fn serve(control: &Control) {
+    let Ok(mut incoming) = control.accept(PROTOCOL) else {
+        return;
+    };
+    tokio::spawn(async move {
+        while let Some((_peer, mut stream)) = incoming.next().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; PING_SIZE];
+                loop {
+                    match tokio::time::timeout(SERVE_IDLE, stream.read_exact(&mut buf)).await {
+                        Ok(Ok(_)) => {}
+                        _ => return,
+                    }
+                    if stream.write_all(&buf).await.is_err() || stream.flush().await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
