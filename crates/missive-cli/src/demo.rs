@@ -22,20 +22,23 @@ pub(crate) struct DemoArgs {
     /// Echo round trips on one node stream.
     #[arg(long, default_value_t = 20_000)]
     echoes: u32,
+    /// Unary RPC calls (64 in flight).
+    #[arg(long, default_value_t = 200_000)]
+    calls: u32,
     /// Print one JSON object per result instead of the table.
     #[arg(long)]
     json: bool,
 }
 
 /// One line of the results table.
-struct Outcome {
-    layer: &'static str,
-    transport: &'static str,
-    exchanged: u64,
-    unit: &'static str,
-    elapsed: Duration,
-    passed: bool,
-    check: String,
+pub(crate) struct Outcome {
+    pub(crate) layer: &'static str,
+    pub(crate) transport: &'static str,
+    pub(crate) exchanged: u64,
+    pub(crate) unit: &'static str,
+    pub(crate) elapsed: Duration,
+    pub(crate) passed: bool,
+    pub(crate) check: String,
 }
 
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -43,6 +46,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     outcomes.push(queue_over("tcp", args.count).await?);
     outcomes.push(queue_over("tls", args.count).await?);
     outcomes.push(node_ping_and_echo(args.echoes).await?);
+    outcomes.push(crate::demo_rpc::unary_stream_and_cancel(args.calls).await?);
 
     let all_passed = outcomes.iter().all(|o| o.passed);
     if args.json {

@@ -2,8 +2,10 @@
 
 mod bench_cmd;
 mod demo;
+mod demo_rpc;
 mod node_cmd;
 mod queue_cmd;
+mod rpc_cmd;
 mod table;
 
 use std::process::ExitCode;
@@ -25,6 +27,9 @@ enum Command {
     /// The ordered message queue (connect-compatible): listen, send.
     #[command(subcommand)]
     Queue(queue_cmd::QueueCommand),
+    /// Pipelined RPC (protosocket-compatible echo protocol): serve, call.
+    #[command(subcommand)]
+    Rpc(rpc_cmd::RpcCommand),
     /// A libp2p-compatible node that serves ping and /echo/1.0.0.
     #[command(subcommand)]
     Node(NodeCommand),
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
         match command {
             Command::Demo(args) => demo::run(args).await,
             Command::Queue(cmd) => queue_cmd::run(cmd).await,
+            Command::Rpc(cmd) => rpc_cmd::run(cmd).await,
             Command::Node(NodeCommand::Listen(args)) => node_cmd::listen(args).await,
             Command::Ping(args) => node_cmd::ping(args).await,
             Command::Bench(_) => unreachable!("handled before the runtime starts"),
