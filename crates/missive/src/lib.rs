@@ -4,6 +4,8 @@
 //!
 //! - [`queue`]: an ordered, lossless queue of tagged [`queue::Datagram`]s over one connection, on the
 //!   wire of the `connect` crate.
+//! - `rpc`: pipelined RPC in the style of protosocket-rpc — message ids and control codes inside
+//!   your own messages, cancellation, streaming in both directions, any encoding.
 //! - `request_response`: the codec layer of libp2p-style request-response protocols, with CBOR and
 //!   JSON codecs that write what rust-libp2p writes.
 //! - [`p2p`]: a peer-to-peer node on the libp2p wire (TCP + Noise + Yamux + multistream-select)
