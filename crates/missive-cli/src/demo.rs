@@ -7,8 +7,10 @@ use anyhow::Context as _;
 use clap::Args;
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
+use missive::p2p::{Keypair, Node, NodeConfig};
 use missive::queue::{Connection, Datagram, Listener};
 use missive::transport::tls::SelfSigned;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::table;
 
@@ -17,26 +19,34 @@ pub(crate) struct DemoArgs {
     /// Datagrams to send per queue transport.
     #[arg(long, default_value_t = 1_000_000)]
     count: u32,
+    /// Echo round trips on one node stream.
+    #[arg(long, default_value_t = 20_000)]
+    echoes: u32,
+    /// Unary RPC calls (64 in flight).
+    #[arg(long, default_value_t = 200_000)]
+    calls: u32,
     /// Print one JSON object per result instead of the table.
     #[arg(long)]
     json: bool,
 }
 
 /// One line of the results table.
-struct Outcome {
-    layer: &'static str,
-    transport: &'static str,
-    exchanged: u64,
-    unit: &'static str,
-    elapsed: Duration,
-    passed: bool,
-    check: String,
+pub(crate) struct Outcome {
+    pub(crate) layer: &'static str,
+    pub(crate) transport: &'static str,
+    pub(crate) exchanged: u64,
+    pub(crate) unit: &'static str,
+    pub(crate) elapsed: Duration,
+    pub(crate) passed: bool,
+    pub(crate) check: String,
 }
 
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut outcomes = Vec::new();
     outcomes.push(queue_over("tcp", args.count).await?);
     outcomes.push(queue_over("tls", args.count).await?);
+    outcomes.push(node_ping_and_echo(args.echoes).await?);
+    outcomes.push(crate::demo_rpc::unary_stream_and_cancel(args.calls).await?);
 
     let all_passed = outcomes.iter().all(|o| o.passed);
     if args.json {
@@ -159,6 +169,71 @@ async fn queue_over(transport: &'static str, count: u32) -> anyhow::Result<Outco
         check: format!(
             "{received}/{count} delivered, {}",
             if in_order { "in order" } else { "OUT OF ORDER" }
+        ),
+    })
+}
+
+/// Two nodes on loopback: one dials the other (TCP + Noise + Yamux), checks the PeerId it reached,
+/// pings it, then runs `echoes` 64-byte round trips on one `/echo/1.0.0` stream.
+async fn node_ping_and_echo(echoes: u32) -> anyhow::Result<Outcome> {
+    let server = Node::new(Keypair::generate(), NodeConfig::default()).await?;
+    let addr = server.listen("/ip4/127.0.0.1/tcp/0".parse()?).await?;
+    let echo = tokio::spawn(crate::node_cmd::serve_echo(server.stream_control()));
+    let client = Node::new(Keypair::generate(), NodeConfig::default()).await?;
+
+    let progress = ProgressBar::new(u64::from(echoes)).with_style(
+        ProgressStyle::with_template("node/echo {bar:40} {pos}/{len} round trips")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let reached = client.dial(addr).await?;
+    let dialed_in = started.elapsed();
+    let mut pings = Vec::new();
+    for _ in 0..20 {
+        pings.push(client.ping(reached).await?);
+    }
+    pings.sort();
+
+    let mut stream = client
+        .stream_control()
+        .open_stream(reached, crate::node_cmd::ECHO)
+        .await?;
+    let echo_started = Instant::now();
+    let mut intact = true;
+    let mut sent = [0u8; 64];
+    let mut back = [0u8; 64];
+    for i in 0..echoes {
+        sent[..4].copy_from_slice(&i.to_be_bytes());
+        stream.write_all(&sent).await?;
+        stream.read_exact(&mut back).await?;
+        intact &= back == sent;
+        if i.is_multiple_of(1024) {
+            progress.set_position(u64::from(i));
+        }
+    }
+    stream.shutdown().await?;
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).await?;
+    let elapsed = echo_started.elapsed();
+    progress.finish_and_clear();
+    echo.abort();
+    client.shutdown().await;
+    server.shutdown().await;
+
+    let peer_matches = reached == server.peer_id();
+    Ok(Outcome {
+        layer: "node",
+        transport: "tcp+noise+yamux",
+        exchanged: u64::from(echoes),
+        unit: "echoes",
+        elapsed,
+        passed: peer_matches && intact && rest.is_empty(),
+        check: format!(
+            "peer id {}, dial {:.1} ms, ping median {:.0} µs, echoes {}",
+            if peer_matches { "matches" } else { "MISMATCH" },
+            dialed_in.as_secs_f64() * 1e3,
+            pings[pings.len() / 2].as_secs_f64() * 1e6,
+            if intact { "intact" } else { "CORRUPTED" }
         ),
     })
 }

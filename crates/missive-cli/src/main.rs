@@ -2,7 +2,10 @@
 
 mod bench_cmd;
 mod demo;
+mod demo_rpc;
+mod node_cmd;
 mod queue_cmd;
+mod rpc_cmd;
 mod table;
 
 use std::process::ExitCode;
@@ -24,8 +27,22 @@ enum Command {
     /// The ordered message queue (connect-compatible): listen, send.
     #[command(subcommand)]
     Queue(queue_cmd::QueueCommand),
+    /// Pipelined RPC (protosocket-compatible echo protocol): serve, call.
+    #[command(subcommand)]
+    Rpc(rpc_cmd::RpcCommand),
+    /// A libp2p-compatible node that serves ping and /echo/1.0.0.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Dial a libp2p peer and measure ping round trips.
+    Ping(node_cmd::PingArgs),
     /// Side-by-side benchmarks against the systems missive replaces.
     Bench(bench_cmd::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// Listen, print the node's PeerId and full addresses, serve ping and /echo/1.0.0.
+    Listen(node_cmd::ListenArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +72,9 @@ fn main() -> ExitCode {
         match command {
             Command::Demo(args) => demo::run(args).await,
             Command::Queue(cmd) => queue_cmd::run(cmd).await,
+            Command::Rpc(cmd) => rpc_cmd::run(cmd).await,
+            Command::Node(NodeCommand::Listen(args)) => node_cmd::listen(args).await,
+            Command::Ping(args) => node_cmd::ping(args).await,
             Command::Bench(_) => unreachable!("handled before the runtime starts"),
         }
     }))

@@ -9,9 +9,11 @@ fn missive() -> Command {
 }
 
 #[test]
-fn demo_reports_every_queue_transport_as_passed() {
+fn demo_reports_every_layer_as_passed() {
     let out = missive()
-        .args(["demo", "--count", "5000", "--json"])
+        .args([
+            "demo", "--count", "5000", "--echoes", "500", "--calls", "2000", "--json",
+        ])
         .output()
         .expect("run demo");
     assert!(
@@ -30,6 +32,13 @@ fn demo_reports_every_queue_transport_as_passed() {
             .unwrap_or_else(|| panic!("no queue/{transport} row in {lines:?}"));
         assert_eq!(row["passed"], true);
         assert_eq!(row["exchanged"], 5000);
+    }
+    for layer in ["node", "rpc"] {
+        let row = lines
+            .iter()
+            .find(|v| v["layer"] == layer)
+            .unwrap_or_else(|| panic!("no {layer} row in {lines:?}"));
+        assert_eq!(row["passed"], true, "{row}");
     }
 }
 

@@ -4,6 +4,8 @@
 //!
 //! - [`queue`]: an ordered, lossless queue of tagged [`queue::Datagram`]s over one connection, on the
 //!   wire of the `connect` crate.
+//! - `rpc`: pipelined RPC in the style of protosocket-rpc — message ids and control codes inside
+//!   your own messages, cancellation, streaming in both directions, any encoding.
 //! - `request_response`: libp2p-style request-response protocols on the node — a cloneable
 //!   handle with `request(peer, req).await`, libp2p's event interface and CBOR/JSON codecs that
 //!   write what rust-libp2p writes.
@@ -52,3 +54,6 @@ pub mod p2p;
 pub mod protocols;
 #[cfg(feature = "p2p")]
 pub mod stream;
+
+#[cfg(feature = "rpc")]
+pub mod rpc;

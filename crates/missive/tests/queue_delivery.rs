@@ -65,25 +65,17 @@ async fn tls_pair() -> (Connection, Connection) {
     (client.expect("client"), server.expect("server"))
 }
 
-#[tokio::test]
-async fn queue_delivers_100k_in_order_over_tcp() {
-    let (client, mut server) = tcp_pair().await;
-    let (_, mut writer) = client.split();
-    let sender = tokio::spawn(async move { send_sequence(&mut writer, 100_000, 512).await });
-    expect_sequence(server.reader(), 100_000).await;
-    sender.await.expect("sender");
-}
-
-#[tokio::test]
-async fn receiver_starting_one_second_late_gets_all_100k_in_order_over_tcp() {
-    let (client, mut server) = tcp_pair().await;
+/// Sends `count` datagrams from `client` to `server`, flushing every `per_flush`, with the receiver
+/// starting `delay` after the sender; then closes and checks the clean end.
+async fn deliver(pair: (Connection, Connection), count: u32, per_flush: u32, delay: Duration) {
+    let (client, mut server) = pair;
     let (_, mut writer) = client.split();
     let sender = tokio::spawn(async move {
-        send_sequence(&mut writer, 100_000, 64).await;
+        send_sequence(&mut writer, count, per_flush).await;
         writer.close().await.expect("close");
     });
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    expect_sequence(server.reader(), 100_000).await;
+    tokio::time::sleep(delay).await;
+    expect_sequence(server.reader(), count).await;
     assert!(
         server.reader().next().await.is_none(),
         "clean end after close"
@@ -92,38 +84,28 @@ async fn receiver_starting_one_second_late_gets_all_100k_in_order_over_tcp() {
 }
 
 #[tokio::test]
+async fn queue_delivers_100k_in_order_over_tcp() {
+    deliver(tcp_pair().await, 100_000, 512, Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn receiver_starting_one_second_late_gets_all_100k_in_order_over_tcp() {
+    deliver(tcp_pair().await, 100_000, 64, Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
 async fn receiver_starting_one_second_late_gets_all_100k_in_order_over_tls() {
-    let (client, mut server) = tls_pair().await;
-    let (_, mut writer) = client.split();
-    let sender = tokio::spawn(async move {
-        send_sequence(&mut writer, 100_000, 64).await;
-        writer.close().await.expect("close");
-    });
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    expect_sequence(server.reader(), 100_000).await;
-    assert!(
-        server.reader().next().await.is_none(),
-        "clean end after close_notify"
-    );
-    sender.await.expect("sender");
+    deliver(tls_pair().await, 100_000, 64, Duration::from_secs(1)).await;
 }
 
 #[tokio::test]
 async fn burst_of_2048_per_flush_all_arrive_over_tcp() {
-    let (client, mut server) = tcp_pair().await;
-    let (_, mut writer) = client.split();
-    let sender = tokio::spawn(async move { send_sequence(&mut writer, 20 * 2048, 2048).await });
-    expect_sequence(server.reader(), 20 * 2048).await;
-    sender.await.expect("sender");
+    deliver(tcp_pair().await, 20 * 2048, 2048, Duration::ZERO).await;
 }
 
 #[tokio::test]
 async fn burst_of_2048_per_flush_all_arrive_over_tls() {
-    let (client, mut server) = tls_pair().await;
-    let (_, mut writer) = client.split();
-    let sender = tokio::spawn(async move { send_sequence(&mut writer, 20 * 2048, 2048).await });
-    expect_sequence(server.reader(), 20 * 2048).await;
-    sender.await.expect("sender");
+    deliver(tls_pair().await, 20 * 2048, 2048, Duration::ZERO).await;
 }
 
 #[cfg(unix)]

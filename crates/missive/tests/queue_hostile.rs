@@ -201,18 +201,24 @@ fn spawn_echo_server(mut listener: Listener) -> tokio::task::JoinHandle<u64> {
     })
 }
 
-#[tokio::test]
-async fn tls_listener_keeps_serving_after_garbage_and_stalled_handshakes() {
+/// A TLS listener on a free loopback port with a fresh certificate and a short handshake deadline.
+async fn tls_listener(handshake_timeout: Duration) -> (Listener, std::net::SocketAddr, SelfSigned) {
     let cert = SelfSigned::generate(&["localhost"]).expect("cert");
     let listener = Listener::bind_tls("127.0.0.1:0", cert.server_config().expect("cfg"))
         .await
         .expect("bind")
-        .with_config(QueueConfig::default().with_handshake_timeout(Duration::from_millis(300)));
+        .with_config(QueueConfig::default().with_handshake_timeout(handshake_timeout));
     let addr = listener
         .local_addr()
         .expect("addr")
         .as_socket_addr()
         .expect("tcp");
+    (listener, addr, cert)
+}
+
+#[tokio::test]
+async fn tls_listener_keeps_serving_after_garbage_and_stalled_handshakes() {
+    let (listener, addr, cert) = tls_listener(Duration::from_millis(300)).await;
     let server = spawn_echo_server(listener);
 
     // A client that never says anything, and one that sends garbage.
@@ -257,16 +263,7 @@ async fn tls_listener_keeps_serving_after_garbage_and_stalled_handshakes() {
 
 #[tokio::test]
 async fn failed_handshakes_are_counted_not_returned() {
-    let cert = SelfSigned::generate(&["localhost"]).expect("cert");
-    let mut listener = Listener::bind_tls("127.0.0.1:0", cert.server_config().expect("cfg"))
-        .await
-        .expect("bind")
-        .with_config(QueueConfig::default().with_handshake_timeout(Duration::from_millis(200)));
-    let addr = listener
-        .local_addr()
-        .expect("addr")
-        .as_socket_addr()
-        .expect("tcp");
+    let (mut listener, addr, cert) = tls_listener(Duration::from_millis(200)).await;
     let mut garbage = TcpStream::connect(addr).await.expect("garbage");
     garbage
         .write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3])

@@ -1,0 +1,137 @@
+//! `missive node listen` and `missive ping`: a libp2p-compatible node at the terminal.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use futures_util::StreamExt;
+use missive::p2p::{Keypair, Multiaddr, Node, NodeConfig, NodeEvent, Protocol};
+use missive::stream::{Control, StreamProtocol};
+use tokio::io::AsyncWriteExt;
+
+/// The echo protocol `node listen` serves: bytes come back until the remote closes its write side.
+pub(crate) const ECHO: StreamProtocol = StreamProtocol::new("/echo/1.0.0");
+
+#[derive(Debug, Args)]
+pub(crate) struct ListenArgs {
+    /// The node's key file (libp2p's protobuf encoding); created when it does not exist. Without
+    /// it, a fresh identity is used.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Addresses to listen on.
+    #[arg(default_value = "/ip4/127.0.0.1/tcp/0")]
+    addrs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PingArgs {
+    /// The peer's address, e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW…
+    addr: String,
+    /// How many pings to send.
+    #[arg(long, short = 'c', default_value_t = 5)]
+    count: u32,
+    /// Milliseconds between pings.
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: u64,
+}
+
+pub(crate) async fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
+    let key = match &args.key {
+        Some(path) => Keypair::load_or_generate(path)
+            .with_context(|| format!("cannot use the key file {}", path.display()))?,
+        None => Keypair::generate(),
+    };
+    let node = Node::new(key, NodeConfig::default()).await?;
+    let peer = node.peer_id();
+    println!("peer id: {peer}");
+    for text in &args.addrs {
+        let addr: Multiaddr = text
+            .parse()
+            .with_context(|| format!("{text:?} is not a multiaddr"))?;
+        let bound = node
+            .listen(addr)
+            .await
+            .with_context(|| format!("cannot listen on {text}"))?;
+        println!("listening on {}", bound.with(Protocol::P2p(peer)));
+    }
+    println!("serving /ipfs/ping/1.0.0 and {}", ECHO.as_str());
+    let echo = tokio::spawn(serve_echo(node.stream_control()));
+    let mut events = node.events();
+    loop {
+        tokio::select! {
+            event = events.next() => match event {
+                Some(NodeEvent::ConnectionEstablished { peer, remote_addr, .. }) => {
+                    eprintln!("connected: {peer} from {remote_addr}");
+                }
+                Some(NodeEvent::ConnectionClosed { peer, cause, .. }) => {
+                    eprintln!("disconnected: {peer} ({cause:?})");
+                }
+                Some(NodeEvent::IncomingConnectionError { remote_addr, error }) => {
+                    eprintln!("incoming connection from {remote_addr} failed: {error}");
+                }
+                Some(_) => {}
+                None => break,
+            },
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    echo.abort();
+    node.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Echoes every stream of the echo protocol until its remote closes its write side.
+pub(crate) async fn serve_echo(control: Control) -> anyhow::Result<()> {
+    let mut incoming = control.accept(ECHO)?;
+    while let Some((_peer, stream)) = incoming.next().await {
+        tokio::spawn(async move {
+            let (mut read, mut write) = tokio::io::split(stream);
+            if tokio::io::copy(&mut read, &mut write).await.is_ok() {
+                let _ = write.shutdown().await;
+            }
+        });
+    }
+    Ok(())
+}
+
+pub(crate) async fn ping(args: PingArgs) -> anyhow::Result<ExitCode> {
+    let addr: Multiaddr = args
+        .addr
+        .parse()
+        .with_context(|| format!("{:?} is not a multiaddr", args.addr))?;
+    let node = Node::new(Keypair::generate(), NodeConfig::default()).await?;
+    let peer = node
+        .dial(addr.clone())
+        .await
+        .with_context(|| format!("cannot reach {addr}"))?;
+    println!("connected to {peer}");
+    let mut rtts = Vec::new();
+    for i in 1..=args.count {
+        match node.ping(peer).await {
+            Ok(rtt) => {
+                println!("ping {i}: {:.3} ms", rtt.as_secs_f64() * 1e3);
+                rtts.push(rtt);
+            }
+            Err(e) => println!("ping {i}: failed: {e}"),
+        }
+        if i < args.count {
+            tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
+        }
+    }
+    node.shutdown().await;
+    if rtts.is_empty() {
+        anyhow::bail!("no ping succeeded");
+    }
+    rtts.sort();
+    println!(
+        "{} of {} answered; min {:.3} ms, median {:.3} ms, max {:.3} ms",
+        rtts.len(),
+        args.count,
+        rtts[0].as_secs_f64() * 1e3,
+        rtts[rtts.len() / 2].as_secs_f64() * 1e3,
+        rtts[rtts.len() - 1].as_secs_f64() * 1e3
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,112 @@
+//! `missive node listen` and `missive ping` talking to each other.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+fn missive() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_missive"))
+}
+
+#[test]
+fn ping_reaches_a_listening_node_by_its_printed_address() {
+    let dir = std::env::temp_dir().join(format!("missive-cli-node-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let key = dir.join("node.key");
+    let mut node = missive()
+        .args(["node", "listen", "--key"])
+        .arg(&key)
+        .arg("/ip4/127.0.0.1/tcp/0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn node");
+    let mut stdout = BufReader::new(node.stdout.take().expect("stdout"));
+    let mut peer_line = String::new();
+    let mut addr_line = String::new();
+    stdout.read_line(&mut peer_line).expect("peer line");
+    stdout.read_line(&mut addr_line).expect("addr line");
+    let peer = peer_line
+        .trim()
+        .strip_prefix("peer id: ")
+        .expect("peer id line")
+        .to_owned();
+    let addr = addr_line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("address line")
+        .to_owned();
+    assert!(
+        addr.ends_with(&format!("/p2p/{peer}")),
+        "{addr} does not end with /p2p/{peer}"
+    );
+
+    let out = missive()
+        .args(["ping", &addr, "--count", "3", "--interval-ms", "10"])
+        .output()
+        .expect("run ping");
+    let _ = node.kill();
+    let _ = node.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("connected to {peer}")), "{text}");
+    assert!(text.contains("3 of 3 answered"), "{text}");
+
+    // The key file keeps the identity across restarts.
+    let again = missive()
+        .args(["node", "listen", "--key"])
+        .arg(&key)
+        .arg("/ip4/127.0.0.1/tcp/0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn again");
+    let mut again = again;
+    let mut line = String::new();
+    BufReader::new(again.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("peer line");
+    let _ = again.kill();
+    let _ = again.wait();
+    assert_eq!(line.trim(), format!("peer id: {peer}"));
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
+fn ping_with_a_wrong_peer_id_fails_with_a_clear_message() {
+    let mut node = missive()
+        .args(["node", "listen", "/ip4/127.0.0.1/tcp/0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn node");
+    let mut stdout = BufReader::new(node.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("peer line");
+    line.clear();
+    stdout.read_line(&mut line).expect("addr line");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("address")
+        .to_owned();
+    let (base, _) = addr.rsplit_once("/p2p/").expect("p2p part");
+    // A valid PeerId that is not the node's.
+    let other = "12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq";
+    let out = missive()
+        .args(["ping", &format!("{base}/p2p/{other}"), "--count", "1"])
+        .output()
+        .expect("run ping");
+    let _ = node.kill();
+    let _ = node.wait();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot reach"), "{stderr}");
+    assert!(
+        stderr.contains(other),
+        "the error names the expected peer: {stderr}"
+    );
+}

@@ -1,0 +1,1041 @@
+//! The rpc client: a cheap-to-clone handle and one driver per connection.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_core::Stream;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::calls::{ClientCalls, CompletionKind, Delivery};
+use super::codec::{DecodeError, Decoder, EncodeError, Encoder};
+use super::io::{WriteQueue, poll_read_into};
+use super::message::{Message, Status};
+
+/// What the caller does when [`ClientConfig::max_in_flight`] calls are already in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum InFlightPolicy {
+    /// Wait until a call finishes (backpressure).
+    #[default]
+    Wait,
+    /// Fail at once with [`CallError::TooManyInFlight`].
+    FailFast,
+}
+
+/// Client settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    max_in_flight: usize,
+    in_flight_policy: InFlightPolicy,
+    deadline: Option<Duration>,
+    stream_buffer: usize,
+    queued_stream_requests: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 4096,
+            in_flight_policy: InFlightPolicy::Wait,
+            deadline: Some(Duration::from_secs(10)),
+            stream_buffer: 64,
+            queued_stream_requests: 1024,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Calls in flight on one connection at most (default 4,096). Each costs one table entry
+    /// and, on the server, one running rpc.
+    pub fn with_max_in_flight(mut self, max: usize) -> Self {
+        self.max_in_flight = max.clamp(1, Semaphore::MAX_PERMITS);
+        self
+    }
+
+    /// What a call does when the in-flight limit is reached (default: wait).
+    pub fn with_in_flight_policy(mut self, policy: InFlightPolicy) -> Self {
+        self.in_flight_policy = policy;
+        self
+    }
+
+    /// Default deadline of unary and client-streaming calls (default 10 s; `None`: no
+    /// deadline). Server-streaming and bidirectional calls only have the deadline given in
+    /// their [`CallOptions`]. A call past its deadline is cancelled on the server.
+    pub fn with_deadline(mut self, deadline: Option<Duration>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Responses buffered per response stream (default 64). A consumer that falls behind by
+    /// more stops the connection's reads until it catches up: memory stays bounded.
+    pub fn with_stream_buffer(mut self, responses: usize) -> Self {
+        self.stream_buffer = responses.max(1);
+        self
+    }
+
+    /// Client-streaming requests queued for the connection at most, over all calls (default
+    /// 1,024); `RequestSink::send` waits beyond.
+    pub fn with_queued_stream_requests(mut self, requests: usize) -> Self {
+        self.queued_stream_requests = requests.clamp(1, Semaphore::MAX_PERMITS);
+        self
+    }
+
+    /// The in-flight limit.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+}
+
+/// Options of one call.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct CallOptions {
+    deadline: Option<Option<Duration>>,
+    caller_id: bool,
+}
+
+impl CallOptions {
+    /// This call's deadline (`None`: none), instead of the client's default.
+    pub fn with_deadline(mut self, deadline: Option<Duration>) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Keep the id already set in the request (protosocket-rpc style) instead of letting the
+    /// library choose one. A caller-chosen id that is in flight already fails the call with
+    /// [`CallError::DuplicateId`].
+    pub fn with_caller_id(mut self, caller_id: bool) -> Self {
+        self.caller_id = caller_id;
+        self
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The connection closed (peer closed it, an I/O error, or a peer protocol violation).
+    #[error("connection closed")]
+    ConnectionClosed,
+    /// The call's deadline passed; it was cancelled on the server.
+    #[error("deadline exceeded")]
+    DeadlineExceeded,
+    /// The in-flight limit is reached and the policy is fail-fast (local limit).
+    #[error("too many calls in flight")]
+    TooManyInFlight,
+    /// The caller-chosen id is already in flight (caller's fault).
+    #[error("message id {0} is already in flight")]
+    DuplicateId(u64),
+    /// The server cancelled the call without a status.
+    #[error("cancelled by the server")]
+    Cancelled,
+    /// The server failed the call with a status.
+    #[error("failed: {0}")]
+    Failed(Status),
+    /// The request could not be encoded (caller's fault).
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The server ended a unary call without a response (peer's fault).
+    #[error("the server ended a unary call without a response")]
+    UnexpectedEnd,
+}
+
+/// Why a client connection stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// Reading or writing the socket failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer sent bytes that are not a valid message (peer's fault).
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+type StreamItem<R> = Result<Option<R>, CallError>;
+
+pub(crate) enum Completion<R> {
+    Unary(oneshot::Sender<Result<R, CallError>>),
+    Stream(StreamSender<R>),
+}
+
+impl<R> CompletionKind for Completion<R> {
+    fn is_stream(&self) -> bool {
+        matches!(self, Self::Stream(_))
+    }
+}
+
+impl<R> std::fmt::Debug for Completion<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Unary(_) => "Unary",
+            Self::Stream(_) => "Stream",
+        })
+    }
+}
+
+impl<R> Completion<R> {
+    fn fail(self, error: CallError) {
+        match self {
+            Self::Unary(tx) => {
+                let _ = tx.send(Err(error));
+            }
+            Self::Stream(mut tx) => {
+                // A full buffer drops the error; the consumer then sees the channel close
+                // without End, which it reports as ConnectionClosed.
+                let _ = tx.try_send(Err(error));
+            }
+        }
+    }
+}
+
+pub(crate) enum Command<Req, Resp> {
+    Call {
+        key: u64,
+        caller_id: Option<u64>,
+        request: Req,
+        completion: Completion<Resp>,
+        deadline: Option<Duration>,
+    },
+    Message {
+        key: u64,
+        id: u64,
+        request: Req,
+    },
+    End {
+        key: u64,
+        id: u64,
+    },
+    Cancel {
+        key: u64,
+        id: u64,
+    },
+}
+
+#[derive(Debug)]
+struct Shared {
+    permits: Semaphore,
+    stream_permits: Semaphore,
+    next_key: AtomicU64,
+    config: ClientConfig,
+}
+
+/// A handle to one rpc connection. Cheap to clone; every clone shares the connection.
+///
+/// # Cancel safety
+/// Dropping a call's future, response stream or response future before it completes sends
+/// Cancel for its id; the server drops the work.
+pub struct Client<Req, Resp> {
+    tx: mpsc::UnboundedSender<Command<Req, Resp>>,
+    shared: Arc<Shared>,
+}
+
+impl<Req, Resp> Clone for Client<Req, Resp> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<Req, Resp> std::fmt::Debug for Client<Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("alive", &self.is_alive())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Req, Resp> Client<Req, Resp> {
+    /// Connects over TCP (with `TCP_NODELAY`) and spawns the driver on the current runtime.
+    ///
+    /// # Errors
+    /// The connection could not be made.
+    #[cfg(feature = "tcp")]
+    pub async fn connect_tcp<C>(
+        addr: impl tokio::net::ToSocketAddrs,
+        codec: C,
+        config: ClientConfig,
+    ) -> std::io::Result<Self>
+    where
+        C: Encoder<Message = Req> + Decoder<Message = Resp> + Send + 'static,
+        C::Serialized: Send,
+        Req: Message + Send + 'static,
+        Resp: Message + Send + 'static,
+    {
+        let stream = crate::transport::tcp::connect(addr).await?;
+        Ok(Self::spawn(stream, codec, config))
+    }
+
+    /// Whether the connection still runs (its driver has not stopped).
+    pub fn is_alive(&self) -> bool {
+        !self.tx.is_closed()
+    }
+}
+
+impl<Req: Message, Resp: Message> Client<Req, Resp> {
+    /// A client over `io` and the connection driver that must be polled (spawned) for it to
+    /// work. Use this on a current-thread runtime or `LocalSet` with `spawn_local` when the
+    /// codec or stream is not `Send`.
+    pub fn new<T, C>(io: T, codec: C, config: ClientConfig) -> (Self, ClientConnection<T, C>)
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+        C: Encoder<Message = Req> + Decoder<Message = Resp>,
+    {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            permits: Semaphore::new(config.max_in_flight),
+            stream_permits: Semaphore::new(config.queued_stream_requests),
+            next_key: AtomicU64::new(1),
+            config,
+        });
+        let driver = ClientConnection {
+            io,
+            codec,
+            rx,
+            calls: ClientCalls::new(),
+            read_buf: BytesMut::with_capacity(16 * 1024),
+            wq: WriteQueue::new(),
+            shared: shared.clone(),
+            parked: None,
+            commands_closed: false,
+            freed: 0,
+            timer: None,
+            timer_at: None,
+            now: None,
+        };
+        (Self { tx, shared }, driver)
+    }
+
+    /// A client whose driver runs as a task on the current tokio runtime.
+    pub fn spawn<T, C>(io: T, codec: C, config: ClientConfig) -> Self
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        C: Encoder<Message = Req> + Decoder<Message = Resp> + Send + 'static,
+        C::Serialized: Send,
+        Req: Send + 'static,
+        Resp: Send + 'static,
+    {
+        let (client, driver) = Self::new(io, codec, config);
+        tokio::spawn(async move {
+            if let Err(e) = driver.await {
+                tracing::debug!(error = %e, "rpc client connection ended");
+            }
+        });
+        client
+    }
+
+    /// A unary call: one request, one response.
+    ///
+    /// # Errors
+    /// See [`CallError`].
+    pub async fn call(&self, request: Req) -> Result<Resp, CallError> {
+        self.call_with(request, CallOptions::default()).await
+    }
+
+    /// A unary call with options.
+    ///
+    /// # Errors
+    /// See [`CallError`].
+    pub async fn call_with(&self, request: Req, options: CallOptions) -> Result<Resp, CallError> {
+        let deadline = options.deadline.unwrap_or(self.shared.config.deadline);
+        let (tx, rx) = oneshot::channel();
+        let (key, id) = self
+            .start(request, &options, Completion::Unary(tx), deadline)
+            .await?;
+        let mut guard = CancelGuard {
+            tx: &self.tx,
+            key,
+            id,
+            armed: true,
+        };
+        // The connection fails the call with DeadlineExceeded (and cancels it on the server)
+        // when its deadline passes: one timer per connection, not one per call.
+        let result = rx.await;
+        guard.armed = false;
+        result.unwrap_or(Err(CallError::ConnectionClosed))
+    }
+
+    /// A server-streaming call: one request, a stream of responses that ends at End.
+    ///
+    /// # Errors
+    /// Fails before sending when the connection is closed or the in-flight limit is reached
+    /// under [`InFlightPolicy::FailFast`].
+    pub async fn server_stream(
+        &self,
+        request: Req,
+    ) -> Result<ResponseStream<Req, Resp>, CallError> {
+        self.server_stream_with(request, CallOptions::default())
+            .await
+    }
+
+    /// A server-streaming call with options.
+    ///
+    /// # Errors
+    /// As [`Client::server_stream`].
+    pub async fn server_stream_with(
+        &self,
+        request: Req,
+        options: CallOptions,
+    ) -> Result<ResponseStream<Req, Resp>, CallError> {
+        let (tx, rx) = futures_channel::mpsc::channel(self.shared.config.stream_buffer);
+        let deadline = options.deadline.flatten();
+        let (key, id) = self
+            .start(request, &options, Completion::Stream(tx), deadline)
+            .await?;
+        Ok(ResponseStream {
+            rx,
+            cancel: Some(OwnedCancel {
+                tx: self.tx.clone(),
+                key,
+                id,
+            }),
+        })
+    }
+
+    /// A client-streaming call: the first request opens it, more follow through the
+    /// [`RequestSink`], and the server answers once.
+    ///
+    /// # Errors
+    /// As [`Client::server_stream`].
+    pub async fn client_stream(
+        &self,
+        request: Req,
+    ) -> Result<(RequestSink<Req, Resp>, ResponseFuture<Req, Resp>), CallError> {
+        let deadline = self.shared.config.deadline;
+        let (tx, rx) = oneshot::channel();
+        let (key, id) = self
+            .start(
+                request,
+                &CallOptions::default(),
+                Completion::Unary(tx),
+                deadline,
+            )
+            .await?;
+        Ok((
+            self.sink(key, id),
+            ResponseFuture {
+                rx,
+                cancel: Some(OwnedCancel {
+                    tx: self.tx.clone(),
+                    key,
+                    id,
+                }),
+            },
+        ))
+    }
+
+    /// A bidirectional-streaming call: requests through the [`RequestSink`], responses
+    /// through the [`ResponseStream`].
+    ///
+    /// # Errors
+    /// As [`Client::server_stream`].
+    pub async fn bidi_stream(
+        &self,
+        request: Req,
+    ) -> Result<(RequestSink<Req, Resp>, ResponseStream<Req, Resp>), CallError> {
+        let stream = self.server_stream(request).await?;
+        let cancel = stream
+            .cancel
+            .as_ref()
+            .map(|c| (c.key, c.id))
+            .ok_or(CallError::ConnectionClosed)?;
+        Ok((self.sink(cancel.0, cancel.1), stream))
+    }
+
+    fn sink(&self, key: u64, id: u64) -> RequestSink<Req, Resp> {
+        RequestSink {
+            tx: self.tx.clone(),
+            shared: self.shared.clone(),
+            key,
+            id,
+            finished: false,
+        }
+    }
+
+    async fn start(
+        &self,
+        mut request: Req,
+        options: &CallOptions,
+        completion: Completion<Resp>,
+        deadline: Option<Duration>,
+    ) -> Result<(u64, u64), CallError> {
+        match self.shared.config.in_flight_policy {
+            InFlightPolicy::Wait => match self.shared.permits.try_acquire() {
+                Ok(permit) => permit.forget(),
+                Err(_) => self
+                    .shared
+                    .permits
+                    .acquire()
+                    .await
+                    .map_err(|_| CallError::ConnectionClosed)?
+                    .forget(),
+            },
+            InFlightPolicy::FailFast => self
+                .shared
+                .permits
+                .try_acquire()
+                .map_err(|e| match e {
+                    tokio::sync::TryAcquireError::Closed => CallError::ConnectionClosed,
+                    tokio::sync::TryAcquireError::NoPermits => CallError::TooManyInFlight,
+                })?
+                .forget(),
+        }
+        let key = self.shared.next_key.fetch_add(1, Ordering::Relaxed);
+        let (caller_id, id) = if options.caller_id {
+            let id = request.message_id();
+            (Some(id), id)
+        } else {
+            request.set_message_id(key);
+            (None, key)
+        };
+        if self
+            .tx
+            .send(Command::Call {
+                key,
+                caller_id,
+                request,
+                completion,
+                deadline,
+            })
+            .is_err()
+        {
+            self.shared.permits.add_permits(1);
+            return Err(CallError::ConnectionClosed);
+        }
+        Ok((key, id))
+    }
+}
+
+struct CancelGuard<'a, Req, Resp> {
+    tx: &'a mpsc::UnboundedSender<Command<Req, Resp>>,
+    key: u64,
+    id: u64,
+    armed: bool,
+}
+
+impl<Req, Resp> Drop for CancelGuard<'_, Req, Resp> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.tx.send(Command::Cancel {
+                key: self.key,
+                id: self.id,
+            });
+        }
+    }
+}
+
+struct OwnedCancel<Req, Resp> {
+    tx: mpsc::UnboundedSender<Command<Req, Resp>>,
+    key: u64,
+    id: u64,
+}
+
+impl<Req, Resp> OwnedCancel<Req, Resp> {
+    fn cancel(self) {
+        let _ = self.tx.send(Command::Cancel {
+            key: self.key,
+            id: self.id,
+        });
+    }
+}
+
+/// The responses of a server-streaming or bidirectional call.
+///
+/// Yields `Ok(response)` per item and ends after the server's End; an error ends it too.
+/// Dropping it before the end cancels the call on the server.
+pub struct ResponseStream<Req, Resp> {
+    rx: futures_channel::mpsc::Receiver<StreamItem<Resp>>,
+    cancel: Option<OwnedCancel<Req, Resp>>,
+}
+
+impl<Req, Resp> std::fmt::Debug for ResponseStream<Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseStream")
+            .field("finished", &self.cancel.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Req, Resp> Stream for ResponseStream<Req, Resp> {
+    type Item = Result<Resp, CallError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let Some(_) = this.cancel else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(&mut this.rx).poll_next(cx) {
+            Poll::Ready(Some(Ok(Some(r)))) => return Poll::Ready(Some(Ok(r))),
+            Poll::Ready(Some(Ok(None))) => {
+                this.cancel = None;
+                return Poll::Ready(None);
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.cancel = None;
+                return Poll::Ready(Some(Err(e)));
+            }
+            Poll::Ready(None) => {
+                this.cancel = None;
+                return Poll::Ready(Some(Err(CallError::ConnectionClosed)));
+            }
+            Poll::Pending => {}
+        }
+        Poll::Pending
+    }
+}
+
+impl<Req, Resp> Drop for ResponseStream<Req, Resp> {
+    fn drop(&mut self) {
+        if let Some(c) = self.cancel.take() {
+            c.cancel();
+        }
+    }
+}
+
+/// The single response of a client-streaming call. Dropping it before it completes cancels
+/// the call on the server.
+pub struct ResponseFuture<Req, Resp> {
+    rx: oneshot::Receiver<Result<Resp, CallError>>,
+    cancel: Option<OwnedCancel<Req, Resp>>,
+}
+
+impl<Req, Resp> std::fmt::Debug for ResponseFuture<Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<Req, Resp> Future for ResponseFuture<Req, Resp> {
+    type Output = Result<Resp, CallError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if let Poll::Ready(r) = Pin::new(&mut this.rx).poll(cx) {
+            this.cancel = None;
+            return Poll::Ready(r.unwrap_or(Err(CallError::ConnectionClosed)));
+        }
+        Poll::Pending
+    }
+}
+
+impl<Req, Resp> Drop for ResponseFuture<Req, Resp> {
+    fn drop(&mut self) {
+        if let Some(c) = self.cancel.take() {
+            c.cancel();
+        }
+    }
+}
+
+/// The request side of a client-streaming or bidirectional call.
+///
+/// [`RequestSink::finish`] (or dropping the sink) sends End: the server's request stream ends.
+pub struct RequestSink<Req, Resp> {
+    tx: mpsc::UnboundedSender<Command<Req, Resp>>,
+    shared: Arc<Shared>,
+    key: u64,
+    id: u64,
+    finished: bool,
+}
+
+impl<Req, Resp> std::fmt::Debug for RequestSink<Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestSink")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Req: Message, Resp> RequestSink<Req, Resp> {
+    /// The wire id of the call (as the caller asked it; the library's alias if it had to pick
+    /// another is applied by the connection).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Sends one more request of this call. Waits while the connection's queue of streamed
+    /// requests is full.
+    ///
+    /// # Errors
+    /// [`CallError::ConnectionClosed`] when the connection is gone. Requests sent after the
+    /// call completed are discarded.
+    pub async fn send(&mut self, mut request: Req) -> Result<(), CallError> {
+        self.shared
+            .stream_permits
+            .acquire()
+            .await
+            .map_err(|_| CallError::ConnectionClosed)?
+            .forget();
+        request.set_message_id(self.id);
+        self.tx
+            .send(Command::Message {
+                key: self.key,
+                id: self.id,
+                request,
+            })
+            .map_err(|_| CallError::ConnectionClosed)
+    }
+
+    /// Ends the request stream.
+    pub fn finish(mut self) {
+        self.end();
+    }
+
+    fn end(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            let _ = self.tx.send(Command::End {
+                key: self.key,
+                id: self.id,
+            });
+        }
+    }
+}
+
+impl<Req, Resp> Drop for RequestSink<Req, Resp> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            let _ = self.tx.send(Command::End {
+                key: self.key,
+                id: self.id,
+            });
+        }
+    }
+}
+
+/// The driver of one client connection: owns the socket, encodes queued calls and writes them
+/// in one vectored write per wake-up, and decodes every complete response per read.
+///
+/// Resolves when every [`Client`] handle and call is gone, or the connection fails.
+pub struct ClientConnection<T, C: Encoder + Decoder> {
+    io: T,
+    codec: C,
+    rx: mpsc::UnboundedReceiver<Command<<C as Encoder>::Message, <C as Decoder>::Message>>,
+    calls: ClientCalls<Completion<<C as Decoder>::Message>>,
+    read_buf: BytesMut,
+    wq: WriteQueue<C::Serialized>,
+    shared: Arc<Shared>,
+    parked: Option<Parked<<C as Decoder>::Message>>,
+    commands_closed: bool,
+    freed: usize,
+    /// The one timer of this connection, armed at the earliest deadline of the calls.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    timer_at: Option<Instant>,
+    /// The time, read once per wake-up.
+    now: Option<Instant>,
+}
+
+impl<T, C: Encoder + Decoder> std::fmt::Debug for ClientConnection<T, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConnection")
+            .field("in_flight", &self.calls.len())
+            .field("write_queue", &self.wq)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stream item waiting for room in its consumer's buffer (the connection stops reading
+/// meanwhile).
+type Parked<R> = (StreamSender<R>, StreamItem<R>);
+
+type StreamSender<R> = futures_channel::mpsc::Sender<StreamItem<R>>;
+
+// The driver never pins its fields: it only hands `Pin::new(&mut io)` (io is `Unpin`) out.
+impl<T, C: Encoder + Decoder> Unpin for ClientConnection<T, C> {}
+
+/// Iterations of the driver loop before it yields to the runtime.
+const DRIVER_BUDGET: usize = 32;
+/// Commands taken per iteration.
+const COMMAND_BUDGET: usize = 1024;
+
+impl<T, C, Req, Resp> ClientConnection<T, C>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+    C: Encoder<Message = Req> + Decoder<Message = Resp>,
+    Req: Message,
+    Resp: Message,
+{
+    fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnectionError>> {
+        self.now = None;
+        for _ in 0..DRIVER_BUDGET {
+            let mut progress = false;
+            if self.timer_at.is_some()
+                && let Some(timer) = &mut self.timer
+                && timer.as_mut().poll(cx).is_ready()
+            {
+                self.expire();
+                progress = true;
+            }
+            if !self.commands_closed {
+                for _ in 0..COMMAND_BUDGET {
+                    match self.rx.poll_recv(cx) {
+                        Poll::Ready(Some(cmd)) => {
+                            progress = true;
+                            self.command(cmd);
+                        }
+                        Poll::Ready(None) => {
+                            self.commands_closed = true;
+                            break;
+                        }
+                        Poll::Pending => break,
+                    }
+                }
+            }
+            if let Some((sender, _)) = &mut self.parked
+                && let Poll::Ready(ready) = sender.poll_ready(cx)
+            {
+                if let (Ok(()), Some((mut sender, item))) = (ready, self.parked.take()) {
+                    let _ = sender.start_send(item);
+                }
+                self.parked = None;
+                progress = true;
+            }
+            if self.parked.is_none()
+                && let Err(e) = self.decode_buffered()
+            {
+                return Poll::Ready(Err(self.fail(e.into())));
+            }
+            if self.parked.is_none() {
+                match poll_read_into(&mut self.io, &mut self.read_buf, cx) {
+                    Poll::Ready(Ok(0)) => {
+                        self.fail_calls();
+                        return Poll::Ready(Ok(()));
+                    }
+                    Poll::Ready(Ok(_)) => {
+                        progress = true;
+                        if let Err(e) = self.decode_buffered() {
+                            return Poll::Ready(Err(self.fail(e.into())));
+                        }
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(self.fail(e.into()))),
+                    Poll::Pending => {}
+                }
+            }
+            if !self.wq.is_empty()
+                && let Poll::Ready(Err(e)) = self.wq.poll_write(&mut self.io, &mut self.codec, cx)
+            {
+                return Poll::Ready(Err(self.fail(e.into())));
+            }
+            if self.freed > 0 {
+                self.shared.permits.add_permits(self.freed);
+                self.freed = 0;
+            }
+            if self.commands_closed && self.calls.len() == 0 && self.wq.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn command(&mut self, cmd: Command<Req, Resp>) {
+        match cmd {
+            Command::Call {
+                key,
+                caller_id,
+                mut request,
+                completion,
+                deadline,
+            } => {
+                let expiry = deadline.map(|d| self.arm_timer(d));
+                match self
+                    .calls
+                    .register_until(key, caller_id, completion, expiry)
+                {
+                    Ok(id) => {
+                        if id != request.message_id() {
+                            request.set_message_id(id);
+                        }
+                        self.encode_for(key, id, request);
+                    }
+                    Err((dup, completion)) => {
+                        self.freed += 1;
+                        completion.fail(CallError::DuplicateId(dup.0));
+                    }
+                }
+            }
+            Command::Message {
+                key,
+                id,
+                mut request,
+            } => {
+                self.shared.stream_permits.add_permits(1);
+                if let Some(id) = self.calls.wire_id(key, id) {
+                    request.set_message_id(id);
+                    self.encode_for(key, id, request);
+                }
+            }
+            Command::End { key, id } => {
+                if let Some(id) = self.calls.wire_id(key, id) {
+                    self.encode_for(key, id, Req::ended(id));
+                }
+            }
+            Command::Cancel { key, id } => {
+                if let Some(id) = self.calls.cancel(key, id) {
+                    self.freed += 1;
+                    let _ = self.wq.encode(Req::cancelled(id), &mut self.codec);
+                }
+            }
+        }
+    }
+
+    /// The expiry of a call with deadline `d` from now; makes sure the timer fires by then.
+    fn arm_timer(&mut self, d: Duration) -> Instant {
+        let now = *self.now.get_or_insert_with(Instant::now);
+        let expiry = now + d;
+        if self.timer_at.is_none_or(|t| expiry < t) {
+            self.set_timer(Some(expiry));
+        }
+        expiry
+    }
+
+    fn set_timer(&mut self, at: Option<Instant>) {
+        self.timer_at = at;
+        if let Some(at) = at {
+            match &mut self.timer {
+                Some(timer) => timer.as_mut().reset(at),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
+        }
+    }
+
+    /// Fails the calls past their deadline and cancels them on the server.
+    fn expire(&mut self) {
+        let mut expired = Vec::new();
+        let next = self.calls.expire(Instant::now(), &mut expired);
+        for (id, completion) in expired {
+            self.freed += 1;
+            let _ = self.wq.encode(Req::cancelled(id), &mut self.codec);
+            completion.fail(CallError::DeadlineExceeded);
+        }
+        self.set_timer(next);
+    }
+
+    /// Encodes a message of call `key`; an encoding failure fails that call.
+    fn encode_for(&mut self, key: u64, id: u64, message: Req) {
+        match self.wq.encode(message, &mut self.codec) {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, id, "rpc request not encodable");
+                if let Some((id, completion)) = self.calls.take(key, id) {
+                    self.freed += 1;
+                    // The server may have seen earlier messages of this call.
+                    let _ = self.wq.encode(Req::cancelled(id), &mut self.codec);
+                    completion.fail(CallError::Encode(e));
+                }
+            }
+        }
+    }
+
+    fn decode_buffered(&mut self) -> Result<(), DecodeError> {
+        while self.parked.is_none() {
+            match self.codec.decode(&mut self.read_buf)? {
+                Some(response) => self.dispatch(response),
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self, response: Resp) {
+        match self.calls.on_response(response) {
+            Delivery::Deliver {
+                completion,
+                response,
+                ..
+            } => {
+                self.freed += 1;
+                match completion {
+                    Completion::Unary(tx) => {
+                        let _ = tx.send(Ok(response));
+                    }
+                    Completion::Stream(tx) => self.deliver_to_stream(&tx, Ok(Some(response))),
+                }
+            }
+            Delivery::StreamItem(response) => {
+                let id = response.message_id();
+                if let Some(Completion::Stream(tx)) = self.calls.stream(id) {
+                    let tx = tx.clone();
+                    self.deliver_to_stream(&tx, Ok(Some(response)));
+                }
+            }
+            Delivery::Ended(completion) => {
+                self.freed += 1;
+                match completion {
+                    Completion::Unary(tx) => {
+                        let _ = tx.send(Err(CallError::UnexpectedEnd));
+                    }
+                    Completion::Stream(tx) => self.deliver_to_stream(&tx, Ok(None)),
+                }
+            }
+            Delivery::Cancelled(completion, response) => {
+                self.freed += 1;
+                let error = match response.status() {
+                    Some(status) => CallError::Failed(status),
+                    None => CallError::Cancelled,
+                };
+                match completion {
+                    Completion::Unary(tx) => {
+                        let _ = tx.send(Err(error));
+                    }
+                    Completion::Stream(tx) => self.deliver_to_stream(&tx, Err(error)),
+                }
+            }
+            Delivery::Unknown => {}
+        }
+    }
+
+    fn deliver_to_stream(&mut self, tx: &StreamSender<Resp>, item: StreamItem<Resp>) {
+        let mut tx = tx.clone();
+        if let Err(e) = tx.try_send(item) {
+            // A disconnected consumer dropped the stream; its Cancel is on its way.
+            if e.is_full() {
+                self.parked = Some((tx, e.into_inner()));
+            }
+        }
+    }
+
+    fn fail_calls(&mut self) {
+        for completion in self.calls.drain() {
+            self.freed += 1;
+            completion.fail(CallError::ConnectionClosed);
+        }
+        self.parked = None;
+        self.shared.permits.close();
+        self.shared.stream_permits.close();
+        self.rx.close();
+    }
+
+    fn fail(&mut self, error: ConnectionError) -> ConnectionError {
+        tracing::debug!(%error, "rpc client connection failed");
+        self.fail_calls();
+        error
+    }
+}
+
+impl<T, C, Req, Resp> Future for ClientConnection<T, C>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+    C: Encoder<Message = Req> + Decoder<Message = Resp>,
+    Req: Message,
+    Resp: Message,
+{
+    type Output = Result<(), ConnectionError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().poll_drive(cx)
+    }
+}

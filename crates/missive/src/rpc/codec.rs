@@ -1,0 +1,241 @@
+//! Encoders and decoders: what you encode is what is on the wire.
+//!
+//! An [`Encoder`] turns a message into one framed buffer (length prefix included) and gets the
+//! buffer back after it was written, so it can reuse the allocation. A [`Decoder`] takes complete
+//! frames off the front of the read buffer, one per call; the connection calls it until it returns
+//! `Ok(None)`, so every complete frame of one read is decoded before the next read.
+
+use bytes::{Buf, BytesMut};
+
+/// The default largest message, in bytes, that a codec encodes or accepts: 4 MiB (as tonic and
+/// the protosocket-rpc client).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
+/// Turns messages into framed bytes.
+pub trait Encoder {
+    /// The messages this encoder takes.
+    type Message;
+    /// The framed bytes of one message, written (vectored) as they are.
+    type Serialized: Buf;
+
+    /// Encodes one message with its framing.
+    ///
+    /// # Errors
+    /// [`EncodeError::TooLarge`] when the message exceeds the codec's limit, or
+    /// [`EncodeError::Serialize`] when the format cannot represent it.
+    fn encode(&mut self, message: Self::Message) -> Result<Self::Serialized, EncodeError>;
+
+    /// Encodes one message with its framing, straight into `out` (the connection's write
+    /// buffer) when the frame is shorter than `inline_below` bytes; otherwise returns it as
+    /// [`Encoder::encode`] does. On error nothing is left in `out`.
+    ///
+    /// The default encodes and copies small frames; codecs that know the size up front
+    /// override it to skip the copy.
+    ///
+    /// # Errors
+    /// As [`Encoder::encode`].
+    fn encode_into(
+        &mut self,
+        message: Self::Message,
+        out: &mut BytesMut,
+        inline_below: usize,
+    ) -> Result<Option<Self::Serialized>, EncodeError> {
+        let mut frame = self.encode(message)?;
+        if frame.remaining() < inline_below {
+            bytes::BufMut::put(out, &mut frame);
+            self.return_buffer(frame);
+            Ok(None)
+        } else {
+            Ok(Some(frame))
+        }
+    }
+
+    /// Hands a written buffer back for reuse. The default drops it.
+    fn return_buffer(&mut self, buffer: Self::Serialized) {
+        drop(buffer);
+    }
+}
+
+/// Takes framed messages off the front of a read buffer.
+pub trait Decoder {
+    /// The messages this decoder produces.
+    type Message;
+
+    /// Decodes the first complete frame of `buffer` and removes it; `Ok(None)` when the buffer
+    /// holds no complete frame yet (the decoder may reserve room for the rest of the frame, after
+    /// checking its length against its limit).
+    ///
+    /// # Errors
+    /// A [`DecodeError`] is a fault of the peer; the connection is closed with it.
+    fn decode(&mut self, buffer: &mut BytesMut) -> Result<Option<Self::Message>, DecodeError>;
+}
+
+/// A message could not be encoded (a fault of the local caller).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The encoded message is larger than the codec's limit.
+    #[error("message of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// The encoded size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The format cannot represent the message.
+    #[error("message cannot be serialized: {0}")]
+    Serialize(String),
+}
+
+/// Bytes from the peer could not be decoded (a fault of the peer).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The length prefix announces a message over the limit; nothing was allocated for it.
+    #[error("peer announced a message of {size} bytes, over the limit of {max} bytes")]
+    TooLarge {
+        /// The announced size.
+        size: u64,
+        /// The limit.
+        max: usize,
+    },
+    /// The length prefix is malformed.
+    #[error("malformed length prefix: {0}")]
+    BadPrefix(&'static str),
+    /// The frame's payload is not a valid message.
+    #[error("undecodable message: {0}")]
+    Malformed(String),
+}
+
+/// Reads an unsigned LEB128 varint from the front of `bytes`.
+///
+/// Returns `Ok(None)` when more bytes are needed, `Ok(Some((value, length)))` otherwise.
+///
+/// # Errors
+/// [`DecodeError::BadPrefix`] for a varint longer than ten bytes or over `u64::MAX`.
+pub fn read_varint(bytes: &[u8]) -> Result<Option<(u64, usize)>, DecodeError> {
+    let mut value: u64 = 0;
+    for (i, &b) in bytes.iter().enumerate().take(10) {
+        let part = u64::from(b & 0x7f);
+        if i == 9 && b > 1 {
+            return Err(DecodeError::BadPrefix("varint overflows u64"));
+        }
+        value |= part << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok(Some((value, i + 1)));
+        }
+    }
+    if bytes.len() >= 10 {
+        Err(DecodeError::BadPrefix("varint longer than ten bytes"))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Appends `value` as an unsigned LEB128 varint.
+pub fn write_varint(mut value: u64, out: &mut BytesMut) {
+    use bytes::BufMut;
+    while value >= 0x80 {
+        out.put_u8((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    out.put_u8(value as u8);
+}
+
+/// For codecs: checks a peer-announced payload length against `max` *before* anything is
+/// allocated, then makes room for the rest of the frame. Returns the payload length when the
+/// whole frame (`prefix` bytes of header, then the payload) is in `buffer`, `Ok(None)` when more
+/// bytes are needed.
+///
+/// # Errors
+/// [`DecodeError::TooLarge`] when the length exceeds `max`.
+pub fn check_and_reserve(
+    buffer: &mut BytesMut,
+    prefix: usize,
+    size: u64,
+    max: usize,
+) -> Result<Option<usize>, DecodeError> {
+    let len = usize::try_from(size)
+        .ok()
+        .filter(|&l| l <= max)
+        .ok_or(DecodeError::TooLarge { size, max })?;
+    let total = prefix + len;
+    if buffer.len() < total {
+        buffer.reserve(total - buffer.len());
+        return Ok(None);
+    }
+    Ok(Some(len))
+}
+
+/// For codecs: a small pool of encode buffers, so steady traffic reuses allocations.
+#[derive(Debug, Default)]
+pub struct BufferPool {
+    free: Vec<BytesMut>,
+}
+
+impl BufferPool {
+    /// Buffers kept at most.
+    const KEEP: usize = 64;
+    /// Buffers larger than this are not kept.
+    const KEEP_CAPACITY: usize = 64 * 1024;
+
+    /// A cleared buffer with room for at least `capacity` bytes.
+    pub fn take(&mut self, capacity: usize) -> BytesMut {
+        match self.free.pop() {
+            Some(mut b) => {
+                b.reserve(capacity);
+                b
+            }
+            None => BytesMut::with_capacity(capacity.max(128)),
+        }
+    }
+
+    /// Keeps `buffer` for reuse (unless the pool is full or the buffer is large).
+    pub fn give(&mut self, mut buffer: BytesMut) {
+        if self.free.len() < Self::KEEP && buffer.capacity() <= Self::KEEP_CAPACITY {
+            buffer.clear();
+            self.free.push(buffer);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn varint_round_trips(v in any::<u64>()) {
+            let mut b = BytesMut::new();
+            write_varint(v, &mut b);
+            prop_assert_eq!(read_varint(&b), Ok(Some((v, b.len()))));
+            // Every strict prefix asks for more bytes.
+            for cut in 0..b.len() {
+                prop_assert_eq!(read_varint(&b[..cut]), Ok(None));
+            }
+        }
+    }
+
+    #[test]
+    fn overlong_varint_is_an_error() {
+        assert!(read_varint(&[0xff; 11]).is_err());
+        assert!(
+            read_varint(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).is_err()
+        );
+    }
+
+    #[test]
+    fn length_over_limit_fails_before_reserving() {
+        let mut b = BytesMut::new();
+        let before = b.capacity();
+        assert_eq!(
+            check_and_reserve(&mut b, 5, u64::from(u32::MAX), 1024),
+            Err(DecodeError::TooLarge {
+                size: u64::from(u32::MAX),
+                max: 1024
+            })
+        );
+        assert_eq!(b.capacity(), before);
+    }
+}

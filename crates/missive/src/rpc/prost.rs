@@ -1,0 +1,192 @@
+//! Protobuf messages with protosocket-prost framing: unsigned LEB128 length ‖ protobuf bytes.
+
+use std::marker::PhantomData;
+
+use bytes::{Buf, BytesMut};
+
+use super::codec::{
+    BufferPool, DEFAULT_MAX_MESSAGE_SIZE, DecodeError, Decoder, EncodeError, Encoder,
+    check_and_reserve, read_varint, write_varint,
+};
+
+/// Frames up to this size are decoded from the read buffer in place; larger ones are split
+/// off without a copy (so `bytes` fields can share the buffer).
+const SPLIT_ABOVE: usize = 4 * 1024;
+
+/// A codec that encodes `Out` and decodes `In` as length-delimited protobuf, compatible with
+/// protosocket-prost.
+pub struct ProstCodec<Out, In> {
+    max_message_size: usize,
+    pool: BufferPool,
+    _types: PhantomData<fn(Out) -> In>,
+}
+
+impl<Out, In> std::fmt::Debug for ProstCodec<Out, In> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProstCodec")
+            .field("max_message_size", &self.max_message_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Out, In> Default for ProstCodec<Out, In> {
+    fn default() -> Self {
+        Self {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            pool: BufferPool::default(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<Out, In> ProstCodec<Out, In> {
+    /// The largest message encoded or accepted, without its length prefix (default 4 MiB).
+    /// A peer announcing more is disconnected before anything is allocated for it.
+    pub fn with_max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+}
+
+impl<Out: prost::Message, In> Encoder for ProstCodec<Out, In> {
+    type Message = Out;
+    type Serialized = BytesMut;
+
+    fn encode(&mut self, message: Out) -> Result<BytesMut, EncodeError> {
+        let len = message.encoded_len();
+        if len > self.max_message_size {
+            return Err(EncodeError::TooLarge {
+                size: len,
+                max: self.max_message_size,
+            });
+        }
+        let mut buffer = self.pool.take(len + 10);
+        write_varint(len as u64, &mut buffer);
+        message
+            .encode(&mut buffer)
+            .map_err(|e| EncodeError::Serialize(e.to_string()))?;
+        Ok(buffer)
+    }
+
+    fn encode_into(
+        &mut self,
+        message: Out,
+        out: &mut BytesMut,
+        inline_below: usize,
+    ) -> Result<Option<BytesMut>, EncodeError> {
+        let len = message.encoded_len();
+        if len + 10 >= inline_below {
+            return self.encode(message).map(Some);
+        }
+        out.reserve(len + 10);
+        write_varint(len as u64, out);
+        // Cannot fail: the room was reserved above.
+        message
+            .encode(out)
+            .map_err(|e| EncodeError::Serialize(e.to_string()))?;
+        Ok(None)
+    }
+
+    fn return_buffer(&mut self, buffer: BytesMut) {
+        self.pool.give(buffer);
+    }
+}
+
+impl<Out, In: prost::Message + Default> Decoder for ProstCodec<Out, In> {
+    type Message = In;
+
+    fn decode(&mut self, buffer: &mut BytesMut) -> Result<Option<In>, DecodeError> {
+        let Some((size, prefix)) = read_varint(buffer)? else {
+            return Ok(None);
+        };
+        let Some(len) = check_and_reserve(buffer, prefix, size, self.max_message_size)? else {
+            return Ok(None);
+        };
+        let malformed = |e: prost::DecodeError| DecodeError::Malformed(e.to_string());
+        if len <= SPLIT_ABOVE {
+            let message = In::decode(buffer.get(prefix..prefix + len).unwrap_or_default())
+                .map_err(malformed)?;
+            buffer.advance(prefix + len);
+            Ok(Some(message))
+        } else {
+            buffer.advance(prefix);
+            let frame = buffer.split_to(len).freeze();
+            In::decode(frame).map(Some).map_err(malformed)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Msg {
+        #[prost(uint64, tag = "1")]
+        id: u64,
+        #[prost(uint32, tag = "2")]
+        code: u32,
+        #[prost(bytes = "vec", tag = "3")]
+        body: Vec<u8>,
+    }
+
+    proptest! {
+        #[test]
+        fn prost_frames_round_trip(
+            msgs in proptest::collection::vec((any::<u64>(), any::<u32>(), proptest::collection::vec(any::<u8>(), 0..6000)), 1..8)
+        ) {
+            let mut codec: ProstCodec<Msg, Msg> = ProstCodec::default();
+            let mut wire = BytesMut::new();
+            let msgs: Vec<Msg> = msgs.into_iter().map(|(id, code, body)| Msg { id, code, body }).collect();
+            for m in &msgs {
+                let frame = codec.encode(m.clone()).expect("encode");
+                wire.extend_from_slice(&frame);
+                codec.return_buffer(frame);
+            }
+            // Fed in two pieces: every complete frame decodes, in order.
+            let cut = wire.len() / 2;
+            let mut buffer = BytesMut::from(&wire[..cut]);
+            let mut out = Vec::new();
+            while let Some(m) = codec.decode(&mut buffer).expect("decode") { out.push(m); }
+            buffer.extend_from_slice(&wire[cut..]);
+            while let Some(m) = codec.decode(&mut buffer).expect("decode") { out.push(m); }
+            prop_assert_eq!(out, msgs);
+            prop_assert!(buffer.is_empty());
+        }
+    }
+
+    #[test]
+    fn prost_prefix_over_the_limit_is_refused_before_allocating() {
+        let mut codec: ProstCodec<Msg, Msg> = ProstCodec::default().with_max_message_size(1024);
+        let mut buffer = BytesMut::new();
+        write_varint(4 << 30, &mut buffer);
+        let cap = buffer.capacity();
+        assert!(matches!(
+            codec.decode(&mut buffer),
+            Err(DecodeError::TooLarge { .. })
+        ));
+        assert_eq!(buffer.capacity(), cap);
+    }
+
+    #[test]
+    fn prost_garbage_payload_is_malformed() {
+        let mut codec: ProstCodec<Msg, Msg> = ProstCodec::default();
+        let mut buffer = BytesMut::from(&[3u8, 0xff, 0xff, 0xff][..]);
+        assert!(matches!(
+            codec.decode(&mut buffer),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn prost_encoder_refuses_messages_over_the_limit() {
+        let mut codec: ProstCodec<Msg, Msg> = ProstCodec::default().with_max_message_size(16);
+        let m = Msg {
+            id: 1,
+            code: 0,
+            body: vec![0; 64],
+        };
+        assert!(matches!(codec.encode(m), Err(EncodeError::TooLarge { .. })));
+    }
+}

@@ -1,0 +1,612 @@
+//! The rpc server: a per-connection [`Service`] answers each initiating request with a unary
+//! future, a response stream, or a rejection; one driver per connection runs them.
+
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use futures_core::Stream;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use super::codec::{DecodeError, Decoder, Encoder};
+use super::io::{WriteQueue, poll_read_into};
+use super::message::{ControlCode, Message, Status, StatusCode};
+use super::rpcs::{Rpcs, Step};
+
+/// The server side of an rpc protocol, one value per connection.
+///
+/// `call` gets every message that starts an rpc (a Normal message with an id not in flight)
+/// and decides what runs. Nothing here needs `Send`: a `!Send` service runs on a
+/// current-thread runtime or a `LocalSet`.
+pub trait Service {
+    /// The requests.
+    type Request: Message;
+    /// The responses.
+    type Response: Message;
+    /// The future of a unary rpc.
+    type Unary: Future<Output = Result<Self::Response, Status>>;
+    /// The responses of a streaming rpc; an `Err` ends the stream with that status.
+    type Stream: Stream<Item = Result<Self::Response, Status>>;
+
+    /// Starts an rpc. The library copies the rpc's id into every response. To take the
+    /// further requests of a client-streaming or bidirectional rpc, call
+    /// [`CallContext::requests`].
+    fn call(
+        &mut self,
+        request: Self::Request,
+        context: &mut CallContext<Self::Request>,
+    ) -> Reply<Self::Unary, Self::Stream>;
+}
+
+/// What a [`Service`] does with a new rpc.
+#[derive(Debug)]
+pub enum Reply<U, S> {
+    /// One response from a future.
+    Unary(U),
+    /// A stream of responses, then End.
+    Stream(S),
+    /// No work: the client gets the status (a Cancel message for protosocket-rpc peers).
+    Reject(Status),
+}
+
+/// Information about an rpc being started, and access to its further requests.
+#[derive(Debug)]
+pub struct CallContext<Req> {
+    id: u64,
+    buffer: usize,
+    sender: Option<futures_channel::mpsc::Sender<Req>>,
+}
+
+impl<Req> CallContext<Req> {
+    /// The rpc's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The further requests of this rpc (client-streaming and bidirectional calls), ending at
+    /// the client's End. Without this call, further Normal messages with this id are protocol
+    /// violations and are ignored.
+    pub fn requests(&mut self) -> RequestStream<Req> {
+        let (tx, rx) = futures_channel::mpsc::channel(self.buffer);
+        self.sender = Some(tx);
+        RequestStream { rx }
+    }
+}
+
+/// The further requests of a client-streaming or bidirectional rpc.
+///
+/// The connection stops reading while this stream's buffer is full (bounded memory).
+#[derive(Debug)]
+pub struct RequestStream<Req> {
+    rx: futures_channel::mpsc::Receiver<Req>,
+}
+
+impl<Req> Stream for RequestStream<Req> {
+    type Item = Req;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Req>> {
+        Pin::new(&mut self.rx).poll_next(cx)
+    }
+}
+
+/// Server settings, per connection.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    max_rpcs: usize,
+    send_budget: usize,
+    request_stream_buffer: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_rpcs: 4096,
+            send_budget: 1024 * 1024,
+            request_stream_buffer: 16,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Rpcs running at once per connection (default 4,096). A request that would start one
+    /// more is refused with [`StatusCode::ResourceExhausted`] (a Cancel message for
+    /// protosocket-rpc peers); the connection and the running rpcs go on.
+    pub fn with_max_rpcs(mut self, max: usize) -> Self {
+        self.max_rpcs = max.max(1);
+        self
+    }
+
+    /// Bytes of responses queued for the socket at most (default 1 MiB). Above it, rpcs are
+    /// not polled and requests are not read: a peer that stops reading stops its rpcs.
+    pub fn with_send_budget(mut self, bytes: usize) -> Self {
+        self.send_budget = bytes.max(1);
+        self
+    }
+
+    /// Requests buffered per client stream (default 16).
+    pub fn with_request_stream_buffer(mut self, requests: usize) -> Self {
+        self.request_stream_buffer = requests.max(1);
+        self
+    }
+}
+
+/// Why a server connection stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// Reading or writing the socket failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer sent bytes that are not a valid message (peer's fault).
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// A server: settings, and graceful shutdown of the connections it made.
+#[derive(Debug, Clone)]
+pub struct Server {
+    config: ServerConfig,
+    shutdown: CancellationToken,
+    connections: Arc<watch::Sender<()>>,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self::new(ServerConfig::default())
+    }
+}
+
+impl Server {
+    /// A server with these settings.
+    pub fn new(config: ServerConfig) -> Self {
+        Self {
+            config,
+            shutdown: CancellationToken::new(),
+            connections: Arc::new(watch::channel(()).0),
+        }
+    }
+
+    /// The driver of one connection, running `service` over `io`. Spawn it (`tokio::spawn`
+    /// when everything is `Send`, `spawn_local` otherwise) or await it.
+    pub fn connection<T, C, S>(&self, io: T, codec: C, service: S) -> ServerConnection<T, C, S>
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+        S: Service,
+        C: Encoder<Message = S::Response> + Decoder<Message = S::Request>,
+    {
+        ServerConnection {
+            io,
+            codec,
+            service,
+            config: self.config.clone(),
+            read_buf: BytesMut::with_capacity(16 * 1024),
+            wq: WriteQueue::new(),
+            rpcs: Rpcs::new(),
+            parked: None,
+            read_closed: false,
+            shutdown: Some(Box::pin(self.shutdown.clone().cancelled_owned())),
+            shutting_down: false,
+            _alive: self.connections.subscribe(),
+        }
+    }
+
+    /// Accepts TCP connections (with `TCP_NODELAY`) until [`Server::shutdown`], and runs each on
+    /// its own task; `new_connection` gives the codec and service for each peer address.
+    ///
+    /// # Errors
+    /// None so far: accept errors (such as running out of file descriptors) are logged and
+    /// retried after a short pause, so that one bad moment never stops the listener.
+    #[cfg(feature = "tcp")]
+    pub async fn serve_tcp<C, S, F>(
+        &self,
+        listener: tokio::net::TcpListener,
+        mut new_connection: F,
+    ) -> std::io::Result<()>
+    where
+        F: FnMut(std::net::SocketAddr) -> (C, S),
+        S: Service + Send + 'static,
+        S::Unary: Send,
+        S::Stream: Send,
+        S::Request: Send,
+        S::Response: Send,
+        C: Encoder<Message = S::Response> + Decoder<Message = S::Request> + Send + 'static,
+        C::Serialized: Send,
+    {
+        loop {
+            let (socket, peer) = tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(()),
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rpc accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = socket.set_nodelay(true);
+            let (codec, service) = new_connection(peer);
+            let connection = self.connection(socket, codec, service);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, %peer, "rpc connection ended");
+                }
+            });
+        }
+    }
+
+    /// As [`Server::serve_tcp`] for services that are not `Send`: every connection runs with
+    /// `spawn_local`, so call this inside a `LocalSet`.
+    ///
+    /// # Errors
+    /// As [`Server::serve_tcp`].
+    #[cfg(feature = "tcp")]
+    pub async fn serve_tcp_local<C, S, F>(
+        &self,
+        listener: tokio::net::TcpListener,
+        mut new_connection: F,
+    ) -> std::io::Result<()>
+    where
+        F: FnMut(std::net::SocketAddr) -> (C, S),
+        S: Service + 'static,
+        C: Encoder<Message = S::Response> + Decoder<Message = S::Request> + 'static,
+    {
+        loop {
+            let (socket, peer) = tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(()),
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rpc accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = socket.set_nodelay(true);
+            let (codec, service) = new_connection(peer);
+            let connection = self.connection(socket, codec, service);
+            tokio::task::spawn_local(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, %peer, "rpc connection ended");
+                }
+            });
+        }
+    }
+
+    /// Stops taking new rpcs on every connection, lets the running ones finish, and waits
+    /// until every connection made by this server has flushed and closed.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        self.connections.closed().await;
+    }
+}
+
+type RequestSender<Req> = futures_channel::mpsc::Sender<Req>;
+
+type RpcTable<S> = Rpcs<
+    Work<<S as Service>::Unary, <S as Service>::Stream>,
+    RequestSender<<S as Service>::Request>,
+>;
+
+/// An rpc's work.
+enum Work<U, St> {
+    Unary(Pin<Box<U>>),
+    Stream(Pin<Box<St>>),
+}
+
+/// What one poll of an rpc produced.
+enum Outcome<R> {
+    Item(R),
+    Done(R),
+    End,
+    Failed(Status),
+}
+
+/// The driver of one server connection: owns the socket, starts and polls the rpcs, and writes
+/// their responses in one vectored write per wake-up.
+pub struct ServerConnection<T, C: Encoder, S: Service> {
+    io: T,
+    codec: C,
+    service: S,
+    config: ServerConfig,
+    read_buf: BytesMut,
+    wq: WriteQueue<<C as Encoder>::Serialized>,
+    rpcs: RpcTable<S>,
+    parked: Option<(RequestSender<S::Request>, S::Request)>,
+    read_closed: bool,
+    shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    shutting_down: bool,
+    _alive: watch::Receiver<()>,
+}
+
+impl<T, C: Encoder, S: Service> std::fmt::Debug for ServerConnection<T, C, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConnection")
+            .field("rpcs", &self.rpcs.len())
+            .field("write_queue", &self.wq)
+            .finish_non_exhaustive()
+    }
+}
+
+// The driver never pins its fields: rpcs are boxed, and io is `Unpin`.
+impl<T, C: Encoder, S: Service> Unpin for ServerConnection<T, C, S> {}
+
+/// Iterations of the driver loop before it yields to the runtime.
+const DRIVER_BUDGET: usize = 32;
+
+impl<T, C, S> ServerConnection<T, C, S>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+    S: Service,
+    C: Encoder<Message = S::Response> + Decoder<Message = S::Request>,
+{
+    fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServeError>> {
+        for _ in 0..DRIVER_BUDGET {
+            let mut progress = false;
+            if let Some(signal) = &mut self.shutdown
+                && signal.as_mut().poll(cx).is_ready()
+            {
+                self.shutdown = None;
+                self.shutting_down = true;
+            }
+            if let Some((sender, _)) = &mut self.parked
+                && let Poll::Ready(ready) = sender.poll_ready(cx)
+            {
+                if let (Ok(()), Some((mut sender, item))) = (ready, self.parked.take()) {
+                    let _ = sender.start_send(item);
+                }
+                self.parked = None;
+                progress = true;
+            }
+            // Input: decode what is buffered, read more while under every limit.
+            if self.may_take_input()
+                && let Err(e) = self.decode_buffered()
+            {
+                return Poll::Ready(Err(e.into()));
+            }
+            let read_skipped = !self.read_closed && !self.may_take_input();
+            if !self.read_closed && self.may_take_input() {
+                match poll_read_into(&mut self.io, &mut self.read_buf, cx) {
+                    Poll::Ready(Ok(0)) => {
+                        // The client closed: nobody will read the answers.
+                        self.read_closed = true;
+                        self.rpcs.clear();
+                        self.parked = None;
+                        if !self.read_buf.is_empty() {
+                            tracing::debug!("rpc connection closed in the middle of a message");
+                        }
+                        progress = true;
+                    }
+                    Poll::Ready(Ok(_)) => {
+                        progress = true;
+                        if let Err(e) = self.decode_buffered() {
+                            return Poll::Ready(Err(e.into()));
+                        }
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                    Poll::Pending => {}
+                }
+            }
+            // Rpcs: poll the woken ones while the send budget allows.
+            self.rpcs.collect_woken(cx);
+            if self.rpcs.has_runnable()
+                && self.wq.queued() < self.config.send_budget
+                && self.run_rpcs() > 0
+            {
+                progress = true;
+            }
+            // Output: one vectored write of everything queued.
+            if !self.wq.is_empty() {
+                match self.wq.poll_write(&mut self.io, &mut self.codec, cx) {
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                    Poll::Ready(Ok(())) => {
+                        if self.rpcs.has_runnable() {
+                            progress = true;
+                        }
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            // Input was held back by a limit that writing or finishing rpcs lifted: read now
+            // (no read interest was registered while it was held back).
+            if read_skipped && self.may_take_input() {
+                progress = true;
+            }
+            if (self.read_closed || self.shutting_down)
+                && self.rpcs.len() == 0
+                && self.wq.is_empty()
+            {
+                return match Pin::new(&mut self.io).poll_shutdown(cx) {
+                    Poll::Ready(_) => Poll::Ready(Ok(())),
+                    Poll::Pending => Poll::Pending,
+                };
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn may_take_input(&self) -> bool {
+        self.parked.is_none() && self.wq.queued() < self.config.send_budget
+    }
+
+    fn decode_buffered(&mut self) -> Result<(), DecodeError> {
+        while self.may_take_input() {
+            match self.codec.decode(&mut self.read_buf)? {
+                Some(request) => self.on_request(request),
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn on_request(&mut self, request: S::Request) {
+        let id = request.message_id();
+        match request.control_code() {
+            ControlCode::Normal => {
+                if let Some(slot) = self.rpcs.get_mut(id) {
+                    match &mut slot.extra {
+                        Some(sender) => {
+                            if let Err(e) = sender.try_send(request)
+                                && e.is_full()
+                            {
+                                self.parked = Some((sender.clone(), e.into_inner()));
+                            }
+                        }
+                        None => tracing::debug!(id, "request for an rpc in flight ignored"),
+                    }
+                } else if self.shutting_down {
+                    let status = Status::new(StatusCode::Unavailable, "server shutting down");
+                    self.send(S::Response::failed(id, status));
+                } else if self.rpcs.len() >= self.config.max_rpcs {
+                    // Refused, visibly; reading goes on so that Cancel and End still arrive.
+                    let status = Status::new(StatusCode::ResourceExhausted, "too many rpcs");
+                    self.send(S::Response::failed(id, status));
+                } else {
+                    self.start(id, request);
+                }
+            }
+            ControlCode::Cancel => {
+                if self.rpcs.remove(id) {
+                    self.send(S::Response::cancelled(id));
+                }
+            }
+            ControlCode::End => {
+                if let Some(slot) = self.rpcs.get_mut(id) {
+                    slot.extra = None;
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, id: u64, request: S::Request) {
+        let mut context = CallContext {
+            id,
+            buffer: self.config.request_stream_buffer,
+            sender: None,
+        };
+        let service = &mut self.service;
+        let work = match catch_unwind(AssertUnwindSafe(|| service.call(request, &mut context))) {
+            Ok(Reply::Unary(f)) => Work::Unary(Box::pin(f)),
+            Ok(Reply::Stream(s)) => Work::Stream(Box::pin(s)),
+            Ok(Reply::Reject(status)) => return self.send(S::Response::failed(id, status)),
+            Err(_) => {
+                tracing::warn!(id, "rpc handler panicked");
+                let status = Status::new(StatusCode::Internal, "handler panicked");
+                return self.send(S::Response::failed(id, status));
+            }
+        };
+        // Poll it right away: an rpc that is ready at once never enters the id table.
+        let budget = self.config.send_budget;
+        let wq = &mut self.wq;
+        let codec = &mut self.codec;
+        self.rpcs.start(id, work, context.sender, |id, work, cx| {
+            drive_rpc::<S, C>(id, work, cx, wq, codec, budget)
+        });
+    }
+
+    fn run_rpcs(&mut self) -> usize {
+        let budget = self.config.send_budget;
+        let wq = &mut self.wq;
+        let codec = &mut self.codec;
+        self.rpcs
+            .run(|id, work, cx| drive_rpc::<S, C>(id, work, cx, wq, codec, budget))
+    }
+
+    fn send(&mut self, message: S::Response) {
+        match self.wq.encode(message, &mut self.codec) {
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, "rpc control message not encodable"),
+        }
+    }
+}
+
+/// Polls one rpc once and queues what it produced; says what became of it.
+fn drive_rpc<S, C>(
+    id: u64,
+    work: &mut Work<S::Unary, S::Stream>,
+    cx: &mut Context<'_>,
+    wq: &mut WriteQueue<<C as Encoder>::Serialized>,
+    codec: &mut C,
+    budget: usize,
+) -> Step
+where
+    S: Service,
+    C: Encoder<Message = S::Response>,
+{
+    if wq.queued() >= budget {
+        return Step::Defer;
+    }
+    let outcome = catch_unwind(AssertUnwindSafe(|| poll_work(work, cx)));
+    let (message, finished) = match outcome {
+        Ok(Poll::Pending) => return Step::Pending,
+        Ok(Poll::Ready(Outcome::Item(mut r))) => {
+            r.set_message_id(id);
+            (r, false)
+        }
+        Ok(Poll::Ready(Outcome::Done(mut r))) => {
+            r.set_message_id(id);
+            (r, true)
+        }
+        Ok(Poll::Ready(Outcome::End)) => (S::Response::ended(id), true),
+        Ok(Poll::Ready(Outcome::Failed(status))) => (S::Response::failed(id, status), true),
+        Err(_) => {
+            tracing::warn!(id, "rpc handler panicked");
+            let status = Status::new(StatusCode::Internal, "handler panicked");
+            (S::Response::failed(id, status), true)
+        }
+    };
+    if let Err(e) = wq.encode(message, codec) {
+        tracing::warn!(id, error = %e, "rpc response not encodable");
+        let status = Status::new(StatusCode::Internal, e.to_string());
+        let _ = wq.encode(S::Response::failed(id, status), codec);
+        return Step::Finished;
+    }
+    if finished {
+        Step::Finished
+    } else {
+        // A stream: poll it again soon (the budget check comes first).
+        cx.waker().wake_by_ref();
+        Step::Pending
+    }
+}
+
+fn poll_work<U, St, R>(work: &mut Work<U, St>, cx: &mut Context<'_>) -> Poll<Outcome<R>>
+where
+    U: Future<Output = Result<R, Status>>,
+    St: Stream<Item = Result<R, Status>>,
+{
+    match work {
+        Work::Unary(f) => f.as_mut().poll(cx).map(|r| match r {
+            Ok(r) => Outcome::Done(r),
+            Err(s) => Outcome::Failed(s),
+        }),
+        Work::Stream(s) => s.as_mut().poll_next(cx).map(|r| match r {
+            Some(Ok(r)) => Outcome::Item(r),
+            Some(Err(s)) => Outcome::Failed(s),
+            None => Outcome::End,
+        }),
+    }
+}
+
+impl<T, C, S> Future for ServerConnection<T, C, S>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+    S: Service,
+    C: Encoder<Message = S::Response> + Decoder<Message = S::Request>,
+{
+    type Output = Result<(), ServeError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().poll_drive(cx)
+    }
+}
