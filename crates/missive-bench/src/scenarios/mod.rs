@@ -11,6 +11,8 @@ use anyhow::{Context as _, anyhow};
 
 use crate::{RoundParams, Sample};
 
+mod p2p;
+mod p2p_conns;
 mod queue;
 mod raw;
 
@@ -41,6 +43,8 @@ pub(crate) fn registry() -> Vec<Scenario> {
     let mut all = Vec::new();
     all.extend(raw::scenarios());
     all.extend(queue::scenarios());
+    all.extend(p2p::scenarios());
+    all.extend(p2p_conns::scenarios());
     all
 }
 
