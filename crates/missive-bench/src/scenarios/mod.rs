@@ -12,7 +12,8 @@ use anyhow::{Context as _, anyhow};
 use crate::{RoundParams, Sample};
 
 mod p2p;
-mod p2p_conns;
+mod p2p_dial;
+mod p2p_idle;
 mod queue;
 mod raw;
 
@@ -44,7 +45,8 @@ pub(crate) fn registry() -> Vec<Scenario> {
     all.extend(raw::scenarios());
     all.extend(queue::scenarios());
     all.extend(p2p::scenarios());
-    all.extend(p2p_conns::scenarios());
+    all.extend(p2p_dial::scenarios());
+    all.extend(p2p_idle::scenarios());
     all
 }
 

@@ -1,28 +1,29 @@
-//! `dial` and `idle-conns`: what a peer-to-peer connection costs to make and to keep, missive's
-//! node against rust-libp2p (libp2p-stream's behaviour, default TCP, Noise and yamux).
+//! `idle-conns`: the resident memory that idle peer-to-peer connections cost, missive's node
+//! against rust-libp2p (libp2p-stream's behaviour, default TCP, Noise and yamux).
 //!
-//! - `dial`: the dialing node connects to the listening node again and again for the round's
-//!   duration, one dial at a time: TCP connect, multistream-select, Noise XX, multistream-select,
-//!   yamux — until the dialer's connection is ready for a stream — then closes that connection
-//!   and dials afresh. The metric is dials per second, the inverse of the mean time from dial to
-//!   ready, so that higher is better as in every other scenario: the target "dial to ready in at
-//!   most 0.5× rust-libp2p's time" reads as "missive ÷ rust-libp2p ≥ 2×" in the table.
-//! - `idle-conns`: the resident memory that idle connections cost. One node dials the other N
-//!   times (1,000 with a round of 1 s or more, as in a normal run; 100 with shorter rounds, as in
-//!   `--quick`; fewer when the open-file limit cannot hold 2 N sockets, which is said on stderr).
-//!   Both nodes live in this process, so the metric, bytes per connection, counts both ends of
-//!   a connection: the growth of the process's resident set between one warm connection and
-//!   N + 1 of them, divided by N. **Lower is better** here: the table's ratio is still missive ÷
-//!   rust-libp2p, and the target is a ratio of at most 0.5×.
+//! One node dials the other N times: 1,000 with rounds of 1 s or more (a normal run), 100 with
+//! shorter ones (`--quick`), fewer when the open-file limit cannot hold 2 N sockets (said on
+//! stderr). Both nodes live in one process, so the metric, bytes per connection, counts both
+//! ends of a connection: the growth of the process's resident set (`Rss` of
+//! `/proc/self/smaps_rollup`, Linux only) from one warm connection to N + 1 of them, divided by
+//! N. The listener checks that no connection closes before the second reading.
 //!
-//! The resident set is read from `/proc/self/smaps_rollup` (Linux only). Memory a round frees
-//! stays with the allocator, so a round may reuse memory the previous round (of the other
-//! system, in the alternating order) left behind; the warm connection, the fixed setup before
-//! the first reading and the median over several rounds keep this small, and the run order of
-//! the systems can be checked with `--systems`.
+//! **Lower is better** here: the table's ratio is still missive ÷ rust-libp2p, and the target
+//! is a ratio of at most 0.5×.
+//!
+//! Memory freed by the allocator stays resident and is handed out again, so a measurement after
+//! an earlier round in the same process undercounts (to zero, when the earlier round was the
+//! larger). Each round therefore runs in a fresh child process: the benchmark program that is
+//! running (`missive-bench`, or `missive bench`) is started again with `--scenarios idle-conns
+//! --systems <system> --rounds 1 --json <file>` and the connection count in
+//! `MISSIVE_BENCH_IDLE_CONNS_CHILD`; the child skips the runner's warm-up round, measures once
+//! in process and the parent reads the child's JSON line. Any other program (a test binary, say)
+//! measures in its own process, which is only trustworthy for its first round.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
@@ -38,161 +39,223 @@ use super::p2p::{
     LIBP2P, drive_while, libp2p_addr, libp2p_dial, libp2p_listen, libp2p_swarm, missive_config,
     missive_loopback, missive_socket_addr,
 };
-use super::{Entry, GRACE, SETUP_TIMEOUT, Scenario, tokio_runtime, two_sides};
+use super::{Entry, SETUP_TIMEOUT, Scenario, tokio_runtime, two_sides};
 use crate::{RoundParams, Sample};
 
-/// Upper bound on the dials of one `dial` round, whatever the clock says.
-const MAX_DIALS: u64 = 10_000_000;
+/// The scenario's name.
+const NAME: &str = "idle-conns";
 /// Idle connections of a normal round.
 const IDLE_CONNS_FULL: usize = 1_000;
 /// Idle connections of a short round.
 const IDLE_CONNS_SHORT: usize = 100;
-/// Rounds at least this long are normal rounds for `idle-conns`.
+/// Rounds at least this long are normal rounds.
 const FULL_ROUND: Duration = Duration::from_secs(1);
-/// Dials in flight at once while `idle-conns` connects.
+/// Dials in flight at once while connecting.
 const DIAL_BATCH: usize = 16;
 /// File descriptors kept free for everything else in the process.
 const FD_RESERVE: usize = 64;
-/// Connections to one peer that the `dial` nodes accept: closed connections still winding
-/// down must never refuse a new one.
-const DIAL_CONNECTIONS_PER_PEER: usize = 1_024;
+/// Set in a child process that measures one round: the number of connections to make.
+const CHILD_ENV: &str = "MISSIVE_BENCH_IDLE_CONNS_CHILD";
+/// How long a child process may take.
+const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the parent looks whether the child has ended.
+const CHILD_POLL: Duration = Duration::from_millis(5);
 
 pub(super) fn scenarios() -> Vec<Scenario> {
-    vec![
-        Scenario {
-            name: "dial",
-            entries: vec![
-                Entry {
-                    system: "missive",
-                    metric: "dials_per_s",
-                    unit: "1/s",
-                    run: missive_dial,
-                },
-                Entry {
-                    system: LIBP2P,
-                    metric: "dials_per_s",
-                    unit: "1/s",
-                    run: libp2p_dial_round,
-                },
-            ],
-        },
-        Scenario {
-            name: "idle-conns",
-            entries: vec![
-                Entry {
-                    system: "missive",
-                    metric: "bytes_per_conn",
-                    unit: "B",
-                    run: missive_idle,
-                },
-                Entry {
-                    system: LIBP2P,
-                    metric: "bytes_per_conn",
-                    unit: "B",
-                    run: libp2p_idle,
-                },
-            ],
-        },
-    ]
+    vec![Scenario {
+        name: NAME,
+        entries: vec![
+            Entry {
+                system: "missive",
+                metric: "bytes_per_conn",
+                unit: "B",
+                run: |p| idle_round(System::Missive, p),
+            },
+            Entry {
+                system: LIBP2P,
+                metric: "bytes_per_conn",
+                unit: "B",
+                run: |p| idle_round(System::Libp2p, p),
+            },
+        ],
+    }]
 }
 
-/// Dials per second from a count and the time it took.
-fn dial_sample(dials: u64, elapsed: Duration) -> anyhow::Result<Sample> {
-    let secs = elapsed.as_secs_f64();
-    if dials == 0 || secs <= 0.0 {
-        bail!("no dial completed");
+/// The two systems of the scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum System {
+    Missive,
+    Libp2p,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::Missive => "missive",
+            System::Libp2p => LIBP2P,
+        }
     }
-    Ok(Sample {
-        value: dials as f64 / secs,
-        sent: None,
-        delivered: None,
-    })
+
+    fn in_process(self, conns: usize) -> anyhow::Result<Resident> {
+        match self {
+            System::Missive => missive_in_process(conns),
+            System::Libp2p => libp2p_in_process(conns),
+        }
+    }
 }
 
-// ---------------------------------------------------------------------------------------------
-// dial
-
-fn missive_dial(params: &RoundParams) -> anyhow::Result<Sample> {
-    let duration = params.duration;
-    let config = || missive_config().with_max_connections_per_peer(DIAL_CONNECTIONS_PER_PEER);
-    let (done_tx, done_rx) = oneshot::channel::<()>();
-    let ((), (dials, elapsed)) = two_sides(
-        move |addr_tx| {
-            tokio_runtime()?.block_on(async move {
-                let node = Node::new(Keypair::generate(), config()).await?;
-                let addr = node.listen(missive_loopback()?).await?;
-                addr_tx.send(missive_socket_addr(&addr)?)?;
-                let _ = timeout(SETUP_TIMEOUT + duration + GRACE, done_rx).await;
-                anyhow::Ok(())
-            })
-        },
-        move |addr| {
-            let _done = done_tx;
-            tokio_runtime()?.block_on(async move {
-                let node = Node::new(Keypair::generate(), config()).await?;
-                let target = Multiaddr::from_socket_addr(addr);
-                let start = Instant::now();
-                let deadline = start + duration;
-                let mut dials = 0u64;
-                while Instant::now() < deadline && dials < MAX_DIALS {
-                    let peer = timeout(SETUP_TIMEOUT, node.dial(target.clone()))
-                        .await
-                        .context("a dial timed out")??;
-                    node.close_peer(&peer);
-                    dials += 1;
-                }
-                anyhow::Ok((dials, start.elapsed()))
-            })
-        },
-    )?;
-    dial_sample(dials, elapsed)
+/// The resident set before and after `conns` connections.
+#[derive(Debug, Clone, Copy)]
+struct Resident {
+    before: u64,
+    after: u64,
+    conns: usize,
 }
 
-fn libp2p_dial_round(params: &RoundParams) -> anyhow::Result<Sample> {
-    let duration = params.duration;
-    let (done_tx, done_rx) = oneshot::channel::<()>();
-    let ((), (dials, elapsed)) = two_sides(
-        move |addr_tx| {
-            tokio_runtime()?.block_on(async move {
-                let mut swarm = libp2p_swarm(libp2p::identity::Keypair::generate_ed25519())?;
-                let addr = libp2p_listen(&mut swarm).await?;
-                addr_tx.send(addr)?;
-                let _ = drive_while(
-                    &mut swarm,
-                    timeout(SETUP_TIMEOUT + duration + GRACE, done_rx),
-                )
-                .await;
-                anyhow::Ok(())
-            })
-        },
-        move |addr| {
-            let _done = done_tx;
-            tokio_runtime()?.block_on(async move {
-                let mut swarm = libp2p_swarm(libp2p::identity::Keypair::generate_ed25519())?;
-                let target = libp2p_addr(addr);
-                let start = Instant::now();
-                let deadline = start + duration;
-                let mut dials = 0u64;
-                while Instant::now() < deadline && dials < MAX_DIALS {
-                    let opts = DialOpts::unknown_peer_id().address(target.clone()).build();
-                    let id = opts.connection_id();
-                    timeout(SETUP_TIMEOUT, libp2p_dial(&mut swarm, opts))
-                        .await
-                        .context("a dial timed out")??;
-                    swarm.close_connection(id);
-                    dials += 1;
-                }
-                anyhow::Ok((dials, start.elapsed()))
-            })
-        },
-    )?;
-    dial_sample(dials, elapsed)
+impl Resident {
+    /// Bytes per connection.
+    fn sample(self) -> anyhow::Result<Sample> {
+        let Resident {
+            before,
+            after,
+            conns,
+        } = self;
+        if after <= before || conns == 0 {
+            bail!(
+                "the resident set did not grow ({before} → {after} bytes) with {conns} \
+                 connections: freed memory of an earlier round was reused"
+            );
+        }
+        Ok(Sample {
+            value: (after - before) as f64 / conns as f64,
+            sent: None,
+            delivered: None,
+        })
+    }
 }
 
-// ---------------------------------------------------------------------------------------------
-// idle-conns
+/// One round: in a child process when this program can be started as one, else in process.
+fn idle_round(system: System, params: &RoundParams) -> anyhow::Result<Sample> {
+    if let Ok(conns) = std::env::var(CHILD_ENV) {
+        let conns: usize = conns
+            .parse()
+            .with_context(|| format!("{CHILD_ENV}={conns:?} is not a count"))?;
+        // The runner's warm-up round comes first: it would leave freed memory behind.
+        static WARMED_UP: AtomicBool = AtomicBool::new(false);
+        if !WARMED_UP.swap(true, Ordering::Relaxed) {
+            return Ok(Sample::default());
+        }
+        return system.in_process(conns)?.sample();
+    }
+    let conns = idle_conns(params)?;
+    match child_command() {
+        Some(command) => in_child(command, system, conns),
+        None => system.in_process(conns)?.sample(),
+    }
+}
 
-/// The connections an `idle-conns` round makes (besides the warm one).
+/// This program, ready to take the benchmark's flags, if it is one of the programs that do.
+fn child_command() -> Option<Command> {
+    let exe = std::env::current_exe().ok()?;
+    let prefix = benchmark_prefix(exe.file_stem()?.to_str()?)?;
+    let mut command = Command::new(&exe);
+    command.args(prefix);
+    Some(command)
+}
+
+/// The arguments that come before the benchmark's flags in the program named `stem`.
+fn benchmark_prefix(stem: &str) -> Option<&'static [&'static str]> {
+    match stem {
+        "missive-bench" => Some(&[]),
+        "missive" => Some(&["bench"]),
+        _ => None,
+    }
+}
+
+/// Runs one measured round of `system` in a child process and reads its result.
+fn in_child(mut command: Command, system: System, conns: usize) -> anyhow::Result<Sample> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let json = std::env::temp_dir().join(format!(
+        "missive-bench-{NAME}-{}-{}.json",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    command
+        .args([
+            "--scenarios",
+            NAME,
+            "--systems",
+            system.name(),
+            "--rounds",
+            "1",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .env(CHILD_ENV, conns.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let result = run_child(command, &json, system);
+    let _ = std::fs::remove_file(&json);
+    result
+}
+
+fn run_child(mut command: Command, json: &Path, system: System) -> anyhow::Result<Sample> {
+    let mut child = command.spawn().context("starting the child process")?;
+    let deadline = Instant::now() + CHILD_TIMEOUT;
+    // The child writes a few lines at most, so its pipes cannot fill up while it runs.
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("the child process did not finish within {CHILD_TIMEOUT:?}");
+        }
+        std::thread::sleep(CHILD_POLL);
+    };
+    let output = child.wait_with_output()?;
+    let said = || {
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        text.lines()
+            .filter(|l| !l.starts_with('|'))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    if !status.success() {
+        bail!("the child process failed ({status}): {}", said());
+    }
+    let lines = std::fs::read_to_string(json).context("reading the child's JSON")?;
+    match child_value(&lines, system.name())? {
+        Some(value) => Ok(Sample {
+            value,
+            sent: None,
+            delivered: None,
+        }),
+        None => Err(anyhow!("the child's round failed: {}", said())),
+    }
+}
+
+/// The measured value in the child's JSON lines (`None`: its round failed).
+fn child_value(lines: &str, system: &str) -> anyhow::Result<Option<f64>> {
+    for line in lines.lines() {
+        let row: serde_json::Value = serde_json::from_str(line)?;
+        if row["scenario"] == NAME && row["system"] == system {
+            if row["rounds"].as_u64().unwrap_or(0) == 0 {
+                return Ok(None);
+            }
+            return row["median"]
+                .as_f64()
+                .map(Some)
+                .context("the child's row has no median");
+        }
+    }
+    bail!("the child's JSON has no row for {system}")
+}
+
+/// The connections a round makes (besides the warm one).
 fn idle_conns(params: &RoundParams) -> anyhow::Result<usize> {
     let wanted = if params.duration >= FULL_ROUND {
         IDLE_CONNS_FULL
@@ -200,7 +263,7 @@ fn idle_conns(params: &RoundParams) -> anyhow::Result<usize> {
         IDLE_CONNS_SHORT
     };
     let limits = std::fs::read_to_string("/proc/self/limits").context("reading the limits")?;
-    let soft = open_files_limit(&limits).context("no open-files limit in /proc/self/limits")?;
+    let soft = open_files_limit(&limits).unwrap_or(usize::MAX);
     let open = std::fs::read_dir("/proc/self/fd")
         .context("listing open files")?
         .count();
@@ -212,7 +275,7 @@ fn idle_conns(params: &RoundParams) -> anyhow::Result<usize> {
         static SAID: AtomicBool = AtomicBool::new(false);
         if !SAID.swap(true, Ordering::Relaxed) {
             eprintln!(
-                "idle-conns: the open-files limit ({soft}) holds {fits} connections, not \
+                "{NAME}: the open-files limit ({soft}) holds {fits} connections, not \
                  {wanted}; measuring {fits}"
             );
         }
@@ -256,18 +319,6 @@ fn rss_of_rollup(text: &str) -> Option<u64> {
     kib.checked_mul(1024)
 }
 
-/// Bytes per connection from the resident set before and after `conns` connections.
-fn idle_sample(before: u64, after: u64, conns: usize) -> anyhow::Result<Sample> {
-    if after <= before {
-        bail!("the resident set did not grow ({before} → {after} bytes) with {conns} connections");
-    }
-    Ok(Sample {
-        value: (after - before) as f64 / conns as f64,
-        sent: None,
-        delivered: None,
-    })
-}
-
 /// Waits until the listener has seen `n` connections established.
 async fn listener_saw(count: &mut watch::Receiver<usize>, n: usize) -> anyhow::Result<()> {
     timeout(SETUP_TIMEOUT, count.wait_for(|c| *c >= n))
@@ -277,8 +328,8 @@ async fn listener_saw(count: &mut watch::Receiver<usize>, n: usize) -> anyhow::R
     Ok(())
 }
 
-fn missive_idle(params: &RoundParams) -> anyhow::Result<Sample> {
-    let conns = idle_conns(params)?;
+/// Measures `conns` idle connections between two missive nodes in this process.
+fn missive_in_process(conns: usize) -> anyhow::Result<Resident> {
     let config = move || {
         missive_config()
             .with_max_connections_per_peer(conns + 1)
@@ -348,11 +399,15 @@ fn missive_idle(params: &RoundParams) -> anyhow::Result<Sample> {
             })
         },
     )?;
-    idle_sample(before, after, conns)
+    Ok(Resident {
+        before,
+        after,
+        conns,
+    })
 }
 
-fn libp2p_idle(params: &RoundParams) -> anyhow::Result<Sample> {
-    let conns = idle_conns(params)?;
+/// Measures `conns` idle connections between two rust-libp2p swarms in this process.
+fn libp2p_in_process(conns: usize) -> anyhow::Result<Resident> {
     let (count_tx, mut count_rx) = watch::channel(0usize);
     let (done_tx, done_rx) = oneshot::channel::<()>();
     let ((), (before, after)) = two_sides(
@@ -433,7 +488,11 @@ fn libp2p_idle(params: &RoundParams) -> anyhow::Result<Sample> {
             })
         },
     )?;
-    idle_sample(before, after, conns)
+    Ok(Resident {
+        before,
+        after,
+        conns,
+    })
 }
 
 #[cfg(test)]
@@ -441,34 +500,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_system_completes_a_short_round() -> anyhow::Result<()> {
-        let params = RoundParams {
-            duration: Duration::from_millis(30),
-            burst: 1,
-        };
-        for scenario in scenarios() {
-            for entry in &scenario.entries {
-                let sample = (entry.run)(&params)
-                    .with_context(|| format!("{} / {}", scenario.name, entry.system))?;
-                assert!(sample.value > 0.0, "{} / {}", scenario.name, entry.system);
-            }
+    fn every_system_measures_idle_connections_in_process() -> anyhow::Result<()> {
+        for system in [System::Missive, System::Libp2p] {
+            let resident = system
+                .in_process(IDLE_CONNS_SHORT / 4)
+                .with_context(|| system.name())?;
+            assert!(resident.before > 0 && resident.after > 0, "{system:?}");
         }
         Ok(())
     }
 
     #[test]
     fn short_rounds_make_fewer_idle_connections() -> anyhow::Result<()> {
-        let short = RoundParams {
-            duration: Duration::from_millis(150),
+        let round = |ms| RoundParams {
+            duration: Duration::from_millis(ms),
             burst: 1,
         };
-        let full = RoundParams {
-            duration: Duration::from_secs(1),
-            burst: 1,
-        };
-        assert!(idle_conns(&short)? <= IDLE_CONNS_SHORT);
-        assert!(idle_conns(&full)? <= IDLE_CONNS_FULL);
-        assert!(idle_conns(&short)? <= idle_conns(&full)?);
+        assert!(idle_conns(&round(150))? <= IDLE_CONNS_SHORT);
+        assert!(idle_conns(&round(1_000))? <= IDLE_CONNS_FULL);
+        assert!(idle_conns(&round(150))? <= idle_conns(&round(1_000))?);
         Ok(())
     }
 
@@ -496,7 +546,29 @@ mod tests {
 
     #[test]
     fn memory_that_did_not_grow_is_not_a_sample() {
-        assert!(idle_sample(10, 10, 5).is_err());
-        assert!(idle_sample(10, 60, 5).is_ok_and(|s| s.value == 10.0));
+        let resident = |before, after| Resident {
+            before,
+            after,
+            conns: 5,
+        };
+        assert!(resident(10, 10).sample().is_err());
+        assert!(resident(10, 60).sample().is_ok_and(|s| s.value == 10.0));
+    }
+
+    #[test]
+    fn only_the_benchmark_programs_are_started_as_children() {
+        assert_eq!(benchmark_prefix("missive-bench"), Some(&[][..]));
+        assert_eq!(benchmark_prefix("missive"), Some(&["bench"][..]));
+        assert_eq!(benchmark_prefix("missive_bench-0123456789abcdef"), None);
+    }
+
+    #[test]
+    fn the_child_value_is_read_from_its_json_row() -> anyhow::Result<()> {
+        let ok = r#"{"scenario":"idle-conns","system":"missive","metric":"bytes_per_conn","unit":"B","median":1234.5,"min":1234.5,"max":1234.5,"rounds":1}"#;
+        assert_eq!(child_value(ok, "missive")?, Some(1234.5));
+        let failed = ok.replace(r#""rounds":1"#, r#""rounds":0"#);
+        assert_eq!(child_value(&failed, "missive")?, None);
+        assert!(child_value(ok, LIBP2P).is_err());
+        Ok(())
     }
 }
