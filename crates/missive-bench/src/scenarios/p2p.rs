@@ -17,7 +17,8 @@
 //! this a measure of the whole stack's CPU cost per message or byte: Noise's ChaCha20-Poly1305
 //! on both sides is the ceiling of `stream-bulk`.
 //!
-//! Shared with `p2p_conns.rs`: building both kinds of node and converting addresses.
+//! Shared with `p2p_dial.rs` and `p2p_idle.rs`: building both kinds of node, converting
+//! addresses.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
