@@ -11,6 +11,9 @@ use anyhow::{Context as _, anyhow};
 
 use crate::{RoundParams, Sample};
 
+mod p2p;
+mod p2p_dial;
+mod p2p_idle;
 mod queue;
 mod raw;
 
@@ -41,6 +44,9 @@ pub(crate) fn registry() -> Vec<Scenario> {
     let mut all = Vec::new();
     all.extend(raw::scenarios());
     all.extend(queue::scenarios());
+    all.extend(p2p::scenarios());
+    all.extend(p2p_dial::scenarios());
+    all.extend(p2p_idle::scenarios());
     all
 }
 

@@ -1,0 +1,496 @@
+//! `stream-echo` and `stream-bulk`: one long-lived stream between two peer-to-peer nodes (TCP,
+//! Noise, yamux, multistream-select), missive's node with [`missive::stream::Control`] against
+//! rust-libp2p with libp2p-stream's `Control`.
+//!
+//! Each round starts two fresh nodes, one per side, each on its own single-threaded runtime; the
+//! listening side accepts one stream of the scenario's protocol, the dialing side connects, opens
+//! that stream and then measures: connection and stream setup are outside the measured time.
+//!
+//! - `stream-echo`: 64-byte messages echoed one at a time (one in flight); round trips per second.
+//! - `stream-bulk`: the dialing side uploads 64 KiB writes for the round's duration, closes its
+//!   write side and waits for the listener's count of the bytes it read; the rate is the bytes
+//!   confirmed divided by the time from the first write to the count's arrival.
+//!
+//! The rust-libp2p nodes run libp2p-stream's behaviour only (no ping), with the default TCP
+//! (`TCP_NODELAY` on), Noise and yamux configurations; missive's nodes run the default
+//! configuration with a long idle timeout. Both sides of a node connection in one process make
+//! this a measure of the whole stack's CPU cost per message or byte: Noise's ChaCha20-Poly1305
+//! on both sides is the ceiling of `stream-bulk`.
+//!
+//! Shared with `p2p_dial.rs` and `p2p_idle.rs`: building both kinds of node, converting
+//! addresses.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use futures_util::StreamExt as _;
+use libp2p::core::ConnectedPoint;
+use libp2p::multiaddr::Protocol as LibProtocolPart;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{NetworkBehaviour, Swarm, SwarmEvent};
+use libp2p::{Multiaddr as LibMultiaddr, StreamProtocol as LibProtocol, noise, tcp, yamux};
+use missive::p2p::{Keypair, Multiaddr, Node, NodeConfig, Protocol};
+use missive::stream::StreamProtocol;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::sync::oneshot;
+use tokio::time::timeout;
+use tokio_util::compat::FuturesAsyncReadCompatExt as _;
+
+use super::two_sides;
+use super::{Entry, GRACE, MAX_MESSAGES, PAYLOAD, SETUP_TIMEOUT, Scenario, payload, tokio_runtime};
+use crate::{RoundParams, Sample};
+
+/// System name of rust-libp2p in the scenarios of this family.
+pub(super) const LIBP2P: &str = "rust-libp2p";
+/// How long a connection without streams stays open on both kinds of node: longer than any
+/// round, so that no connection closes on its own while it is measured.
+pub(super) const LONG_IDLE: Duration = Duration::from_secs(600);
+/// Size of one write of `stream-bulk`.
+const CHUNK: usize = 64 * 1024;
+/// Size of the receive buffers.
+const READ_BUF: usize = 64 * 1024;
+/// Upper bound on the bytes one `stream-bulk` round sends, whatever the clock says.
+const MAX_BYTES: u64 = 1 << 40;
+
+pub(super) fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "stream-echo",
+            entries: vec![
+                Entry {
+                    system: "missive",
+                    metric: "round_trips_per_s",
+                    unit: "1/s",
+                    run: |p| missive_round(Traffic::Echo, p),
+                },
+                Entry {
+                    system: LIBP2P,
+                    metric: "round_trips_per_s",
+                    unit: "1/s",
+                    run: |p| libp2p_round(Traffic::Echo, p),
+                },
+            ],
+        },
+        Scenario {
+            name: "stream-bulk",
+            entries: vec![
+                Entry {
+                    system: "missive",
+                    metric: "bytes_per_s",
+                    unit: "B/s",
+                    run: |p| missive_round(Traffic::Bulk, p),
+                },
+                Entry {
+                    system: LIBP2P,
+                    metric: "bytes_per_s",
+                    unit: "B/s",
+                    run: |p| libp2p_round(Traffic::Bulk, p),
+                },
+            ],
+        },
+    ]
+}
+
+/// What one stream scenario carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Traffic {
+    /// 64-byte echo round trips, one in flight.
+    Echo,
+    /// Upload in 64 KiB writes, confirmed by the receiver's byte count.
+    Bulk,
+}
+
+impl Traffic {
+    /// The stream protocol of the scenario.
+    fn protocol(self) -> &'static str {
+        match self {
+            Traffic::Echo => "/missive-bench/echo/1.0.0",
+            Traffic::Bulk => "/missive-bench/bulk/1.0.0",
+        }
+    }
+}
+
+/// What the measuring side saw: units moved (round trips or bytes) and the time they took.
+#[derive(Debug, Clone, Copy)]
+struct Moved {
+    units: u64,
+    elapsed: Duration,
+}
+
+impl Moved {
+    fn sample(self) -> anyhow::Result<Sample> {
+        let secs = self.elapsed.as_secs_f64();
+        if self.units == 0 || secs <= 0.0 {
+            bail!("nothing was moved");
+        }
+        Ok(Sample {
+            value: self.units as f64 / secs,
+            sent: None,
+            delivered: None,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The traffic, the same for both systems (their streams seen through tokio's io traits).
+
+/// The accepting side: echoes or counts until the other side closes its write side.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    traffic: Traffic,
+    mut io: S,
+) -> anyhow::Result<()> {
+    let mut buf = vec![0u8; READ_BUF];
+    let mut total = 0u64;
+    loop {
+        let n = io.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if traffic == Traffic::Echo {
+            io.write_all(&buf[..n]).await?;
+            io.flush().await?;
+        }
+    }
+    if traffic == Traffic::Bulk {
+        io.write_all(&total.to_be_bytes()).await?;
+    }
+    io.shutdown().await?;
+    Ok(())
+}
+
+/// The opening side: moves data for `duration` and measures.
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    traffic: Traffic,
+    mut io: S,
+    duration: Duration,
+) -> anyhow::Result<Moved> {
+    let start = Instant::now();
+    let deadline = start + duration;
+    match traffic {
+        Traffic::Echo => {
+            let mut back = [0u8; PAYLOAD];
+            let mut seq = 0u64;
+            while Instant::now() < deadline && seq < MAX_MESSAGES {
+                let message = payload(seq);
+                io.write_all(&message).await?;
+                io.flush().await?;
+                io.read_exact(&mut back).await?;
+                if back != message {
+                    bail!("round trip {seq} came back altered");
+                }
+                seq += 1;
+            }
+            let elapsed = start.elapsed();
+            io.shutdown().await?;
+            if io.read(&mut back).await? != 0 {
+                bail!("bytes arrived after the last echo");
+            }
+            Ok(Moved {
+                units: seq,
+                elapsed,
+            })
+        }
+        Traffic::Bulk => {
+            let chunk = vec![0xa5u8; CHUNK];
+            let mut sent = 0u64;
+            while Instant::now() < deadline && sent < MAX_BYTES {
+                io.write_all(&chunk).await?;
+                sent += CHUNK as u64;
+            }
+            io.shutdown().await?;
+            let mut count = [0u8; 8];
+            io.read_exact(&mut count).await?;
+            let elapsed = start.elapsed();
+            let received = u64::from_be_bytes(count);
+            if received != sent {
+                bail!("sent {sent} bytes, the receiver counted {received}");
+            }
+            Ok(Moved {
+                units: sent,
+                elapsed,
+            })
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// missive's node.
+
+/// The configuration of missive's nodes in this family: the defaults, with a long idle timeout.
+pub(super) fn missive_config() -> NodeConfig {
+    NodeConfig::default().with_idle_timeout(LONG_IDLE)
+}
+
+/// The loopback address to listen on, port chosen by the system.
+pub(super) fn missive_loopback() -> anyhow::Result<Multiaddr> {
+    Ok("/ip4/127.0.0.1/tcp/0".parse()?)
+}
+
+/// The IP and TCP port of a missive address.
+pub(super) fn missive_socket_addr(addr: &Multiaddr) -> anyhow::Result<SocketAddr> {
+    let mut ip = None;
+    let mut port = None;
+    for part in addr.iter() {
+        match part {
+            Protocol::Ip4(a) => ip = Some(IpAddr::V4(*a)),
+            Protocol::Ip6(a) => ip = Some(IpAddr::V6(*a)),
+            Protocol::Tcp(p) => port = Some(*p),
+            _ => {}
+        }
+    }
+    match (ip, port) {
+        (Some(ip), Some(port)) => Ok(SocketAddr::new(ip, port)),
+        _ => Err(anyhow!("{addr} is not an IP and TCP address")),
+    }
+}
+
+fn missive_round(traffic: Traffic, params: &RoundParams) -> anyhow::Result<Sample> {
+    let duration = params.duration;
+    let key = Keypair::generate();
+    let server_peer = key.peer_id();
+    let protocol = StreamProtocol::new(traffic.protocol());
+    let accepted = protocol.clone();
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    let ((), moved) = two_sides(
+        move |addr_tx| {
+            tokio_runtime()?.block_on(async move {
+                let node = Node::new(key, missive_config()).await?;
+                let mut incoming = node.stream_control().accept(accepted)?;
+                let addr = node.listen(missive_loopback()?).await?;
+                addr_tx.send(missive_socket_addr(&addr)?)?;
+                let (_, stream) = timeout(SETUP_TIMEOUT, incoming.next())
+                    .await
+                    .context("no stream came")?
+                    .context("the node stopped accepting")?;
+                timeout(duration + GRACE, serve(traffic, stream))
+                    .await
+                    .context("the stream did not end in time")??;
+                // Keep the node (and its connection task) up until the other side is done.
+                let _ = timeout(GRACE, done_rx).await;
+                anyhow::Ok(())
+            })
+        },
+        move |addr| {
+            let _done = done_tx;
+            tokio_runtime()?.block_on(async move {
+                let node = Node::new(Keypair::generate(), missive_config()).await?;
+                let stream = timeout(
+                    SETUP_TIMEOUT,
+                    node.stream_control().open_stream_with_addrs(
+                        server_peer,
+                        vec![Multiaddr::from_socket_addr(addr)],
+                        protocol,
+                    ),
+                )
+                .await
+                .context("opening the stream timed out")??;
+                drive(traffic, stream, duration).await
+            })
+        },
+    )?;
+    moved.sample()
+}
+
+// ---------------------------------------------------------------------------------------------
+// rust-libp2p with libp2p-stream.
+
+/// A rust-libp2p swarm with libp2p-stream's behaviour and the default TCP, Noise and yamux
+/// configurations; connections stay open for [`LONG_IDLE`] without streams.
+pub(super) fn libp2p_swarm(
+    key: libp2p::identity::Keypair,
+) -> anyhow::Result<Swarm<libp2p_stream::Behaviour>> {
+    Ok(libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(LONG_IDLE))
+        .build())
+}
+
+/// A rust-libp2p address for `addr`.
+pub(super) fn libp2p_addr(addr: SocketAddr) -> LibMultiaddr {
+    LibMultiaddr::empty()
+        .with(LibProtocolPart::from(addr.ip()))
+        .with(LibProtocolPart::Tcp(addr.port()))
+}
+
+/// The IP and TCP port of a rust-libp2p address.
+fn libp2p_socket_addr(addr: &LibMultiaddr) -> anyhow::Result<SocketAddr> {
+    let mut ip = None;
+    let mut port = None;
+    for part in addr.iter() {
+        match part {
+            LibProtocolPart::Ip4(a) => ip = Some(IpAddr::V4(a)),
+            LibProtocolPart::Ip6(a) => ip = Some(IpAddr::V6(a)),
+            LibProtocolPart::Tcp(p) => port = Some(p),
+            _ => {}
+        }
+    }
+    match (ip, port) {
+        (Some(ip), Some(port)) => Ok(SocketAddr::new(ip, port)),
+        _ => Err(anyhow!("{addr} is not an IP and TCP address")),
+    }
+}
+
+/// Listens on loopback and drives the swarm until it reports its address.
+pub(super) async fn libp2p_listen<B: NetworkBehaviour>(
+    swarm: &mut Swarm<B>,
+) -> anyhow::Result<SocketAddr> {
+    swarm.listen_on(libp2p_addr(SocketAddr::from(([127, 0, 0, 1], 0))))?;
+    timeout(SETUP_TIMEOUT, async {
+        loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                return libp2p_socket_addr(&address);
+            }
+        }
+    })
+    .await
+    .context("the swarm reported no listen address")?
+}
+
+/// Dials with `opts` and drives the swarm until that connection is established; returns the
+/// remote's PeerId.
+pub(super) async fn libp2p_dial<B: NetworkBehaviour>(
+    swarm: &mut Swarm<B>,
+    opts: DialOpts,
+) -> anyhow::Result<libp2p::PeerId> {
+    let id = opts.connection_id();
+    swarm.dial(opts)?;
+    loop {
+        match swarm.select_next_some().await {
+            SwarmEvent::ConnectionEstablished {
+                connection_id,
+                peer_id,
+                endpoint: ConnectedPoint::Dialer { .. },
+                ..
+            } if connection_id == id => return Ok(peer_id),
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } if connection_id == id => bail!("dial failed: {error}"),
+            _ => {}
+        }
+    }
+}
+
+/// Drives the swarm while `work` runs; returns what `work` returns.
+pub(super) async fn drive_while<B: NetworkBehaviour, F: Future>(
+    swarm: &mut Swarm<B>,
+    work: F,
+) -> F::Output {
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return out,
+            _ = swarm.select_next_some() => {}
+        }
+    }
+}
+
+fn libp2p_round(traffic: Traffic, params: &RoundParams) -> anyhow::Result<Sample> {
+    let duration = params.duration;
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let server_peer = key.public().to_peer_id();
+    let protocol = LibProtocol::new(traffic.protocol());
+    let accepted = protocol.clone();
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    let ((), moved) = two_sides(
+        move |addr_tx| {
+            tokio_runtime()?.block_on(async move {
+                let mut swarm = libp2p_swarm(key)?;
+                let mut incoming = swarm.behaviour().new_control().accept(accepted)?;
+                let addr = libp2p_listen(&mut swarm).await?;
+                addr_tx.send(addr)?;
+                drive_while(&mut swarm, async move {
+                    let (_, stream) = timeout(SETUP_TIMEOUT, incoming.next())
+                        .await
+                        .context("no stream came")?
+                        .context("the swarm stopped accepting")?;
+                    timeout(duration + GRACE, serve(traffic, stream.compat()))
+                        .await
+                        .context("the stream did not end in time")??;
+                    // Keep the swarm driven until the other side is done.
+                    let _ = timeout(GRACE, done_rx).await;
+                    anyhow::Ok(())
+                })
+                .await
+            })
+        },
+        move |addr| {
+            let _done = done_tx;
+            tokio_runtime()?.block_on(async move {
+                let mut swarm = libp2p_swarm(libp2p::identity::Keypair::generate_ed25519())?;
+                let mut control = swarm.behaviour().new_control();
+                let opts = DialOpts::peer_id(server_peer)
+                    .addresses(vec![libp2p_addr(addr)])
+                    .build();
+                timeout(SETUP_TIMEOUT, libp2p_dial(&mut swarm, opts))
+                    .await
+                    .context("dialing timed out")??;
+                drive_while(&mut swarm, async move {
+                    let stream = timeout(SETUP_TIMEOUT, control.open_stream(server_peer, protocol))
+                        .await
+                        .context("opening the stream timed out")??;
+                    drive(traffic, stream.compat(), duration).await
+                })
+                .await
+            })
+        },
+    )?;
+    moved.sample()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_system_moves_data_in_a_short_round() -> anyhow::Result<()> {
+        let params = RoundParams {
+            duration: Duration::from_millis(30),
+            burst: 1,
+        };
+        for scenario in scenarios() {
+            for entry in &scenario.entries {
+                let sample = (entry.run)(&params)
+                    .with_context(|| format!("{} / {}", scenario.name, entry.system))?;
+                assert!(sample.value > 0.0, "{} / {}", scenario.name, entry.system);
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn addresses_convert_between_socket_and_both_multiaddr_forms() -> anyhow::Result<()> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 4001));
+        assert_eq!(
+            missive_socket_addr(&Multiaddr::from_socket_addr(addr))?,
+            addr
+        );
+        assert_eq!(libp2p_socket_addr(&libp2p_addr(addr))?, addr);
+        assert!(missive_socket_addr(&Multiaddr::empty()).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn bulk_server_reports_the_bytes_it_read() -> anyhow::Result<()> {
+        tokio_runtime()?.block_on(async {
+            let (client, server) = tokio::io::duplex(4096);
+            let served = tokio::spawn(serve(Traffic::Bulk, server));
+            let moved = drive(Traffic::Bulk, client, Duration::from_millis(5)).await?;
+            served.await??;
+            assert!(moved.units >= CHUNK as u64);
+            assert_eq!(moved.units % CHUNK as u64, 0);
+            Ok(())
+        })
+    }
+}
