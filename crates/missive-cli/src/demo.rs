@@ -25,6 +25,9 @@ pub(crate) struct DemoArgs {
     /// Unary RPC calls (64 in flight).
     #[arg(long, default_value_t = 200_000)]
     calls: u32,
+    /// Request-response round trips (JSON, one stream per request).
+    #[arg(long, default_value_t = 2_000)]
+    requests: u32,
     /// Print one JSON object per result instead of the table.
     #[arg(long)]
     json: bool,
@@ -47,6 +50,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     outcomes.push(queue_over("tls", args.count).await?);
     outcomes.push(node_ping_and_echo(args.echoes).await?);
     outcomes.push(crate::demo_rpc::unary_stream_and_cancel(args.calls).await?);
+    outcomes.push(request_response(args.requests).await?);
 
     let all_passed = outcomes.iter().all(|o| o.passed);
     if args.json {
@@ -235,6 +239,54 @@ async fn node_ping_and_echo(echoes: u32) -> anyhow::Result<Outcome> {
             pings[pings.len() / 2].as_secs_f64() * 1e6,
             if intact { "intact" } else { "CORRUPTED" }
         ),
+    })
+}
+
+/// Two nodes: one serves the JSON echo protocol of `missive rr serve`, the other sends `requests`
+/// requests (16 at a time, each on a stream of its own) and checks every answer.
+async fn request_response(requests: u32) -> anyhow::Result<Outcome> {
+    use missive::request_response::{Behaviour, Config};
+
+    let server = Node::new(Keypair::generate(), NodeConfig::default()).await?;
+    let _serving = crate::rr_cmd::serve_json_echo(&server)?;
+    let addr = server.listen("/ip4/127.0.0.1/tcp/0".parse()?).await?;
+    let client = Node::new(Keypair::generate(), NodeConfig::default()).await?;
+    let protocols = [(
+        crate::rr_cmd::PROTOCOL.to_owned(),
+        missive::request_response::ProtocolSupport::Full,
+    )];
+    let rr = Behaviour::<crate::rr_cmd::JsonCodec>::new(&client, protocols, Config::default())?;
+    client.add_address(server.peer_id(), addr);
+    let me = client.peer_id().to_string();
+    let peer = server.peer_id();
+
+    let started = Instant::now();
+    let right = futures_util::stream::iter(0..requests)
+        .map(|i| {
+            let rr = rr.clone();
+            let me = me.clone();
+            async move {
+                let request = serde_json::json!({ "n": i });
+                rr.request(peer, request.clone()).await.is_ok_and(|answer| {
+                    answer["request"] == request && answer["peer"] == me.as_str()
+                })
+            }
+        })
+        .buffer_unordered(16)
+        .filter(|ok| std::future::ready(*ok))
+        .count()
+        .await;
+    let elapsed = started.elapsed();
+    client.shutdown().await;
+    server.shutdown().await;
+    Ok(Outcome {
+        layer: "request_response",
+        transport: "node/json",
+        exchanged: u64::from(requests),
+        unit: "requests",
+        elapsed,
+        passed: right == requests as usize,
+        check: format!("{right}/{requests} answered right, one stream each"),
     })
 }
 

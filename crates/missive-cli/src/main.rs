@@ -6,6 +6,7 @@ mod demo_rpc;
 mod node_cmd;
 mod queue_cmd;
 mod rpc_cmd;
+mod rr_cmd;
 mod table;
 
 use std::process::ExitCode;
@@ -30,6 +31,9 @@ enum Command {
     /// Pipelined RPC (protosocket-compatible echo protocol): serve, call.
     #[command(subcommand)]
     Rpc(rpc_cmd::RpcCommand),
+    /// Request-response on the node (rust-libp2p's JSON codec wire): serve, call.
+    #[command(subcommand)]
+    Rr(rr_cmd::RrCommand),
     /// A libp2p-compatible node that serves ping and /echo/1.0.0.
     #[command(subcommand)]
     Node(NodeCommand),
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Queue(cmd) => queue_cmd::run(cmd).await,
             Command::Rpc(cmd) => rpc_cmd::run(cmd).await,
+            Command::Rr(cmd) => rr_cmd::run(cmd).await,
             Command::Node(NodeCommand::Listen(args)) => node_cmd::listen(args).await,
             Command::Ping(args) => node_cmd::ping(args).await,
             Command::Bench(_) => unreachable!("handled before the runtime starts"),

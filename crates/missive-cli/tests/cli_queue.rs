@@ -12,7 +12,7 @@ fn missive() -> Command {
 fn demo_reports_every_layer_as_passed() {
     let out = missive()
         .args([
-            "demo", "--count", "5000", "--echoes", "500", "--calls", "2000", "--json",
+            "demo", "--count", "5000", "--echoes", "500", "--calls", "2000", "--requests", "200", "--json",
         ])
         .output()
         .expect("run demo");
@@ -33,7 +33,7 @@ fn demo_reports_every_layer_as_passed() {
         assert_eq!(row["passed"], true);
         assert_eq!(row["exchanged"], 5000);
     }
-    for layer in ["node", "rpc"] {
+    for layer in ["node", "rpc", "request_response"] {
         let row = lines
             .iter()
             .find(|v| v["layer"] == layer)
