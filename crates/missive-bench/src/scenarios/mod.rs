@@ -13,6 +13,9 @@ use crate::{RoundParams, Sample};
 
 mod queue;
 mod raw;
+mod rpc;
+mod rpc_protosocket;
+mod rpc_raw;
 
 /// One named scenario: the systems compared in it.
 #[derive(Debug)]
@@ -41,6 +44,7 @@ pub(crate) fn registry() -> Vec<Scenario> {
     let mut all = Vec::new();
     all.extend(raw::scenarios());
     all.extend(queue::scenarios());
+    all.extend(rpc::scenarios());
     all
 }
 
