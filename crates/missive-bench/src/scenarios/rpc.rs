@@ -2,8 +2,9 @@
 //!
 //! Every system echoes the same protobuf messages (`Request { 1: request_id, 2: code, 3: body }`,
 //! answered with the same fields), framed by a LEB128 length as protosocket-prost frames them.
-//! The client keeps a fixed number of calls in flight on each connection (a `FuturesUnordered`
-//! topped up as calls complete, on one current-thread runtime) until the round's time is up, then
+//! After one call per connection (so that setup is not timed), the client keeps a fixed number of
+//! calls in flight on each connection (a `FuturesUnordered` topped up as calls complete, on one
+//! current-thread runtime) until the round's time is up, then
 //! waits for the calls still in flight and closes. Completed calls are counted up to the deadline
 //! and divided by the time from the start to the last counted completion. Every response is
 //! checked: 64-byte bodies carry the call's sequence number, bulk bodies must come back whole.
