@@ -12,7 +12,16 @@ fn missive() -> Command {
 fn demo_reports_every_layer_as_passed() {
     let out = missive()
         .args([
-            "demo", "--count", "5000", "--echoes", "500", "--calls", "2000", "--requests", "200", "--json",
+            "demo",
+            "--count",
+            "5000",
+            "--echoes",
+            "500",
+            "--calls",
+            "2000",
+            "--requests",
+            "200",
+            "--json",
         ])
         .output()
         .expect("run demo");

@@ -16,6 +16,9 @@ mod p2p_dial;
 mod p2p_idle;
 mod queue;
 mod raw;
+mod rpc;
+mod rpc_protosocket;
+mod rpc_raw;
 
 /// One named scenario: the systems compared in it.
 #[derive(Debug)]
@@ -47,6 +50,7 @@ pub(crate) fn registry() -> Vec<Scenario> {
     all.extend(p2p::scenarios());
     all.extend(p2p_dial::scenarios());
     all.extend(p2p_idle::scenarios());
+    all.extend(rpc::scenarios());
     all
 }
 
