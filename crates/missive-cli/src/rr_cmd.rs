@@ -17,7 +17,7 @@ pub(crate) type JsonCodec = json::Codec<serde_json::Value, serde_json::Value>;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum RrCommand {
-    /// Answer JSON requests with {"peer": <requester>, "request": <the request>}.
+    /// Answer JSON requests with `{"peer": <requester>, "request": <the request>}`.
     Serve(ServeArgs),
     /// Send one JSON request to a peer and print its answer.
     Call(CallArgs),
