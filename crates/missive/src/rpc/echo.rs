@@ -69,56 +69,41 @@ impl Request {
     }
 }
 
+/// The id and control-code half of [`Message`], the same for both echo messages.
+macro_rules! id_and_code {
+    () => {
+        fn message_id(&self) -> u64 {
+            self.request_id
+        }
+        fn control_code(&self) -> ControlCode {
+            ControlCode::from_u32(self.code)
+        }
+        fn set_message_id(&mut self, message_id: u64) {
+            self.request_id = message_id;
+        }
+        fn cancelled(message_id: u64) -> Self {
+            Self {
+                request_id: message_id,
+                code: ControlCode::Cancel as u32,
+                ..Self::default()
+            }
+        }
+        fn ended(message_id: u64) -> Self {
+            Self {
+                request_id: message_id,
+                code: ControlCode::End as u32,
+                ..Self::default()
+            }
+        }
+    };
+}
+
 impl Message for Request {
-    fn message_id(&self) -> u64 {
-        self.request_id
-    }
-    fn control_code(&self) -> ControlCode {
-        ControlCode::from_u32(self.code)
-    }
-    fn set_message_id(&mut self, message_id: u64) {
-        self.request_id = message_id;
-    }
-    fn cancelled(message_id: u64) -> Self {
-        Self {
-            request_id: message_id,
-            code: ControlCode::Cancel as u32,
-            ..Self::default()
-        }
-    }
-    fn ended(message_id: u64) -> Self {
-        Self {
-            request_id: message_id,
-            code: ControlCode::End as u32,
-            ..Self::default()
-        }
-    }
+    id_and_code!();
 }
 
 impl Message for Response {
-    fn message_id(&self) -> u64 {
-        self.request_id
-    }
-    fn control_code(&self) -> ControlCode {
-        ControlCode::from_u32(self.code)
-    }
-    fn set_message_id(&mut self, message_id: u64) {
-        self.request_id = message_id;
-    }
-    fn cancelled(message_id: u64) -> Self {
-        Self {
-            request_id: message_id,
-            code: ControlCode::Cancel as u32,
-            ..Self::default()
-        }
-    }
-    fn ended(message_id: u64) -> Self {
-        Self {
-            request_id: message_id,
-            code: ControlCode::End as u32,
-            ..Self::default()
-        }
-    }
+    id_and_code!();
     fn failed(message_id: u64, status: Status) -> Self {
         Self {
             request_id: message_id,
