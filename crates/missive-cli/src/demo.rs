@@ -50,6 +50,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     outcomes.push(queue_over("tls", args.count).await?);
     outcomes.push(node_ping_and_echo(args.echoes).await?);
     outcomes.push(crate::demo_rpc::unary_stream_and_cancel(args.calls).await?);
+    outcomes.push(crate::demo_rpc::over_a_node_stream(args.calls).await?);
     outcomes.push(request_response(args.requests).await?);
 
     let all_passed = outcomes.iter().all(|o| o.passed);

@@ -43,22 +43,7 @@ pub(crate) async fn unary_stream_and_cancel(calls: u32) -> anyhow::Result<Outcom
     let client: Client<Request, Response> =
         Client::connect_tcp(addr, ClientCodec::default(), ClientConfig::default()).await?;
 
-    // Unary calls, 64 in flight; each answer must carry its own request's body.
-    let started = Instant::now();
-    let answered_right = futures_util::stream::iter(0..calls)
-        .map(|i| {
-            let client = client.clone();
-            async move {
-                let body = i.to_be_bytes().to_vec();
-                let response = client.call(Request::unary(body.clone())).await;
-                response.is_ok_and(|r| r.body.as_ref() == body.as_slice())
-            }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .filter(|ok| ready(*ok))
-        .count()
-        .await;
-    let elapsed = started.elapsed();
+    let (answered_right, elapsed) = pipelined_unary_calls(&client, calls).await;
 
     // A server stream: every answer, then End.
     let mut stream = client.server_stream(Request::stream("s", STREAMED)).await?;
@@ -98,6 +83,29 @@ pub(crate) async fn unary_stream_and_cancel(calls: u32) -> anyhow::Result<Outcom
             if cancel_seen { "honoured" } else { "NOT SEEN" }
         ),
     })
+}
+
+/// Makes `calls` unary calls, [`IN_FLIGHT`] at a time; counts the answers that carry their own
+/// request's body, and times the whole.
+async fn pipelined_unary_calls(
+    client: &Client<Request, Response>,
+    calls: u32,
+) -> (usize, Duration) {
+    let started = Instant::now();
+    let answered_right = futures_util::stream::iter(0..calls)
+        .map(|i| {
+            let client = client.clone();
+            async move {
+                let body = i.to_be_bytes().to_vec();
+                let response = client.call(Request::unary(body.clone())).await;
+                response.is_ok_and(|r| r.body.as_ref() == body.as_slice())
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .filter(|ok| ready(*ok))
+        .count()
+        .await;
+    (answered_right, started.elapsed())
 }
 
 /// The echo service, with streams that count how often the server dropped one unfinished.
@@ -158,4 +166,56 @@ impl Drop for Answers {
             self.cancelled.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// The protocol name the demo's rpc runs under on a node stream.
+const RPC_PROTOCOL: missive::stream::StreamProtocol =
+    missive::stream::StreamProtocol::new("/missive/rpc-echo/1.0.0");
+
+/// The same rpc client and server over one node stream (Noise, yamux) opened by protocol name.
+pub(crate) async fn over_a_node_stream(calls: u32) -> anyhow::Result<Outcome> {
+    use missive::p2p::{Keypair, Node, NodeConfig};
+
+    let server_node = Node::new(Keypair::generate(), NodeConfig::default()).await?;
+    let addr = server_node.listen("/ip4/127.0.0.1/tcp/0".parse()?).await?;
+    let mut incoming = server_node.stream_control().accept(RPC_PROTOCOL)?;
+    let server = Server::new(ServerConfig::default());
+    let serving = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            // Each inbound stream of the protocol is one rpc connection.
+            while let Some((_peer, stream)) = incoming.next().await {
+                let service = WatchedEcho {
+                    cancelled: Arc::default(),
+                };
+                tokio::spawn(server.connection(stream, ServerCodec::default(), service));
+            }
+        })
+    };
+
+    let client_node = Node::new(Keypair::generate(), NodeConfig::default()).await?;
+    let peer = client_node.dial(addr).await?;
+    let stream = client_node
+        .stream_control()
+        .open_stream(peer, RPC_PROTOCOL)
+        .await?;
+    let client: Client<Request, Response> =
+        Client::spawn(stream, ClientCodec::default(), ClientConfig::default());
+
+    let (answered_right, elapsed) = pipelined_unary_calls(&client, calls).await;
+
+    server.shutdown().await;
+    client_node.shutdown().await;
+    server_node.shutdown().await;
+    serving.abort();
+
+    Ok(Outcome {
+        layer: "rpc",
+        transport: "node stream",
+        exchanged: u64::from(calls),
+        unit: "calls",
+        elapsed,
+        passed: answered_right == calls as usize,
+        check: format!("{answered_right}/{calls} unary answers right, on {RPC_PROTOCOL}"),
+    })
 }

@@ -10,7 +10,9 @@
 //!   [`Client::client_stream`], [`Client::bidi_stream`]. One [`ClientConnection`] driver task
 //!   per connection owns the socket.
 //! - [`Server`]: [`Server::connection`] runs a per-connection [`Service`] over one byte stream
-//!   (`Server::serve_tcp` accepts for you); [`Server::shutdown`] drains calls in flight.
+//!   (`Server::serve_tcp`, `serve_tls` and `serve_unix` accept for you, as `Client::connect_tcp`,
+//!   `connect_tls` and `connect_unix` dial); [`Server::shutdown`] drains calls in flight. A node
+//!   stream (`stream::Control::open_stream`) works as the byte stream too.
 //! - Codecs: `prost::ProstCodec` (protosocket-prost framing), `msgpack::MessagePackCodec`
 //!   (protosocket-messagepack framing) with `msgpack::Envelope` for bodies without ids, or any
 //!   [`Encoder`] + [`Decoder`] of your own. `echo` is a ready protocol for benchmarks.
@@ -56,6 +58,7 @@
 mod calls;
 pub mod client;
 pub mod codec;
+mod connect;
 #[cfg(feature = "prost")]
 pub mod echo;
 mod io;

@@ -279,6 +279,11 @@ impl Server {
         }
     }
 
+    /// Resolves once [`Server::shutdown`] has begun; accept loops stop on it.
+    pub(super) fn stopping(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.shutdown.cancelled()
+    }
+
     /// Stops taking new rpcs on every connection, lets the running ones finish, and waits
     /// until every connection made by this server has flushed and closed.
     pub async fn shutdown(&self) {
