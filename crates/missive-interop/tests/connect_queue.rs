@@ -73,19 +73,8 @@ async fn missive_client_to_connect_listener_over_tls_keeps_tags_and_order() -> a
 }
 
 async fn missive_client_to_connect(tls: Option<TlsPair>) -> anyhow::Result<()> {
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let server_tls = tls.clone();
-    let server = on_async_std("connect-listener", async move {
-        let mut listener = connect_bind(server_tls.as_ref()).await;
-        let listener = match listener.as_mut() {
-            Ok((addr, listener)) => {
-                let _ = addr_tx.send(*addr);
-                listener
-            }
-            Err(e) => bail!("binding connect's listener: {e:#}"),
-        };
-        async_std::future::timeout(LIMIT, async {
-            let mut conn = listener.next().await.context("connect's listener ended")?;
+    let (addr_rx, server) =
+        connect_serves_one("connect-listener", tls.clone(), |mut conn| async move {
             for i in 0..COUNT {
                 let d = conn
                     .reader()
@@ -99,10 +88,7 @@ async fn missive_client_to_connect(tls: Option<TlsPair>) -> anyhow::Result<()> {
                 "connect received more datagrams than were sent"
             );
             anyhow::Ok(())
-        })
-        .await
-        .map_err(|_| anyhow!("connect's side timed out"))?
-    })?;
+        })?;
 
     let sent = tokio::time::timeout(LIMIT, async {
         let addr = addr_rx.await.context("connect's listener did not bind")?;
@@ -135,19 +121,8 @@ async fn missive_client_round_trips_through_connect_echo_over_tls() -> anyhow::R
 }
 
 async fn missive_through_connect_echo(tls: Option<TlsPair>) -> anyhow::Result<()> {
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let server_tls = tls.clone();
-    let server = on_async_std("connect-echo", async move {
-        let mut listener = connect_bind(server_tls.as_ref()).await;
-        let listener = match listener.as_mut() {
-            Ok((addr, listener)) => {
-                let _ = addr_tx.send(*addr);
-                listener
-            }
-            Err(e) => bail!("binding connect's listener: {e:#}"),
-        };
-        async_std::future::timeout(LIMIT, async {
-            let mut conn = listener.next().await.context("connect's listener ended")?;
+    let (addr_rx, server) =
+        connect_serves_one("connect-echo", tls.clone(), |mut conn| async move {
             let mut echoed = 0usize;
             while let Some(d) = conn.reader().next().await {
                 ensure!(echoed < COUNT, "more datagrams than were sent");
@@ -156,10 +131,7 @@ async fn missive_through_connect_echo(tls: Option<TlsPair>) -> anyhow::Result<()
             }
             ensure!(echoed == COUNT, "echoed {echoed} of {COUNT} datagrams");
             anyhow::Ok(())
-        })
-        .await
-        .map_err(|_| anyhow!("connect's side timed out"))?
-    })?;
+        })?;
 
     let client = tokio::time::timeout(LIMIT, async {
         let addr = addr_rx.await.context("connect's listener did not bind")?;
@@ -265,14 +237,7 @@ async fn connect_tls_client_dropped_without_close_notify_is_reported_after_every
 
     let outcome = tokio::time::timeout(LIMIT, async {
         let mut conn = listener.accept().await?;
-        for i in 0..COUNT {
-            let d = conn
-                .reader()
-                .next()
-                .await
-                .with_context(|| format!("the stream ended after {i} datagrams"))??;
-            check_missive(&d, i)?;
-        }
+        receive_exactly(&mut conn).await?;
         anyhow::Ok(conn.reader().next().await)
     })
     .await
@@ -311,8 +276,8 @@ fn socket_addr(listener: &Listener) -> anyhow::Result<SocketAddr> {
         .context("the listener has no socket address")
 }
 
-/// Reads exactly `COUNT` datagrams, checking each, then the end of the stream.
-async fn receive_in_order(conn: &mut Connection) -> anyhow::Result<()> {
+/// Reads `COUNT` datagrams, checking each one's tag, payload and place.
+async fn receive_exactly(conn: &mut Connection) -> anyhow::Result<()> {
     for i in 0..COUNT {
         let d = conn
             .reader()
@@ -321,6 +286,12 @@ async fn receive_in_order(conn: &mut Connection) -> anyhow::Result<()> {
             .with_context(|| format!("the stream ended after {i} datagrams"))??;
         check_missive(&d, i)?;
     }
+    Ok(())
+}
+
+/// Reads exactly `COUNT` datagrams, checking each, then the end of the stream.
+async fn receive_in_order(conn: &mut Connection) -> anyhow::Result<()> {
+    receive_exactly(conn).await?;
     match conn.reader().next().await {
         None => Ok(()),
         Some(Ok(_)) => bail!("more datagrams arrived than were sent"),
@@ -391,6 +362,36 @@ impl ConnectListener {
             ConnectListener::Tls(l) => l.next().await,
         }
     }
+}
+
+/// Runs connect's listener on its own async-std thread: binds it, reports its address through
+/// the receiver, and hands the first connection to `serve`, all under [`LIMIT`].
+fn connect_serves_one<F, Fut>(
+    name: &str,
+    tls: Option<TlsPair>,
+    serve: F,
+) -> anyhow::Result<(
+    tokio::sync::oneshot::Receiver<SocketAddr>,
+    std::thread::JoinHandle<anyhow::Result<()>>,
+)>
+where
+    F: FnOnce(connect::Connection) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let server = on_async_std(name, async move {
+        let (addr, mut listener) = connect_bind(tls.as_ref())
+            .await
+            .context("binding connect's listener")?;
+        let _ = addr_tx.send(addr);
+        async_std::future::timeout(LIMIT, async {
+            let conn = listener.next().await.context("connect's listener ended")?;
+            serve(conn).await
+        })
+        .await
+        .map_err(|_| anyhow!("connect's side timed out"))?
+    })?;
+    Ok((addr_rx, server))
 }
 
 /// Binds connect's listener on a port that was free a moment ago (it cannot report its address).
