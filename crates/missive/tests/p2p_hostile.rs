@@ -113,21 +113,8 @@ async fn p2p_noise_payload_with_bad_signature_is_refused() {
         let mut events = n.events();
         let mut tcp = TcpStream::connect(sock).await.expect("connect");
         select_noise(&mut tcp).await;
-
-        let mut hs =
-            snow::Builder::new("Noise_XX_25519_ChaChaPoly_SHA256".parse().expect("params"))
-                .local_private_key(&[7u8; 32])
-                .expect("key")
-                .build_initiator()
-                .expect("initiator");
+        let mut hs = initiator_past_msg2(&mut tcp, [7u8; 32]).await;
         let mut msg = vec![0u8; 65_535];
-        let n1 = hs.write_message(&[], &mut msg).expect("msg1");
-        send_frame(&mut tcp, &msg[..n1]).await;
-        let len = tcp.read_u16().await.expect("msg2 length");
-        let mut msg2 = vec![0u8; usize::from(len)];
-        tcp.read_exact(&mut msg2).await.expect("msg2");
-        let mut payload = vec![0u8; 65_535];
-        hs.read_message(&msg2, &mut payload).expect("valid msg2");
         // Sign something other than our static key.
         let identity = Keypair::generate();
         let bad = encode_payload(&HandshakePayload {
@@ -154,6 +141,25 @@ async fn p2p_noise_payload_with_bad_signature_is_refused() {
     .expect("in time");
 }
 
+/// A Noise XX initiator with static key `key` that has sent message 1 and read a valid message 2
+/// over `tcp`; the next message it writes is message 3 (`s, se` and the payload).
+async fn initiator_past_msg2(tcp: &mut TcpStream, key: [u8; 32]) -> snow::HandshakeState {
+    let mut hs = snow::Builder::new("Noise_XX_25519_ChaChaPoly_SHA256".parse().expect("params"))
+        .local_private_key(&key)
+        .expect("key")
+        .build_initiator()
+        .expect("initiator");
+    let mut msg = vec![0u8; 65_535];
+    let n1 = hs.write_message(&[], &mut msg).expect("msg1");
+    send_frame(tcp, &msg[..n1]).await;
+    let len = tcp.read_u16().await.expect("msg2 length");
+    let mut msg2 = vec![0u8; usize::from(len)];
+    tcp.read_exact(&mut msg2).await.expect("msg2");
+    let mut payload = vec![0u8; 65_535];
+    hs.read_message(&msg2, &mut payload).expect("valid msg2");
+    hs
+}
+
 async fn send_frame(tcp: &mut TcpStream, msg: &[u8]) {
     let len = u16::try_from(msg.len()).expect("fits");
     tcp.write_all(&len.to_be_bytes()).await.expect("len");
@@ -167,18 +173,7 @@ async fn p2p_oversized_garbage_noise_frame_is_refused_without_panic() {
         let mut events = n.events();
         let mut tcp = TcpStream::connect(sock).await.expect("connect");
         select_noise(&mut tcp).await;
-        let mut hs =
-            snow::Builder::new("Noise_XX_25519_ChaChaPoly_SHA256".parse().expect("params"))
-                .local_private_key(&[9u8; 32])
-                .expect("key")
-                .build_initiator()
-                .expect("initiator");
-        let mut msg = vec![0u8; 65_535];
-        let n1 = hs.write_message(&[], &mut msg).expect("msg1");
-        send_frame(&mut tcp, &msg[..n1]).await;
-        let len = tcp.read_u16().await.expect("msg2 length");
-        let mut msg2 = vec![0u8; usize::from(len)];
-        tcp.read_exact(&mut msg2).await.expect("msg2");
+        let _hs = initiator_past_msg2(&mut tcp, [9u8; 32]).await;
         // The largest frame the length prefix allows, full of junk instead of `s, se`.
         let junk = vec![0xA5u8; 65_535];
         send_frame(&mut tcp, &junk).await;
