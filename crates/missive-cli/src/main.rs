@@ -34,7 +34,7 @@ enum Command {
     /// Request-response on the node (rust-libp2p's JSON codec wire): serve, call.
     #[command(subcommand)]
     Rr(rr_cmd::RrCommand),
-    /// A libp2p-compatible node that serves ping and /echo/1.0.0.
+    /// A libp2p-compatible node that serves ping, identify and /echo/1.0.0; identify a peer.
     #[command(subcommand)]
     Node(NodeCommand),
     /// Dial a libp2p peer and measure ping round trips.
@@ -45,8 +45,10 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum NodeCommand {
-    /// Listen, print the node's PeerId and full addresses, serve ping and /echo/1.0.0.
+    /// Listen, print the node's PeerId and full addresses, serve ping, identify and /echo/1.0.0.
     Listen(node_cmd::ListenArgs),
+    /// Dial a libp2p peer and print what it says about itself (agent, addresses, protocols).
+    Identify(node_cmd::IdentifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
             Command::Rpc(cmd) => rpc_cmd::run(cmd).await,
             Command::Rr(cmd) => rr_cmd::run(cmd).await,
             Command::Node(NodeCommand::Listen(args)) => node_cmd::listen(args).await,
+            Command::Node(NodeCommand::Identify(args)) => node_cmd::identify(args).await,
             Command::Ping(args) => node_cmd::ping(args).await,
             Command::Bench(_) => unreachable!("handled before the runtime starts"),
         }

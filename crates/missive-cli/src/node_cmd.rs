@@ -1,4 +1,5 @@
-//! `missive node listen` and `missive ping`: a libp2p-compatible node at the terminal.
+//! `missive node listen`, `missive node identify` and `missive ping`: a libp2p-compatible node
+//! at the terminal.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use futures_util::StreamExt;
-use missive::p2p::{Keypair, Multiaddr, Node, NodeConfig, NodeEvent, Protocol};
+use missive::p2p::{Keypair, Multiaddr, Node, NodeConfig, NodeEvent, PeerId, Protocol};
+use missive::protocols::identify;
 use missive::stream::{Control, StreamProtocol};
 use tokio::io::AsyncWriteExt;
 
@@ -37,6 +39,12 @@ pub(crate) struct PingArgs {
     interval_ms: u64,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct IdentifyArgs {
+    /// The peer's address, e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW…
+    addr: String,
+}
+
 pub(crate) async fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     let key = match &args.key {
         Some(path) => Keypair::load_or_generate(path)
@@ -56,7 +64,10 @@ pub(crate) async fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot listen on {text}"))?;
         println!("listening on {}", bound.with(Protocol::P2p(peer)));
     }
-    println!("serving /ipfs/ping/1.0.0 and {}", ECHO.as_str());
+    println!(
+        "serving /ipfs/ping/1.0.0, /ipfs/id/1.0.0 and {}",
+        ECHO.as_str()
+    );
     let echo = tokio::spawn(serve_echo(node.stream_control()));
     let mut events = node.events();
     loop {
@@ -96,16 +107,49 @@ pub(crate) async fn serve_echo(control: Control) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn ping(args: PingArgs) -> anyhow::Result<ExitCode> {
-    let addr: Multiaddr = args
-        .addr
+/// A node with a new identity, connected to the peer at `addr` (a multiaddr in text form).
+async fn dial_with_a_fresh_identity(addr: &str) -> anyhow::Result<(Node, PeerId)> {
+    let addr: Multiaddr = addr
         .parse()
-        .with_context(|| format!("{:?} is not a multiaddr", args.addr))?;
+        .with_context(|| format!("{addr:?} is not a multiaddr"))?;
     let node = Node::new(Keypair::generate(), NodeConfig::default()).await?;
     let peer = node
         .dial(addr.clone())
         .await
         .with_context(|| format!("cannot reach {addr}"))?;
+    Ok((node, peer))
+}
+
+/// Dials a peer and prints what it says about itself through identify.
+pub(crate) async fn identify(args: IdentifyArgs) -> anyhow::Result<ExitCode> {
+    let (node, peer) = dial_with_a_fresh_identity(&args.addr).await?;
+    let info = identify::request(&node.stream_control(), peer)
+        .await
+        .with_context(|| format!("{peer} did not identify itself"))?;
+    node.shutdown().await;
+    println!("peer id: {peer}");
+    println!("agent: {}", info.agent_version);
+    println!("protocol version: {}", info.protocol_version);
+    for a in &info.listen_addrs {
+        println!("listen address: {a}");
+    }
+    if info.unsupported_addrs > 0 {
+        println!(
+            "listen addresses not shown: {} (transports this node does not speak)",
+            info.unsupported_addrs
+        );
+    }
+    if let Some(observed) = &info.observed_addr {
+        println!("sees us at: {observed}");
+    }
+    for p in &info.protocols {
+        println!("protocol: {p}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn ping(args: PingArgs) -> anyhow::Result<ExitCode> {
+    let (node, peer) = dial_with_a_fresh_identity(&args.addr).await?;
     println!("connected to {peer}");
     let mut rtts = Vec::new();
     for i in 1..=args.count {

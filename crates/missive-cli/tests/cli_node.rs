@@ -1,10 +1,20 @@
-//! `missive node listen` and `missive ping` talking to each other.
+//! `missive node listen`, `missive node identify` and `missive ping` talking to each other.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 fn missive() -> Command {
     Command::new(env!("CARGO_BIN_EXE_missive"))
+}
+
+/// A child process that is ended when the test ends, whether it passed or not.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
@@ -12,15 +22,17 @@ fn ping_reaches_a_listening_node_by_its_printed_address() {
     let dir = std::env::temp_dir().join(format!("missive-cli-node-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let key = dir.join("node.key");
-    let mut node = missive()
-        .args(["node", "listen", "--key"])
-        .arg(&key)
-        .arg("/ip4/127.0.0.1/tcp/0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn node");
-    let mut stdout = BufReader::new(node.stdout.take().expect("stdout"));
+    let mut node = Running(
+        missive()
+            .args(["node", "listen", "--key"])
+            .arg(&key)
+            .arg("/ip4/127.0.0.1/tcp/0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn node"),
+    );
+    let mut stdout = BufReader::new(node.0.stdout.take().expect("stdout"));
     let mut peer_line = String::new();
     let mut addr_line = String::new();
     stdout.read_line(&mut peer_line).expect("peer line");
@@ -44,8 +56,6 @@ fn ping_reaches_a_listening_node_by_its_printed_address() {
         .args(["ping", &addr, "--count", "3", "--interval-ms", "10"])
         .output()
         .expect("run ping");
-    let _ = node.kill();
-    let _ = node.wait();
     assert!(
         out.status.success(),
         "{}",
@@ -54,6 +64,25 @@ fn ping_reaches_a_listening_node_by_its_printed_address() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("connected to {peer}")), "{text}");
     assert!(text.contains("3 of 3 answered"), "{text}");
+
+    let out = missive()
+        .args(["node", "identify", &addr])
+        .output()
+        .expect("run identify");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("peer id: {peer}")), "{text}");
+    assert!(text.contains("agent: missive/"), "{text}");
+    let bare = addr.rsplit_once("/p2p/").expect("p2p suffix").0;
+    assert!(text.contains(&format!("listen address: {bare}")), "{text}");
+    for protocol in ["/echo/1.0.0", "/ipfs/id/1.0.0", "/ipfs/ping/1.0.0"] {
+        assert!(text.contains(&format!("protocol: {protocol}")), "{text}");
+    }
+    drop(node);
 
     // The key file keeps the identity across restarts.
     let again = missive()
@@ -77,13 +106,15 @@ fn ping_reaches_a_listening_node_by_its_printed_address() {
 
 #[test]
 fn ping_with_a_wrong_peer_id_fails_with_a_clear_message() {
-    let mut node = missive()
-        .args(["node", "listen", "/ip4/127.0.0.1/tcp/0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn node");
-    let mut stdout = BufReader::new(node.stdout.take().expect("stdout"));
+    let mut node = Running(
+        missive()
+            .args(["node", "listen", "/ip4/127.0.0.1/tcp/0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn node"),
+    );
+    let mut stdout = BufReader::new(node.0.stdout.take().expect("stdout"));
     let mut line = String::new();
     stdout.read_line(&mut line).expect("peer line");
     line.clear();
@@ -100,8 +131,7 @@ fn ping_with_a_wrong_peer_id_fails_with_a_clear_message() {
         .args(["ping", &format!("{base}/p2p/{other}"), "--count", "1"])
         .output()
         .expect("run ping");
-    let _ = node.kill();
-    let _ = node.wait();
+    drop(node);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot reach"), "{stderr}");

@@ -5,7 +5,8 @@ use std::time::Duration;
 use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr as LibMultiaddr, StreamProtocol as LibProtocol, Swarm, noise, ping, tcp, yamux,
+    Multiaddr as LibMultiaddr, StreamProtocol as LibProtocol, Swarm, identify, noise, ping, tcp,
+    yamux,
 };
 use missive::p2p::{Keypair, Multiaddr, Node, NodeConfig, NodeEvent, PeerId};
 use missive::stream::{OpenStreamError, StreamProtocol};
@@ -18,8 +19,12 @@ const DEADLINE: Duration = Duration::from_secs(30);
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     ping: ping::Behaviour,
+    identify: identify::Behaviour,
     stream: libp2p_stream::Behaviour,
 }
+
+/// The agent version the libp2p peer announces through identify.
+const LIBP2P_AGENT: &str = "interop-peer/1.0";
 
 enum Command {
     Listen(oneshot::Sender<LibMultiaddr>),
@@ -33,6 +38,7 @@ struct Libp2pPeer {
     commands: mpsc::Sender<Command>,
     events: mpsc::Receiver<String>,
     pings: mpsc::Receiver<(String, Result<Duration, String>)>,
+    identified: mpsc::Receiver<(String, identify::Info)>,
 }
 
 fn libp2p_peer() -> Libp2pPeer {
@@ -44,9 +50,13 @@ fn libp2p_peer() -> Libp2pPeer {
             yamux::Config::default,
         )
         .expect("tcp")
-        .with_behaviour(|_| Behaviour {
+        .with_behaviour(|key| Behaviour {
             ping: ping::Behaviour::new(
                 ping::Config::new().with_interval(Duration::from_millis(100)),
+            ),
+            identify: identify::Behaviour::new(
+                identify::Config::new("ipfs/0.1.0".to_owned(), key.public())
+                    .with_agent_version(LIBP2P_AGENT.to_owned()),
             ),
             stream: libp2p_stream::Behaviour::new(),
         })
@@ -58,6 +68,7 @@ fn libp2p_peer() -> Libp2pPeer {
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(8);
     let (ev_tx, ev_rx) = mpsc::channel(64);
     let (ping_tx, ping_rx) = mpsc::channel(64);
+    let (identified_tx, identified_rx) = mpsc::channel(8);
     tokio::spawn(async move {
         let mut pending_listen: Option<oneshot::Sender<LibMultiaddr>> = None;
         loop {
@@ -77,6 +88,9 @@ fn libp2p_peer() -> Libp2pPeer {
                     SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => {
                         let _ = ping_tx.try_send((e.peer.to_string(), e.result.map_err(|f| f.to_string())));
                     }
+                    SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                        let _ = identified_tx.try_send((peer_id.to_string(), info));
+                    }
                     SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                         let _ = ev_tx.try_send(format!("established {peer_id}"));
                     }
@@ -94,6 +108,7 @@ fn libp2p_peer() -> Libp2pPeer {
         commands: cmd_tx,
         events: ev_rx,
         pings: ping_rx,
+        identified: identified_rx,
     }
 }
 
@@ -364,6 +379,57 @@ async fn libp2p_multistream_lazy_dialer_data_reaches_missive_listener() {
         let (reply, (got, _keep)) = tokio::join!(dialer, listener);
         assert_eq!(got, b"first data");
         assert_eq!(&reply, b"reply");
+    })
+    .await
+    .expect("in time");
+}
+
+#[tokio::test]
+async fn libp2p_identify_works_both_ways_between_missive_and_libp2p() {
+    use missive::protocols::identify as missive_identify;
+    tokio::time::timeout(DEADLINE, async {
+        let mut lib = libp2p_peer();
+        lib.serve_echo();
+        let lib_addr = lib.listen().await;
+        let node = missive_node().await;
+        serve_missive_echo(&node);
+        let node_addr = node
+            .listen("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
+            .await
+            .expect("listen");
+        let peer = node.dial(lib_addr.clone()).await.expect("dial");
+
+        // rust-libp2p identifies missive on connect and accepts what missive answers.
+        let (from, info) = lib.identified.recv().await.expect("identify event");
+        assert_eq!(from, node.peer_id().to_string());
+        assert_eq!(info.agent_version, missive_identify::AGENT_VERSION);
+        assert_eq!(info.protocol_version, missive_identify::PROTOCOL_VERSION);
+        assert_eq!(info.public_key.to_peer_id(), lib_peer_id(&node.peer_id()));
+        let protocols: Vec<String> = info.protocols.iter().map(ToString::to_string).collect();
+        for expected in [ECHO, "/ipfs/id/1.0.0", "/ipfs/ping/1.0.0"] {
+            assert!(protocols.iter().any(|p| p == expected), "{protocols:?}");
+        }
+        let announced: Vec<String> = info.listen_addrs.iter().map(ToString::to_string).collect();
+        assert_eq!(announced, vec![node_addr.to_string()]);
+
+        // missive identifies rust-libp2p.
+        let info = missive_identify::request(&node.stream_control(), peer)
+            .await
+            .expect("missive identifies libp2p");
+        assert_eq!(info.peer_id(), peer);
+        assert_eq!(info.agent_version, LIBP2P_AGENT);
+        assert_eq!(info.protocol_version, "ipfs/0.1.0");
+        let names: Vec<&str> = info.protocols.iter().map(|p| p.as_str()).collect();
+        for expected in [ECHO, "/ipfs/id/1.0.0", "/ipfs/ping/1.0.0"] {
+            assert!(names.contains(&expected), "{names:?}");
+        }
+        assert_eq!(info.listen_addrs, vec![lib_addr.without_peer_id()]);
+        // rust-libp2p reports the address it sees missive's connection come from.
+        let observed = info.observed_addr.expect("observed address");
+        assert!(
+            observed.to_string().starts_with("/ip4/127.0.0.1/tcp/"),
+            "{observed}"
+        );
     })
     .await
     .expect("in time");

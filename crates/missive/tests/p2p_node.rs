@@ -428,3 +428,39 @@ async fn p2p_lazy_open_sends_data_at_once_and_reports_refusal_on_read() {
     .await
     .expect("in time");
 }
+
+#[tokio::test]
+async fn p2p_identify_reports_the_key_agent_listen_addresses_and_protocols() {
+    use missive::protocols::identify;
+    tokio::time::timeout(TEST_DEADLINE, async {
+        let (a, addr) = listening(NodeConfig::default()).await;
+        serve_echo(&a);
+        let b = node(NodeConfig::default()).await;
+        let peer = b.dial(addr.clone()).await.expect("dial");
+        let info = identify::request(&b.stream_control(), peer)
+            .await
+            .expect("identify");
+        assert_eq!(info.peer_id(), a.peer_id());
+        assert_eq!(info.agent_version, identify::AGENT_VERSION);
+        assert_eq!(info.protocol_version, identify::PROTOCOL_VERSION);
+        assert_eq!(info.listen_addrs, vec![addr]);
+        let names: Vec<&str> = info.protocols.iter().map(|p| p.as_str()).collect();
+        assert_eq!(names, ["/echo/1.0.0", "/ipfs/id/1.0.0", "/ipfs/ping/1.0.0"]);
+        // The list follows the registrations: a protocol dropped is no longer announced.
+        let extra = a
+            .stream_control()
+            .accept(StreamProtocol::new("/extra/1.0.0"))
+            .expect("register");
+        let info = identify::request(&b.stream_control(), peer)
+            .await
+            .expect("identify again");
+        assert!(info.protocols.iter().any(|p| p.as_str() == "/extra/1.0.0"));
+        drop(extra);
+        let info = identify::request(&b.stream_control(), peer)
+            .await
+            .expect("identify a third time");
+        assert!(!info.protocols.iter().any(|p| p.as_str() == "/extra/1.0.0"));
+    })
+    .await
+    .expect("in time");
+}

@@ -152,20 +152,22 @@ async fn rr_send_request_gives_events_on_both_sides() {
 
 #[tokio::test]
 async fn rr_send_response_gives_the_response_back_when_the_channel_is_closed() {
-    let (a, b, _) = pair(NodeConfig::default(), NodeConfig::default()).await;
+    let (a, b, addr) = pair(NodeConfig::default(), NodeConfig::default()).await;
+    // Connected first, so that the request timeout covers the request only, not the dial.
+    b.dial(addr).await.expect("dial");
     // A requester that gives up after writing its request is noticed when the response is
     // written or at the request timeout, whichever comes first.
     let server = Behaviour::<Cbor>::new(
         &a,
         full("/greet/1"),
-        Config::default().with_request_timeout(Duration::from_millis(300)),
+        Config::default().with_request_timeout(Duration::from_secs(1)),
     )
     .expect("rr");
     let mut events = server.events().expect("events");
     let client = Behaviour::<Cbor>::new(
         &b,
         full("/greet/1"),
-        Config::default().with_request_timeout(Duration::from_millis(300)),
+        Config::default().with_request_timeout(Duration::from_secs(1)),
     )
     .expect("rr");
     let call = tokio::spawn(async move { client.request(a.peer_id(), "x".to_owned()).await });
@@ -371,8 +373,10 @@ async fn rr_connection_stays_open_while_a_request_is_pending() {
 
 #[tokio::test]
 async fn rr_unanswered_request_times_out_at_the_configured_time() {
-    let timeout = Duration::from_millis(300);
-    let (a, b, _) = pair(NodeConfig::default(), NodeConfig::default()).await;
+    let timeout = Duration::from_secs(1);
+    let (a, b, addr) = pair(NodeConfig::default(), NodeConfig::default()).await;
+    // Connected first, so that the timeout covers the request only, not the dial.
+    b.dial(addr).await.expect("dial");
     let server = Behaviour::<Cbor>::new(
         &a,
         full("/never/1"),

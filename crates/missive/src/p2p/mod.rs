@@ -3,7 +3,8 @@
 //! A [`Node`] listens and dials over TCP, secures each connection with Noise XX (libp2p
 //! handshake payload), multiplexes it with yamux and negotiates every stream with
 //! multistream-select 1.0 — the wire of rust-libp2p, go-libp2p and js-libp2p. Applications
-//! use streams through [`crate::stream::Control`]; `/ipfs/ping/1.0.0` is served by default.
+//! use streams through [`crate::stream::Control`]; `/ipfs/ping/1.0.0` and `/ipfs/id/1.0.0`
+//! (identify) are served by default.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,19 +23,20 @@
 mod config;
 pub(crate) mod connection;
 mod events;
-mod identity;
+pub(crate) mod identity;
 mod multiaddr;
 pub mod negotiate;
 pub(crate) mod negotiated;
 pub(crate) mod node;
 pub mod noise;
+pub(crate) mod protobuf;
 mod upgrade;
 
 pub use config::NodeConfig;
 pub use connection::{CloseCause, ConnectionId, StreamRefusal};
 pub use events::{DialError, Events, IncomingError, ListenError, NewNodeError, NodeEvent};
 pub use identity::{DecodeKeyError, KeyFileError, Keypair, ParsePeerIdError, PeerId, PublicKey};
-pub use multiaddr::{Multiaddr, ParseMultiaddrError, Protocol};
+pub use multiaddr::{DecodeMultiaddrError, Multiaddr, ParseMultiaddrError, Protocol};
 pub use negotiated::NegotiateError;
 pub use node::Node;
 pub use upgrade::{Endpoint, UpgradeError};

@@ -1,19 +1,33 @@
-//! [`Multiaddr`]: libp2p's self-describing addresses, text form.
+//! [`Multiaddr`]: libp2p's self-describing addresses, in text and binary form.
 //!
 //! Only the components a TCP node needs are supported: `/ip4`, `/ip6`, `/dns`, `/dns4`, `/dns6`,
 //! `/tcp` and `/p2p/<peer>`. Anything else is refused with [`ParseMultiaddrError::Unsupported`]
-//! rather than carried along unread.
+//! (or [`DecodeMultiaddrError::Unsupported`]) rather than carried along unread.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 
 use super::PeerId;
+use super::identity::{read_uvarint, write_uvarint};
 
 /// Longest accepted text form; real addresses are far shorter.
 const MAX_TEXT_LEN: usize = 1024;
 /// Longest accepted DNS name (RFC 1035).
 const MAX_DNS_LEN: usize = 253;
+/// Longest accepted binary form.
+const MAX_BINARY_LEN: usize = 1024;
+
+/// Multicodec codes of the supported components, as the binary form carries them.
+mod code {
+    pub(super) const IP4: u64 = 4;
+    pub(super) const TCP: u64 = 6;
+    pub(super) const IP6: u64 = 41;
+    pub(super) const DNS: u64 = 53;
+    pub(super) const DNS4: u64 = 54;
+    pub(super) const DNS6: u64 = 55;
+    pub(super) const P2P: u64 = 421;
+}
 
 /// One component of a [`Multiaddr`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -146,6 +160,141 @@ pub(crate) enum DnsFamily {
     V6,
 }
 
+impl Multiaddr {
+    /// The binary form: each component's multicodec code as a varint, then its value (fixed
+    /// size for addresses and ports, length-prefixed for names and peer ids). This is how
+    /// identify and other libp2p messages carry addresses.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.parts.len() * 8);
+        for p in &self.parts {
+            match p {
+                Protocol::Ip4(ip) => {
+                    write_uvarint(&mut out, code::IP4);
+                    out.extend_from_slice(&ip.octets());
+                }
+                Protocol::Ip6(ip) => {
+                    write_uvarint(&mut out, code::IP6);
+                    out.extend_from_slice(&ip.octets());
+                }
+                Protocol::Dns(name) | Protocol::Dns4(name) | Protocol::Dns6(name) => {
+                    let c = match p {
+                        Protocol::Dns(_) => code::DNS,
+                        Protocol::Dns4(_) => code::DNS4,
+                        _ => code::DNS6,
+                    };
+                    write_uvarint(&mut out, c);
+                    write_uvarint(&mut out, name.len() as u64);
+                    out.extend_from_slice(name.as_bytes());
+                }
+                Protocol::Tcp(port) => {
+                    write_uvarint(&mut out, code::TCP);
+                    out.extend_from_slice(&port.to_be_bytes());
+                }
+                Protocol::P2p(peer) => {
+                    write_uvarint(&mut out, code::P2P);
+                    write_uvarint(&mut out, peer.as_bytes().len() as u64);
+                    out.extend_from_slice(peer.as_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    /// Reads the binary form of [`Multiaddr::to_bytes`].
+    ///
+    /// # Errors
+    /// The bytes are truncated, too long, hold an invalid value, or a component this node
+    /// does not support (its multicodec code is in the error).
+    pub fn from_bytes(mut bytes: &[u8]) -> Result<Self, DecodeMultiaddrError> {
+        if bytes.len() > MAX_BINARY_LEN {
+            return Err(DecodeMultiaddrError::TooLong);
+        }
+        let mut parts = Vec::new();
+        while !bytes.is_empty() {
+            let (c, rest) = read_uvarint(bytes).ok_or(DecodeMultiaddrError::Truncated)?;
+            let (p, rest) = match c {
+                code::IP4 => {
+                    let (v, rest) = split(rest, 4)?;
+                    let octets: [u8; 4] =
+                        v.try_into().map_err(|_| DecodeMultiaddrError::Truncated)?;
+                    (Protocol::Ip4(octets.into()), rest)
+                }
+                code::IP6 => {
+                    let (v, rest) = split(rest, 16)?;
+                    let octets: [u8; 16] =
+                        v.try_into().map_err(|_| DecodeMultiaddrError::Truncated)?;
+                    (Protocol::Ip6(octets.into()), rest)
+                }
+                code::TCP => {
+                    let (v, rest) = split(rest, 2)?;
+                    (Protocol::Tcp(u16::from_be_bytes([v[0], v[1]])), rest)
+                }
+                code::DNS | code::DNS4 | code::DNS6 => {
+                    let (v, rest) = length_prefixed(rest)?;
+                    let name = std::str::from_utf8(v).map_err(|_| {
+                        DecodeMultiaddrError::InvalidValue("a DNS name is not UTF-8")
+                    })?;
+                    if name.is_empty() || name.len() > MAX_DNS_LEN || name.contains('/') {
+                        return Err(DecodeMultiaddrError::InvalidValue(
+                            "a DNS name is empty, too long or holds '/'",
+                        ));
+                    }
+                    let name = name.to_owned();
+                    let p = match c {
+                        code::DNS => Protocol::Dns(name),
+                        code::DNS4 => Protocol::Dns4(name),
+                        _ => Protocol::Dns6(name),
+                    };
+                    (p, rest)
+                }
+                code::P2P => {
+                    let (v, rest) = length_prefixed(rest)?;
+                    let peer = PeerId::from_bytes(v)
+                        .map_err(|_| DecodeMultiaddrError::InvalidValue("an invalid peer id"))?;
+                    (Protocol::P2p(peer), rest)
+                }
+                other => return Err(DecodeMultiaddrError::Unsupported(other)),
+            };
+            parts.push(p);
+            bytes = rest;
+        }
+        Ok(Self { parts })
+    }
+}
+
+/// The first `n` bytes and the rest.
+fn split(bytes: &[u8], n: usize) -> Result<(&[u8], &[u8]), DecodeMultiaddrError> {
+    if bytes.len() < n {
+        return Err(DecodeMultiaddrError::Truncated);
+    }
+    Ok(bytes.split_at(n))
+}
+
+/// A varint length, then that many bytes.
+fn length_prefixed(bytes: &[u8]) -> Result<(&[u8], &[u8]), DecodeMultiaddrError> {
+    let (len, rest) = read_uvarint(bytes).ok_or(DecodeMultiaddrError::Truncated)?;
+    let len = usize::try_from(len).map_err(|_| DecodeMultiaddrError::Truncated)?;
+    split(rest, len)
+}
+
+/// Why a binary address was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeMultiaddrError {
+    /// Longer than any real address.
+    #[error("binary multiaddr longer than {MAX_BINARY_LEN} bytes")]
+    TooLong,
+    /// A code, length or value runs past the end.
+    #[error("truncated binary multiaddr")]
+    Truncated,
+    /// A component's value is malformed.
+    #[error("invalid binary multiaddr: {0}")]
+    InvalidValue(&'static str),
+    /// A component this node does not support, by multicodec code (udp, quic, ws, ...).
+    #[error("unsupported multiaddr component with code {0}")]
+    Unsupported(u64),
+}
+
 impl From<Protocol> for Multiaddr {
     fn from(p: Protocol) -> Self {
         Self { parts: vec![p] }
@@ -269,6 +418,39 @@ mod tests {
         assert!(no_tcp.tcp_target().is_none());
     }
 
+    #[test]
+    fn binary_form_matches_the_multiaddr_spec() {
+        // /ip4/127.0.0.1/tcp/4001 = 04 7f000001 06 0fa1
+        let a: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse().expect("parse");
+        assert_eq!(a.to_bytes(), [0x04, 127, 0, 0, 1, 0x06, 0x0f, 0xa1]);
+        // /dns4/a.b = 36 03 'a.b'; /p2p/… = a5 03 <len> <multihash>
+        let d: Multiaddr = "/dns4/a.b".parse().expect("parse");
+        assert_eq!(d.to_bytes(), [0x36, 0x03, b'a', b'.', b'b']);
+        let p: Multiaddr = "/p2p/12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq"
+            .parse()
+            .expect("parse");
+        assert_eq!(p.to_bytes()[..3], [0xa5, 0x03, 38]);
+    }
+
+    #[test]
+    fn binary_decoder_refuses_unsupported_and_truncated_components() {
+        // /udp/53 = 0x91 0x02 0x0035
+        assert_eq!(
+            Multiaddr::from_bytes(&[0x91, 0x02, 0x00, 0x35]),
+            Err(DecodeMultiaddrError::Unsupported(273))
+        );
+        assert_eq!(
+            Multiaddr::from_bytes(&[0x04, 127, 0]),
+            Err(DecodeMultiaddrError::Truncated)
+        );
+        assert_eq!(
+            Multiaddr::from_bytes(&[0x36, 0x05, b'a']),
+            Err(DecodeMultiaddrError::Truncated)
+        );
+        assert!(Multiaddr::from_bytes(&[0x36, 0x00]).is_err());
+        assert!(Multiaddr::from_bytes(&vec![0x06; 2000]).is_err());
+    }
+
     fn protocol() -> impl Strategy<Value = Protocol> {
         prop_oneof![
             any::<[u8; 4]>().prop_map(|b| Protocol::Ip4(b.into())),
@@ -287,6 +469,17 @@ mod tests {
         fn text_form_round_trips(parts in proptest::collection::vec(protocol(), 0..6)) {
             let a = Multiaddr { parts };
             prop_assert_eq!(a.to_string().parse::<Multiaddr>().expect("parse"), a);
+        }
+
+        #[test]
+        fn binary_form_round_trips(parts in proptest::collection::vec(protocol(), 0..6)) {
+            let a = Multiaddr { parts };
+            prop_assert_eq!(Multiaddr::from_bytes(&a.to_bytes()).expect("decode"), a);
+        }
+
+        #[test]
+        fn binary_decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let _ = Multiaddr::from_bytes(&bytes);
         }
 
         #[test]

@@ -49,8 +49,9 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
-    /// Creates a node with `keypair` as its identity. It serves `/ipfs/ping/1.0.0` (and
-    /// `/perf/1.0.0` when enabled in the config). Must run inside a tokio runtime.
+    /// Creates a node with `keypair` as its identity. It serves `/ipfs/ping/1.0.0` and identify
+    /// (`/ipfs/id/1.0.0`), and `/perf/1.0.0` when enabled in the config. Must run inside a
+    /// tokio runtime.
     pub async fn new(keypair: Keypair, config: NodeConfig) -> Result<Self, NewNodeError> {
         let noise = NoiseConfig::new(&keypair).map_err(NewNodeError::Noise)?;
         let (events, _) = broadcast::channel(config.event_capacity);
@@ -70,6 +71,7 @@ impl Node {
             shared,
         };
         crate::protocols::ping::serve(&node.stream_control());
+        crate::protocols::identify::serve(&node.stream_control(), keypair.public());
         if node.shared.config.enable_perf {
             crate::protocols::perf::serve(&node.stream_control());
         }
@@ -119,7 +121,7 @@ impl Node {
 
     /// The addresses this node listens on.
     pub fn listen_addrs(&self) -> Vec<Multiaddr> {
-        self.shared.lock_state().listen_addrs.clone()
+        self.shared.listen_addrs()
     }
 
     /// Dials `addr`; a trailing `/p2p/<peer>` is checked against the remote's proven identity
@@ -508,6 +510,22 @@ impl Shared {
             endpoint,
             cause,
         });
+    }
+
+    /// The addresses the node listens on.
+    pub(crate) fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.lock_state().listen_addrs.clone()
+    }
+
+    /// The protocols registered for inbound streams, in name order.
+    pub(crate) fn protocols(&self) -> Vec<StreamProtocol> {
+        let mut names: Vec<StreamProtocol> = self
+            .lock_router()
+            .keys()
+            .filter_map(|name| StreamProtocol::try_from_owned(name.clone()).ok())
+            .collect();
+        names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        names
     }
 
     /// Registers `protocol` with a backlog of `backlog` streams (the node's default when

@@ -1,4 +1,5 @@
-//! Small standard protocols served by a [`crate::p2p::Node`]: ping and perf.
+//! Small standard protocols served by a [`crate::p2p::Node`]: ping, identify and perf.
 
+pub mod identify;
 pub mod perf;
 pub mod ping;

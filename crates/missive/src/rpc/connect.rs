@@ -67,6 +67,7 @@ where
     }
 }
 
+#[cfg(any(feature = "tls", feature = "unix"))]
 impl Server {
     /// Accepts TCP connections (with `TCP_NODELAY`), completes each TLS handshake on the
     /// connection's own task under `acceptor`'s deadline, and serves it, until

@@ -280,6 +280,7 @@ impl Server {
     }
 
     /// Resolves once [`Server::shutdown`] has begun; accept loops stop on it.
+    #[cfg(any(feature = "tls", feature = "unix"))]
     pub(super) fn stopping(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
         self.shutdown.cancelled()
     }
