@@ -179,7 +179,7 @@ async fn queue_over(transport: &'static str, count: u32) -> anyhow::Result<Outco
 }
 
 /// Two nodes on loopback: one dials the other (TCP + Noise + Yamux), checks the PeerId it reached,
-/// pings it, then runs `echoes` 64-byte round trips on one `/echo/1.0.0` stream.
+/// pings it, asks it to identify itself, then runs `echoes` 64-byte round trips on one `/echo/1.0.0` stream.
 async fn node_ping_and_echo(echoes: u32) -> anyhow::Result<Outcome> {
     let server = Node::new(Keypair::generate(), NodeConfig::default()).await?;
     let addr = server.listen("/ip4/127.0.0.1/tcp/0".parse()?).await?;
@@ -198,6 +198,12 @@ async fn node_ping_and_echo(echoes: u32) -> anyhow::Result<Outcome> {
         pings.push(client.ping(reached).await?);
     }
     pings.sort();
+    let identified = missive::protocols::identify::request(&client.stream_control(), reached)
+        .await
+        .is_ok_and(|info| {
+            info.agent_version == missive::protocols::identify::AGENT_VERSION
+                && info.protocols.contains(&crate::node_cmd::ECHO)
+        });
 
     let mut stream = client
         .stream_control()
@@ -232,12 +238,17 @@ async fn node_ping_and_echo(echoes: u32) -> anyhow::Result<Outcome> {
         exchanged: u64::from(echoes),
         unit: "echoes",
         elapsed,
-        passed: peer_matches && intact && rest.is_empty(),
+        passed: peer_matches && identified && intact && rest.is_empty(),
         check: format!(
-            "peer id {}, dial {:.1} ms, ping median {:.0} µs, echoes {}",
+            "peer id {}, dial {:.1} ms, ping median {:.0} µs, identify {}, echoes {}",
             if peer_matches { "matches" } else { "MISMATCH" },
             dialed_in.as_secs_f64() * 1e3,
             pings[pings.len() / 2].as_secs_f64() * 1e6,
+            if identified {
+                "lists /echo/1.0.0"
+            } else {
+                "FAILED"
+            },
             if intact { "intact" } else { "CORRUPTED" }
         ),
     })

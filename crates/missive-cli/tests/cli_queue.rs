@@ -42,13 +42,19 @@ fn demo_reports_every_layer_as_passed() {
         assert_eq!(row["passed"], true);
         assert_eq!(row["exchanged"], 5000);
     }
-    for layer in ["node", "rpc", "request_response"] {
+    for (layer, transport) in [
+        ("node", "tcp+noise+yamux"),
+        ("rpc", "tcp"),
+        ("rpc", "node stream"),
+        ("request_response", "node/json"),
+    ] {
         let row = lines
             .iter()
-            .find(|v| v["layer"] == layer)
-            .unwrap_or_else(|| panic!("no {layer} row in {lines:?}"));
+            .find(|v| v["layer"] == layer && v["transport"] == transport)
+            .unwrap_or_else(|| panic!("no {layer}/{transport} row in {lines:?}"));
         assert_eq!(row["passed"], true, "{row}");
     }
+    assert_eq!(lines.len(), 6, "one row per layer and transport: {lines:?}");
 }
 
 #[test]
