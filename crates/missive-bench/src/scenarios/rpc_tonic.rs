@@ -5,8 +5,8 @@
 //! that building needs no `protoc`: the client is `tonic::client::Grpc` over a `Channel` with
 //! `tonic_prost::ProstCodec`, the server a tower `Service` routing the method's path to
 //! `tonic::server::Grpc::unary`, served by `tonic::transport::Server`. Calls in flight share the
-//! connection as HTTP/2 streams; hyper's server allows 200 concurrent streams by default, so
-//! beyond that calls wait in the client's queue, as they would for any tonic user.
+//! connection as concurrent HTTP/2 streams (tonic's server sets no stream limit by default, and a
+//! `Channel` queues up to 1024 calls before its connection).
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
