@@ -167,8 +167,8 @@ pub(crate) struct RoundParams {
     pub(crate) duration: Duration,
     /// Datagrams a one-way sender writes between two flushes.
     pub(crate) burst: usize,
-    /// Whether this is the short smoke run: scenarios may shorten what they do outside the
-    /// measured time (fewer connections set up, fewer warm-up calls).
+    /// Whether this is the short smoke run, which only shows that every system works: a family
+    /// with many entries may shorten its rounds further or do less outside the measured time.
     pub(crate) quick: bool,
 }
 
