@@ -167,6 +167,9 @@ pub(crate) struct RoundParams {
     pub(crate) duration: Duration,
     /// Datagrams a one-way sender writes between two flushes.
     pub(crate) burst: usize,
+    /// Whether this is the short smoke run, which only shows that every system works: a family
+    /// with many entries may shorten its rounds further or do less outside the measured time.
+    pub(crate) quick: bool,
 }
 
 impl RoundParams {
@@ -183,7 +186,11 @@ impl RoundParams {
         if burst == 0 || burst > 65_536 {
             bail!("the burst must be between 1 and 65536 datagrams, not {burst}");
         }
-        Ok(Self { duration, burst })
+        Ok(Self {
+            duration,
+            burst,
+            quick: options.quick,
+        })
     }
 
     /// The parameters of the unmeasured warm-up round.
@@ -191,6 +198,7 @@ impl RoundParams {
         Self {
             duration: (self.duration / 4).max(Duration::from_millis(20)),
             burst: self.burst,
+            quick: self.quick,
         }
     }
 }
@@ -268,6 +276,17 @@ mod tests {
     fn unknown_scenario_is_refused() {
         let options = BenchOptions::default().with_scenarios(vec!["nope".to_owned()]);
         assert!(run(&options).is_err());
+    }
+
+    #[test]
+    fn quick_mode_reaches_the_rounds_and_their_warm_up() -> anyhow::Result<()> {
+        let params = RoundParams::from_options(&BenchOptions::default().with_quick(true))?;
+        assert!(params.quick);
+        assert!(params.warm_up().quick);
+        assert_eq!(params.duration, QUICK_DURATION);
+        let params = RoundParams::from_options(&BenchOptions::default())?;
+        assert!(!params.quick);
+        Ok(())
     }
 
     #[test]

@@ -19,6 +19,8 @@ mod raw;
 mod rpc;
 mod rpc_protosocket;
 mod rpc_raw;
+mod rpc_tarpc;
+mod rpc_tonic;
 
 /// One named scenario: the systems compared in it.
 #[derive(Debug)]

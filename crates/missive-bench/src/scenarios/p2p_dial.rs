@@ -152,6 +152,7 @@ mod tests {
         let params = RoundParams {
             duration: Duration::from_millis(30),
             burst: 1,
+            quick: true,
         };
         for scenario in scenarios() {
             for entry in &scenario.entries {

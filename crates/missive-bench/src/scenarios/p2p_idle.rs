@@ -515,6 +515,7 @@ mod tests {
         let round = |ms| RoundParams {
             duration: Duration::from_millis(ms),
             burst: 1,
+            quick: true,
         };
         assert!(idle_conns(&round(150))? <= IDLE_CONNS_SHORT);
         assert!(idle_conns(&round(1_000))? <= IDLE_CONNS_FULL);

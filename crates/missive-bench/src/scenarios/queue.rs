@@ -443,6 +443,7 @@ mod tests {
         let params = RoundParams {
             duration: std::time::Duration::from_millis(30),
             burst: 1,
+            quick: true,
         };
         for scenario in scenarios() {
             for entry in &scenario.entries {
