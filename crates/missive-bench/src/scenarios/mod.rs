@@ -19,6 +19,7 @@ mod raw;
 mod rpc;
 mod rpc_protosocket;
 mod rpc_raw;
+mod rr;
 
 /// One named scenario: the systems compared in it.
 #[derive(Debug)]
@@ -50,6 +51,7 @@ pub(crate) fn registry() -> Vec<Scenario> {
     all.extend(p2p::scenarios());
     all.extend(p2p_dial::scenarios());
     all.extend(p2p_idle::scenarios());
+    all.extend(rr::scenarios());
     all.extend(rpc::scenarios());
     all
 }
