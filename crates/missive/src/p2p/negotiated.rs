@@ -1,6 +1,11 @@
 //! Async drivers for the multistream-select machines, and [`Negotiated`], the byte stream that
 //! results: it first yields bytes that arrived with the negotiation and, after a lazy (0-RTT)
 //! selection, checks the listener's answer on the first read.
+//!
+//! Negotiation messages that need no answer before the stream is used wait in [`Negotiated`] and
+//! go out with the first write (or flush, shutdown or read), so that they share one frame with
+//! the protocol's first data: a lazy dialer's header and proposal travel with its first message,
+//! and a listener whose dialer already sent data answers together with its first reply.
 
 use std::io;
 use std::pin::Pin;
@@ -42,22 +47,17 @@ where
     let mut m = DialerSelect::new(protocols, version)?;
     let mut buf = [0u8; READ_CHUNK];
     loop {
-        if let Some(out) = m.take_transmit() {
-            io.write_all(&out).await?;
-            io.flush().await?;
-        }
         match m.poll()? {
             DialerProgress::Optimistic(p) => {
-                if let Some(out) = m.take_transmit() {
-                    io.write_all(&out).await?;
-                }
-                return Ok((p, Negotiated::pending(io, m)));
+                // The header and the proposal go out with the first data.
+                let out = m.take_transmit().unwrap_or_default();
+                return Ok((p, Negotiated::pending(io, m, out)));
             }
             DialerProgress::Selected {
                 protocol,
                 remaining,
             } => {
-                return Ok((protocol, Negotiated::ready(io, remaining)));
+                return Ok((protocol, Negotiated::ready(io, remaining, Vec::new())));
             }
             DialerProgress::NeedInput => {
                 if let Some(out) = m.take_transmit() {
@@ -89,11 +89,18 @@ where
             ListenerProgress::Proposed(p) => {
                 if supported(&p) {
                     let (p, remaining) = m.accept()?;
-                    if let Some(out) = m.take_transmit() {
-                        io.write_all(&out).await?;
-                        io.flush().await?;
+                    let out = m.take_transmit().unwrap_or_default();
+                    if remaining.is_empty() {
+                        // The dialer may wait for the answer before it sends anything.
+                        if !out.is_empty() {
+                            io.write_all(&out).await?;
+                            io.flush().await?;
+                        }
+                        return Ok((p, Negotiated::ready(io, remaining, Vec::new())));
                     }
-                    return Ok((p, Negotiated::ready(io, remaining)));
+                    // A lazy dialer already sent data: it checks the answer only when it
+                    // reads, so the answer can go out with the first reply.
+                    return Ok((p, Negotiated::ready(io, remaining, out)));
                 }
                 m.reject()?;
             }
@@ -112,6 +119,10 @@ where
     }
 }
 
+/// Most bytes a [`Negotiated`] holds in its write buffer, negotiation messages included: the
+/// part of a first write beyond it goes out in a frame of its own.
+const COALESCE_LIMIT: usize = 16 * 1024;
+
 /// A byte stream after protocol negotiation.
 #[derive(Debug)]
 pub(crate) struct Negotiated<T> {
@@ -119,29 +130,68 @@ pub(crate) struct Negotiated<T> {
     prefix: Vec<u8>,
     prefix_pos: usize,
     lazy: Option<Box<DialerSelect>>,
+    /// Negotiation messages, and the first data written with them, not yet handed to `io`:
+    /// `out[out_pos..]` is unsent.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// `out` was handed to `io` but `io` was not flushed since.
+    flush_owed: bool,
 }
 
 impl<T> Negotiated<T> {
-    fn ready(io: T, prefix: Vec<u8>) -> Self {
+    fn ready(io: T, prefix: Vec<u8>, out: Vec<u8>) -> Self {
         Self {
             io,
             prefix,
             prefix_pos: 0,
             lazy: None,
+            out,
+            out_pos: 0,
+            flush_owed: false,
         }
     }
 
-    fn pending(io: T, m: DialerSelect) -> Self {
+    fn pending(io: T, m: DialerSelect, out: Vec<u8>) -> Self {
         Self {
             io,
             prefix: Vec::new(),
             prefix_pos: 0,
             lazy: Some(Box::new(m)),
+            out,
+            out_pos: 0,
+            flush_owed: false,
         }
     }
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Negotiated<T> {
+    /// Hands the buffered negotiation messages (and data written with them) to `io`.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.out_pos < self.out.len() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.out[self.out_pos..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.out_pos += n;
+            self.flush_owed = true;
+        }
+        if !self.out.is_empty() {
+            self.out = Vec::new();
+            self.out_pos = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Sends the buffered negotiation messages and flushes them.
+    fn poll_send_buffered(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        if self.flush_owed {
+            ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+            self.flush_owed = false;
+        }
+        Poll::Ready(Ok(()))
+    }
+
     /// Reads the listener's answer to a lazy proposal until it is confirmed or refused.
     fn poll_confirm(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while let Some(m) = self.lazy.as_mut() {
@@ -183,6 +233,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Negotiated<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        // The peer may wait for what is buffered before it says anything.
+        if !this.out.is_empty() || this.flush_owed {
+            ready!(this.poll_send_buffered(cx))?;
+        }
         if this.lazy.is_some() {
             ready!(this.poll_confirm(cx))?;
         }
@@ -206,7 +260,25 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Negotiated<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        if this.out.is_empty() {
+            return Pin::new(&mut this.io).poll_write(cx, buf);
+        }
+        // Take (the start of) the first data into the buffer so that it leaves in the same
+        // write as the negotiation messages.
+        let taken = if this.out_pos == 0 {
+            let n = buf.len().min(COALESCE_LIMIT.saturating_sub(this.out.len()));
+            this.out.extend_from_slice(&buf[..n]);
+            n
+        } else {
+            0
+        };
+        match this.poll_drain(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            _ if taken > 0 || buf.is_empty() => Poll::Ready(Ok(taken)),
+            Poll::Ready(Ok(())) => Pin::new(&mut this.io).poll_write(cx, buf),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     fn poll_write_vectored(
@@ -214,7 +286,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Negotiated<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        if this.out.is_empty() {
+            return Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        }
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &**b);
+        Pin::new(this).poll_write(cx, first)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -222,11 +302,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Negotiated<T> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        this.flush_owed = false;
+        Pin::new(&mut this.io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        this.flush_owed = false;
+        Pin::new(&mut this.io).poll_shutdown(cx)
     }
 }
 
