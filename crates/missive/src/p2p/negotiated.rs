@@ -541,4 +541,96 @@ mod tests {
         expected.extend_from_slice(b"request");
         assert_eq!(s.io.written, expected);
     }
+
+    /// The bytes of a dialer's header and proposal of `protocol`.
+    fn proposal(protocol: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        super::super::negotiate::encode_message(&mut out, b"/multistream/1.0.0");
+        super::super::negotiate::encode_message(&mut out, protocol.as_bytes());
+        out
+    }
+
+    #[tokio::test]
+    async fn listener_answers_at_once_a_dialer_that_sent_only_its_proposal() {
+        let (mut dialer, listener) = tokio::io::duplex(4096);
+        dialer.write_all(&proposal("/echo")).await.expect("write");
+        let (p, _s) = listener_select(listener, |p| p == "/echo")
+            .await
+            .expect("select");
+        assert_eq!(p, "/echo");
+        // A V1 dialer waits for this answer before it writes: it must come without any reply.
+        let expected = proposal("/echo");
+        let mut got = vec![0u8; expected.len()];
+        dialer.read_exact(&mut got).await.expect("answer");
+        assert_eq!(got, expected);
+    }
+
+    #[tokio::test]
+    async fn listener_answers_a_lazy_dialer_with_its_first_reply() {
+        let (mut dialer, listener) = tokio::io::duplex(4096);
+        let mut first = proposal("/echo");
+        first.extend_from_slice(b"ping");
+        dialer.write_all(&first).await.expect("write");
+        let (_, mut s) = listener_select(listener, |p| p == "/echo")
+            .await
+            .expect("select");
+        let mut got = [0u8; 4];
+        s.read_exact(&mut got)
+            .await
+            .expect("data after the proposal");
+        assert_eq!(&got, b"ping");
+        s.write_all(b"pong").await.expect("reply");
+        s.flush().await.expect("flush");
+        let mut expected = proposal("/echo");
+        expected.extend_from_slice(b"pong");
+        let mut answer = vec![0u8; expected.len()];
+        dialer
+            .read_exact(&mut answer)
+            .await
+            .expect("answer and reply");
+        assert_eq!(answer, expected);
+    }
+
+    #[tokio::test]
+    async fn listener_answer_goes_out_on_close_without_a_reply() {
+        let (mut dialer, listener) = tokio::io::duplex(4096);
+        let mut first = proposal("/note");
+        first.extend_from_slice(b"fire and forget");
+        dialer.write_all(&first).await.expect("write");
+        let (_, mut s) = listener_select(listener, |p| p == "/note")
+            .await
+            .expect("select");
+        s.shutdown().await.expect("close");
+        let mut answer = Vec::new();
+        dialer
+            .read_to_end(&mut answer)
+            .await
+            .expect("answer then end");
+        assert_eq!(answer, proposal("/note"));
+    }
+
+    #[tokio::test]
+    async fn lazy_dialer_that_reads_first_sends_its_proposal() {
+        let (a, b) = tokio::io::duplex(4096);
+        let dialer = async {
+            let (_, mut s) = dialer_select(a, ["/greet"], Version::V1Lazy)
+                .await
+                .expect("optimistic");
+            let mut got = [0u8; 5];
+            s.read_exact(&mut got).await.expect("greeting");
+            got
+        };
+        let listener = async {
+            let (_, mut s) = listener_select(b, |p| p == "/greet").await.expect("select");
+            s.write_all(b"hello").await.expect("greet");
+            s.flush().await.expect("flush");
+            s
+        };
+        let (got, _keep) = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            tokio::join!(dialer, listener)
+        })
+        .await
+        .expect("no deadlock");
+        assert_eq!(&got, b"hello");
+    }
 }
