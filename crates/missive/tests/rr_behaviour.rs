@@ -1002,3 +1002,22 @@ async fn rr_a_burst_of_requests_within_the_limit_is_served_without_refusals() {
         );
     }
 }
+
+#[tokio::test]
+async fn rr_one_way_request_with_v1_learns_that_the_peer_refuses_the_protocol() {
+    let (a, b, _) = pair(NodeConfig::default(), NodeConfig::default()).await;
+    let client = Behaviour::<OneWay>::new(
+        &b,
+        full("/absent/1"),
+        Config::default().with_version(missive::p2p::negotiate::Version::V1),
+    )
+    .expect("rr");
+    let err = tokio::time::timeout(DEADLINE, client.request(a.peer_id(), b"note".to_vec()))
+        .await
+        .expect("an outcome in time")
+        .expect_err("the peer refuses the protocol");
+    assert!(
+        matches!(err, OutboundFailure::UnsupportedProtocols),
+        "{err:?}"
+    );
+}

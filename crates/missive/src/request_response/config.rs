@@ -84,7 +84,10 @@ impl Config {
     /// multistream-select flavour for outbound streams (default [`Version::V1Lazy`]: with a
     /// single outbound protocol the proposal travels with the request, saving a round trip;
     /// rust-libp2p accepts it). With several outbound protocols, or with [`Version::V1`], the
-    /// requester waits for the peer's answer before it writes the request.
+    /// requester waits for the peer's answer before it writes the request. A lazy requester
+    /// learns that the peer refused the protocol when it reads the response; a one-way protocol
+    /// ([`OneWay`](super::OneWay)) reads none, so its requests to a peer that refuses count as
+    /// done: use [`Version::V1`] where a one-way sender must learn of refusals.
     pub fn with_version(mut self, version: Version) -> Self {
         self.version = version;
         self
