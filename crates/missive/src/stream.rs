@@ -257,7 +257,9 @@ impl Control {
     /// Opens a stream proposing `protocols` in order and returns the one the peer chose.
     ///
     /// With [`Version::V1Lazy`] and a single protocol the stream is returned without waiting
-    /// for the peer's answer; a refusal then shows as an `Unsupported` i/o error on first read.
+    /// for the peer's answer, and the proposal goes out together with the first write (or with
+    /// the first flush, shutdown or read); a refusal then shows as an `Unsupported` i/o error on
+    /// first read.
     pub async fn open_stream_with(
         &self,
         peer: PeerId,

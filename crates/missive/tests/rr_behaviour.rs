@@ -522,18 +522,18 @@ async fn rr_oversized_request_is_message_too_large_on_both_sides() {
         .await
         .expect_err("refused by the server");
     assert!(matches!(err, OutboundFailure::Io(_)), "{err:?}");
-    // The server saw two failed requests: the first stream was reset before any byte (the
-    // client refused to send), the second was over its limit.
-    let mut limits = Vec::new();
-    for _ in 0..2 {
-        match next(&mut events).await {
-            Event::InboundFailure {
-                error: InboundFailure::Io(e),
-                ..
-            } => limits.extend(MessageTooLarge::find(&e).cloned()),
-            other => panic!("{other:?}"),
-        }
-    }
+    // The server saw one failed request, the one over its limit: the first never reached it,
+    // as the client refused it before writing (its protocol proposal goes out with the request).
+    let limits = match next(&mut events).await {
+        Event::InboundFailure {
+            error: InboundFailure::Io(e),
+            ..
+        } => MessageTooLarge::find(&e)
+            .cloned()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
     assert_eq!(limits.len(), 1, "{limits:?}");
     assert_eq!(limits[0].kind, MessageKind::Request);
     assert_eq!(limits[0].limit, 1000);
@@ -1005,4 +1005,23 @@ async fn rr_a_burst_of_requests_within_the_limit_is_served_without_refusals() {
             "{e:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn rr_one_way_request_with_v1_learns_that_the_peer_refuses_the_protocol() {
+    let (a, b, _) = pair(NodeConfig::default(), NodeConfig::default()).await;
+    let client = Behaviour::<OneWay>::new(
+        &b,
+        full("/absent/1"),
+        Config::default().with_version(missive::p2p::negotiate::Version::V1),
+    )
+    .expect("rr");
+    let err = tokio::time::timeout(DEADLINE, client.request(a.peer_id(), b"note".to_vec()))
+        .await
+        .expect("an outcome in time")
+        .expect_err("the peer refuses the protocol");
+    assert!(
+        matches!(err, OutboundFailure::UnsupportedProtocols),
+        "{err:?}"
+    );
 }

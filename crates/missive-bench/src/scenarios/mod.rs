@@ -21,6 +21,7 @@ mod rpc_protosocket;
 mod rpc_raw;
 mod rpc_tarpc;
 mod rpc_tonic;
+mod rr;
 
 /// One named scenario: the systems compared in it.
 #[derive(Debug)]
@@ -52,6 +53,7 @@ pub(crate) fn registry() -> Vec<Scenario> {
     all.extend(p2p::scenarios());
     all.extend(p2p_dial::scenarios());
     all.extend(p2p_idle::scenarios());
+    all.extend(rr::scenarios());
     all.extend(rpc::scenarios());
     all
 }

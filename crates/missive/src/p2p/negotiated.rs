@@ -1,6 +1,11 @@
 //! Async drivers for the multistream-select machines, and [`Negotiated`], the byte stream that
 //! results: it first yields bytes that arrived with the negotiation and, after a lazy (0-RTT)
 //! selection, checks the listener's answer on the first read.
+//!
+//! Negotiation messages that need no answer before the stream is used wait in [`Negotiated`] and
+//! go out with the first write (or flush, shutdown or read), so that they share one frame with
+//! the protocol's first data: a lazy dialer's header and proposal travel with its first message,
+//! and a listener whose dialer already sent data answers together with its first reply.
 
 use std::io;
 use std::pin::Pin;
@@ -42,22 +47,17 @@ where
     let mut m = DialerSelect::new(protocols, version)?;
     let mut buf = [0u8; READ_CHUNK];
     loop {
-        if let Some(out) = m.take_transmit() {
-            io.write_all(&out).await?;
-            io.flush().await?;
-        }
         match m.poll()? {
             DialerProgress::Optimistic(p) => {
-                if let Some(out) = m.take_transmit() {
-                    io.write_all(&out).await?;
-                }
-                return Ok((p, Negotiated::pending(io, m)));
+                // The header and the proposal go out with the first data.
+                let out = m.take_transmit().unwrap_or_default();
+                return Ok((p, Negotiated::pending(io, m, out)));
             }
             DialerProgress::Selected {
                 protocol,
                 remaining,
             } => {
-                return Ok((protocol, Negotiated::ready(io, remaining)));
+                return Ok((protocol, Negotiated::ready(io, remaining, Vec::new())));
             }
             DialerProgress::NeedInput => {
                 if let Some(out) = m.take_transmit() {
@@ -89,11 +89,18 @@ where
             ListenerProgress::Proposed(p) => {
                 if supported(&p) {
                     let (p, remaining) = m.accept()?;
-                    if let Some(out) = m.take_transmit() {
-                        io.write_all(&out).await?;
-                        io.flush().await?;
+                    let out = m.take_transmit().unwrap_or_default();
+                    if remaining.is_empty() {
+                        // The dialer may wait for the answer before it sends anything.
+                        if !out.is_empty() {
+                            io.write_all(&out).await?;
+                            io.flush().await?;
+                        }
+                        return Ok((p, Negotiated::ready(io, remaining, Vec::new())));
                     }
-                    return Ok((p, Negotiated::ready(io, remaining)));
+                    // A lazy dialer already sent data: it checks the answer only when it
+                    // reads, so the answer can go out with the first reply.
+                    return Ok((p, Negotiated::ready(io, remaining, out)));
                 }
                 m.reject()?;
             }
@@ -112,6 +119,10 @@ where
     }
 }
 
+/// Most bytes a [`Negotiated`] holds in its write buffer, negotiation messages included: the
+/// part of a first write beyond it goes out in a frame of its own.
+const COALESCE_LIMIT: usize = 16 * 1024;
+
 /// A byte stream after protocol negotiation.
 #[derive(Debug)]
 pub(crate) struct Negotiated<T> {
@@ -119,29 +130,101 @@ pub(crate) struct Negotiated<T> {
     prefix: Vec<u8>,
     prefix_pos: usize,
     lazy: Option<Box<DialerSelect>>,
+    /// Negotiation messages, and the first data written with them, not yet handed to `io`:
+    /// `out[out_pos..]` is unsent.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// `out` was handed to `io` but `io` was not flushed since.
+    flush_owed: bool,
+    /// Flushes wait for the task's next poll (see [`Negotiated::flush_on_yield`]).
+    defer_flush: bool,
+    /// Bytes were written since the last flush of `io`.
+    unflushed: bool,
+    /// Bytes were written since the last call of `poll_flush`.
+    fresh: bool,
 }
 
 impl<T> Negotiated<T> {
-    fn ready(io: T, prefix: Vec<u8>) -> Self {
+    fn ready(io: T, prefix: Vec<u8>, out: Vec<u8>) -> Self {
         Self {
             io,
             prefix,
             prefix_pos: 0,
             lazy: None,
+            out,
+            out_pos: 0,
+            flush_owed: false,
+            defer_flush: false,
+            unflushed: false,
+            fresh: false,
         }
     }
 
-    fn pending(io: T, m: DialerSelect) -> Self {
+    fn pending(io: T, m: DialerSelect, out: Vec<u8>) -> Self {
         Self {
             io,
             prefix: Vec::new(),
             prefix_pos: 0,
             lazy: Some(Box::new(m)),
+            out,
+            out_pos: 0,
+            flush_owed: false,
+            defer_flush: false,
+            unflushed: false,
+            fresh: false,
+        }
+    }
+}
+
+impl<T> Negotiated<T> {
+    /// Makes `poll_flush` gather the writes of one task poll into one flush of `io`, for a
+    /// connection's muxer, whose loop flushes after every frame it writes: a flush that follows
+    /// new writes wakes the task and returns `Pending`, and the next call, when nothing was
+    /// written in between, flushes. The frames one poll writes (a request and its close, or the
+    /// frames of many streams) so leave in one encrypted frame and one system call. A flush is
+    /// put off by at most one poll of the task; `poll_shutdown` flushes at once.
+    pub(crate) fn flush_on_yield(mut self) -> Self {
+        self.defer_flush = true;
+        self
+    }
+
+    fn wrote(&mut self, n: usize) {
+        if n > 0 {
+            self.unflushed = true;
+            self.fresh = true;
         }
     }
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Negotiated<T> {
+    /// Hands the buffered negotiation messages (and data written with them) to `io`.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.out_pos < self.out.len() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.out[self.out_pos..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.out_pos += n;
+            self.flush_owed = true;
+            self.wrote(n);
+        }
+        if !self.out.is_empty() {
+            self.out = Vec::new();
+            self.out_pos = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Sends the buffered negotiation messages and flushes them.
+    fn poll_send_buffered(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        if self.flush_owed {
+            ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+            self.flush_owed = false;
+        }
+        Poll::Ready(Ok(()))
+    }
+
     /// Reads the listener's answer to a lazy proposal until it is confirmed or refused.
     fn poll_confirm(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while let Some(m) = self.lazy.as_mut() {
@@ -183,6 +266,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Negotiated<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        // The peer may wait for what is buffered before it says anything.
+        if !this.out.is_empty() || this.flush_owed {
+            ready!(this.poll_send_buffered(cx))?;
+        }
         if this.lazy.is_some() {
             ready!(this.poll_confirm(cx))?;
         }
@@ -206,7 +293,31 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Negotiated<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        if this.out.is_empty() {
+            let n = ready!(Pin::new(&mut this.io).poll_write(cx, buf))?;
+            this.wrote(n);
+            return Poll::Ready(Ok(n));
+        }
+        // Take (the start of) the first data into the buffer so that it leaves in the same
+        // write as the negotiation messages.
+        let taken = if this.out_pos == 0 {
+            let n = buf.len().min(COALESCE_LIMIT.saturating_sub(this.out.len()));
+            this.out.extend_from_slice(&buf[..n]);
+            n
+        } else {
+            0
+        };
+        match this.poll_drain(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            _ if taken > 0 || buf.is_empty() => Poll::Ready(Ok(taken)),
+            Poll::Ready(Ok(())) => {
+                let n = ready!(Pin::new(&mut this.io).poll_write(cx, buf))?;
+                this.wrote(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     fn poll_write_vectored(
@@ -214,7 +325,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Negotiated<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        if this.out.is_empty() {
+            let n = ready!(Pin::new(&mut this.io).poll_write_vectored(cx, bufs))?;
+            this.wrote(n);
+            return Poll::Ready(Ok(n));
+        }
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &**b);
+        Pin::new(this).poll_write(cx, first)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -222,11 +343,33 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Negotiated<T> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        this.flush_owed = false;
+        if this.defer_flush {
+            if this.fresh {
+                // More may be written before the task yields: flush on its next poll.
+                this.fresh = false;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            if !this.unflushed {
+                return Poll::Ready(Ok(()));
+            }
+        }
+        ready!(Pin::new(&mut this.io).poll_flush(cx))?;
+        this.unflushed = false;
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        this.flush_owed = false;
+        ready!(Pin::new(&mut this.io).poll_shutdown(cx))?;
+        this.unflushed = false;
+        this.fresh = false;
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -277,5 +420,217 @@ mod tests {
         let (err, l) = tokio::join!(dialer, listener);
         assert_eq!(err.kind(), io::ErrorKind::Unsupported);
         assert!(l.is_err(), "listener sees the stream end");
+    }
+
+    /// An io that records what it is given and counts its flushes.
+    #[derive(Default)]
+    struct Recorder {
+        written: Vec<u8>,
+        flushes: usize,
+    }
+
+    impl AsyncRead for Recorder {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.get_mut().written.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.get_mut().flushes += 1;
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Counts the wake-ups it receives.
+    struct CountWakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountWakes {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn flush_on_yield_gathers_the_writes_of_one_poll_into_one_flush() {
+        let wakes = std::sync::Arc::new(CountWakes(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut s = Negotiated::ready(Recorder::default(), Vec::new(), Vec::new()).flush_on_yield();
+        let mut p = Pin::new(&mut s);
+        // One poll writes a frame, flushes, writes another, flushes: nothing is flushed yet,
+        // and the task is woken to come back.
+        assert!(matches!(
+            p.as_mut().poll_write(&mut cx, b"data"),
+            Poll::Ready(Ok(4))
+        ));
+        assert!(p.as_mut().poll_flush(&mut cx).is_pending());
+        assert!(matches!(
+            p.as_mut().poll_write(&mut cx, b"fin"),
+            Poll::Ready(Ok(3))
+        ));
+        assert!(p.as_mut().poll_flush(&mut cx).is_pending());
+        assert_eq!(p.io.flushes, 0);
+        assert!(wakes.0.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+        // The next poll flushes both at once; with nothing new, a flush is free.
+        assert!(matches!(
+            p.as_mut().poll_flush(&mut cx),
+            Poll::Ready(Ok(()))
+        ));
+        assert!(matches!(
+            p.as_mut().poll_flush(&mut cx),
+            Poll::Ready(Ok(()))
+        ));
+        assert_eq!(
+            (p.io.written.as_slice(), p.io.flushes),
+            (&b"datafin"[..], 1)
+        );
+    }
+
+    #[test]
+    fn without_flush_on_yield_every_flush_reaches_the_io() {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut s = Negotiated::ready(Recorder::default(), Vec::new(), Vec::new());
+        let mut p = Pin::new(&mut s);
+        assert!(matches!(
+            p.as_mut().poll_write(&mut cx, b"x"),
+            Poll::Ready(Ok(1))
+        ));
+        assert!(matches!(
+            p.as_mut().poll_flush(&mut cx),
+            Poll::Ready(Ok(()))
+        ));
+        assert_eq!(p.io.flushes, 1);
+    }
+
+    #[tokio::test]
+    async fn lazy_proposal_and_first_write_leave_in_one_write() {
+        let (_, mut s) = dialer_select(Recorder::default(), ["/echo/1.0.0"], Version::V1Lazy)
+            .await
+            .expect("optimistic");
+        assert!(
+            s.io.written.is_empty(),
+            "nothing is sent before the first data"
+        );
+        s.write_all(b"request").await.expect("write");
+        let mut expected = Vec::new();
+        super::super::negotiate::encode_message(&mut expected, b"/multistream/1.0.0");
+        super::super::negotiate::encode_message(&mut expected, b"/echo/1.0.0");
+        expected.extend_from_slice(b"request");
+        assert_eq!(s.io.written, expected);
+    }
+
+    /// The bytes of a dialer's header and proposal of `protocol`.
+    fn proposal(protocol: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        super::super::negotiate::encode_message(&mut out, b"/multistream/1.0.0");
+        super::super::negotiate::encode_message(&mut out, protocol.as_bytes());
+        out
+    }
+
+    #[tokio::test]
+    async fn listener_answers_at_once_a_dialer_that_sent_only_its_proposal() {
+        let (mut dialer, listener) = tokio::io::duplex(4096);
+        dialer.write_all(&proposal("/echo")).await.expect("write");
+        let (p, _s) = listener_select(listener, |p| p == "/echo")
+            .await
+            .expect("select");
+        assert_eq!(p, "/echo");
+        // A V1 dialer waits for this answer before it writes: it must come without any reply.
+        let expected = proposal("/echo");
+        let mut got = vec![0u8; expected.len()];
+        dialer.read_exact(&mut got).await.expect("answer");
+        assert_eq!(got, expected);
+    }
+
+    #[tokio::test]
+    async fn listener_answers_a_lazy_dialer_with_its_first_reply() {
+        let (mut dialer, listener) = tokio::io::duplex(4096);
+        let mut first = proposal("/echo");
+        first.extend_from_slice(b"ping");
+        dialer.write_all(&first).await.expect("write");
+        let (_, mut s) = listener_select(listener, |p| p == "/echo")
+            .await
+            .expect("select");
+        let mut got = [0u8; 4];
+        s.read_exact(&mut got)
+            .await
+            .expect("data after the proposal");
+        assert_eq!(&got, b"ping");
+        s.write_all(b"pong").await.expect("reply");
+        s.flush().await.expect("flush");
+        let mut expected = proposal("/echo");
+        expected.extend_from_slice(b"pong");
+        let mut answer = vec![0u8; expected.len()];
+        dialer
+            .read_exact(&mut answer)
+            .await
+            .expect("answer and reply");
+        assert_eq!(answer, expected);
+    }
+
+    #[tokio::test]
+    async fn listener_answer_goes_out_on_close_without_a_reply() {
+        let (mut dialer, listener) = tokio::io::duplex(4096);
+        let mut first = proposal("/note");
+        first.extend_from_slice(b"fire and forget");
+        dialer.write_all(&first).await.expect("write");
+        let (_, mut s) = listener_select(listener, |p| p == "/note")
+            .await
+            .expect("select");
+        s.shutdown().await.expect("close");
+        let mut answer = Vec::new();
+        dialer
+            .read_to_end(&mut answer)
+            .await
+            .expect("answer then end");
+        assert_eq!(answer, proposal("/note"));
+    }
+
+    #[tokio::test]
+    async fn lazy_dialer_that_reads_first_sends_its_proposal() {
+        let (a, b) = tokio::io::duplex(4096);
+        let dialer = async {
+            let (_, mut s) = dialer_select(a, ["/greet"], Version::V1Lazy)
+                .await
+                .expect("optimistic");
+            let mut got = [0u8; 5];
+            s.read_exact(&mut got).await.expect("greeting");
+            got
+        };
+        let listener = async {
+            let (_, mut s) = listener_select(b, |p| p == "/greet").await.expect("select");
+            s.write_all(b"hello").await.expect("greet");
+            s.flush().await.expect("flush");
+            s
+        };
+        let (got, _keep) = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            tokio::join!(dialer, listener)
+        })
+        .await
+        .expect("no deadlock");
+        assert_eq!(&got, b"hello");
     }
 }

@@ -75,7 +75,12 @@ pub(crate) async fn upgrade(
     } else {
         yamux::Mode::Server
     };
-    let conn = yamux::Connection::new(muxable.compat(), yamux_config(config), mode);
+    // yamux flushes after every frame; gather the frames of one poll into one flush.
+    let conn = yamux::Connection::new(
+        muxable.flush_on_yield().compat(),
+        yamux_config(config),
+        mode,
+    );
     Ok((conn, peer))
 }
 

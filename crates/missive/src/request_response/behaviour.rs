@@ -4,11 +4,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 
+use futures_util::FutureExt as _;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -310,7 +312,9 @@ impl<C: Codec> Behaviour<C> {
 
     /// Answers every inbound request with `handler(peer, request)`, in the request's own task,
     /// until the behaviour is dropped. Takes the event stream (inbound requests no longer
-    /// appear on it); failures are logged at debug level.
+    /// appear on it); failures are logged at debug level. A handler that panics fails only
+    /// its request, as [`InboundFailure::ResponseOmission`] (the requester sees its stream
+    /// reset); serving goes on.
     pub fn serve<F, Fut>(&self, handler: F) -> Result<(), EventsTaken>
     where
         F: Fn(PeerId, C::Request) -> Fut + Send + Sync + 'static,
@@ -403,6 +407,16 @@ struct Untrack<'a, C: Codec>(&'a Core<C>, OutboundRequestId);
 impl<C: Codec> Drop for Untrack<'_, C> {
     fn drop(&mut self) {
         self.0.untrack_outbound(self.1);
+    }
+}
+
+/// Removes an inbound request from the pending set when its task ends, however it ends (a
+/// handler that panics, a runtime that shuts down).
+struct UntrackInbound<C: Codec>(Arc<Core<C>>, InboundRequestId);
+
+impl<C: Codec> Drop for UntrackInbound<C> {
+    fn drop(&mut self) {
+        lock(&self.0.pending_inbound).remove(&(self.1).0);
     }
 }
 
@@ -554,11 +568,12 @@ async fn accept_loop<C: Codec>(
         match slots {
             Ok(slots) => {
                 lock(&core.pending_inbound).insert(request_id.0, peer);
+                // Made before the task so that a task dropped unpolled untracks it too.
+                let untrack = UntrackInbound(core.clone(), request_id);
                 let core = core.clone();
                 let protocol = protocol.clone();
                 tokio::spawn(async move {
-                    core.inbound(peer, (stream, slots), protocol, request_id)
-                        .await;
+                    core.inbound(peer, (stream, slots), protocol, untrack).await;
                 });
             }
             Err(error) => {
@@ -585,8 +600,9 @@ impl<C: Codec> Core<C> {
         peer: PeerId,
         (mut stream, slots): (Stream, (SlotGuard, SlotGuard)),
         protocol: C::Protocol,
-        request_id: InboundRequestId,
+        untrack: UntrackInbound<C>,
     ) {
+        let request_id = untrack.1;
         let connection_id = stream.connection_id();
         let deadline = Instant::now() + self.config.request_timeout;
         let closed = stream.connection_closed();
@@ -597,7 +613,12 @@ impl<C: Codec> Core<C> {
                 .await
                 .map_err(Failure::Io)?;
             let response = match self.handler.get() {
-                Some(handler) => handler(peer, request).await,
+                // A handler that panics gives no response; the request fails like one whose
+                // channel was dropped, and the behaviour goes on serving.
+                Some(handler) => AssertUnwindSafe(handler(peer, request))
+                    .catch_unwind()
+                    .await
+                    .map_err(|_| Failure::Omission)?,
                 None => {
                     let (tx, rx) = oneshot::channel();
                     self.emit(Event::Message {
@@ -630,8 +651,7 @@ impl<C: Codec> Core<C> {
         };
         let error = match result {
             Ok(Ok(())) => {
-                drop((stream, slots));
-                lock(&self.pending_inbound).remove(&request_id.0);
+                drop((untrack, stream, slots));
                 self.emit(Event::ResponseSent {
                     peer,
                     connection_id,
@@ -648,8 +668,7 @@ impl<C: Codec> Core<C> {
             Ok(Err(Failure::Io(e))) => InboundFailure::Io(Arc::new(e)),
             Err(_) => InboundFailure::Timeout,
         };
-        drop((stream, slots));
-        lock(&self.pending_inbound).remove(&request_id.0);
+        drop((untrack, stream, slots));
         self.emit(Event::InboundFailure {
             peer,
             connection_id,
@@ -665,4 +684,85 @@ enum Failure {
     Io(io::Error),
     Omission,
     Closed,
+}
+
+#[cfg(all(test, feature = "cbor"))]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::p2p::{Keypair, NodeConfig};
+    use crate::request_response::cbor;
+
+    type Cbor = cbor::Codec<String, String>;
+
+    const DEADLINE: Duration = Duration::from_secs(20);
+
+    #[tokio::test]
+    async fn a_panicking_handler_fails_its_request_and_leaves_nothing_pending() {
+        let a = Node::new(Keypair::generate(), NodeConfig::default())
+            .await
+            .expect("node");
+        let b = Node::new(Keypair::generate(), NodeConfig::default())
+            .await
+            .expect("node");
+        let addr = a
+            .listen("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
+            .await
+            .expect("listen");
+        b.add_address(a.peer_id(), addr);
+        let protocols = [("/panics/1".to_owned(), ProtocolSupport::Full)];
+        let server = Behaviour::<Cbor>::new(&a, protocols.clone(), Config::default()).expect("rr");
+        let entered = Arc::new(Notify::new());
+        let release = Arc::new(Notify::new());
+        let (e, r) = (entered.clone(), release.clone());
+        server
+            .serve(move |_, request: String| {
+                let (e, r) = (e.clone(), r.clone());
+                async move {
+                    match request.as_str() {
+                        "boom" => panic!("a handler bug"),
+                        "hold" => {
+                            e.notify_one();
+                            r.notified().await;
+                        }
+                        _ => {}
+                    }
+                    request
+                }
+            })
+            .expect("serve");
+        let client = Behaviour::<Cbor>::new(&b, protocols, Config::default()).expect("rr");
+        let requester = b.peer_id();
+
+        // The server numbers its inbound requests 1, 2, 3…
+        let failed = tokio::time::timeout(DEADLINE, client.request(a.peer_id(), "boom".into()))
+            .await
+            .expect("an outcome in time");
+        assert!(failed.is_err(), "{failed:?}");
+        assert!(
+            !server.is_pending_inbound(&requester, &InboundRequestId(1)),
+            "the request whose handler panicked is still pending"
+        );
+
+        // The behaviour goes on serving, and a request in its handler is pending.
+        let held = tokio::spawn({
+            let client = client.clone();
+            let peer = a.peer_id();
+            async move { client.request(peer, "hold".into()).await }
+        });
+        tokio::time::timeout(DEADLINE, entered.notified())
+            .await
+            .expect("the second request reached its handler");
+        assert!(server.is_pending_inbound(&requester, &InboundRequestId(2)));
+        release.notify_one();
+        let answer = tokio::time::timeout(DEADLINE, held)
+            .await
+            .expect("answered in time")
+            .expect("task");
+        assert_eq!(answer.expect("response"), "hold");
+        assert!(!server.is_pending_inbound(&requester, &InboundRequestId(2)));
+    }
 }

@@ -96,6 +96,9 @@ impl MessageTooLarge {
     }
 }
 
+/// Capacity of the buffer [`read_to_end_limited`] starts with.
+const FIRST_READ: u64 = 512;
+
 /// Reads `io` to its end, refusing to hold more than `limit` bytes.
 ///
 /// Memory grows with what actually arrives, never with what a peer claims; one byte past the limit
@@ -108,7 +111,10 @@ pub async fn read_to_end_limited<T>(
 where
     T: AsyncRead + Unpin + Send,
 {
-    let mut buf = Vec::new();
+    // A small first buffer, whatever the limit: most messages fit it and are read in one call;
+    // larger ones grow it as their bytes arrive.
+    let first = limit.saturating_add(1).min(FIRST_READ) as usize;
+    let mut buf = Vec::with_capacity(first);
     (&mut *io)
         .take(limit.saturating_add(1))
         .read_to_end(&mut buf)

@@ -38,7 +38,7 @@ impl Default for Config {
             max_requests_per_peer: 100,
             peer_limits: HashMap::new(),
             on_peer_limit: OnPeerLimit::Wait,
-            version: Version::V1,
+            version: Version::V1Lazy,
             event_capacity: 256,
         }
     }
@@ -81,8 +81,13 @@ impl Config {
         self
     }
 
-    /// multistream-select flavour for outbound streams (default [`Version::V1`]).
-    /// [`Version::V1Lazy`] saves a round trip when a single protocol is proposed.
+    /// multistream-select flavour for outbound streams (default [`Version::V1Lazy`]: with a
+    /// single outbound protocol the proposal travels with the request, saving a round trip;
+    /// rust-libp2p accepts it). With several outbound protocols, or with [`Version::V1`], the
+    /// requester waits for the peer's answer before it writes the request. A lazy requester
+    /// learns that the peer refused the protocol when it reads the response; a one-way protocol
+    /// ([`OneWay`](super::OneWay)) reads none, so its requests to a peer that refuses count as
+    /// done: use [`Version::V1`] where a one-way sender must learn of refusals.
     pub fn with_version(mut self, version: Version) -> Self {
         self.version = version;
         self

@@ -14,6 +14,11 @@ use super::codec::Codec;
 /// [`ResponseChannel`](super::ResponseChannel) (an
 /// [`InboundFailure::ResponseOmission`](super::InboundFailure::ResponseOmission) event is then
 /// raised, which a one-way application may ignore). The wire is that of libp2p one-way codecs.
+///
+/// With the default lazy negotiation the requester does not wait for the peer to accept the
+/// protocol either, so a peer that refuses it goes unnoticed;
+/// [`Config::with_version`](super::Config::with_version)`(Version::V1)` makes such a request
+/// fail with [`OutboundFailure::UnsupportedProtocols`](super::OutboundFailure::UnsupportedProtocols).
 #[derive(Debug, Clone, Default)]
 pub struct OneWay<C>(pub C);
 
