@@ -45,6 +45,39 @@ async fn next<Req, Resp>(events: &mut Events<Req, Resp>) -> Event<Req, Resp> {
         .expect("event stream open")
 }
 
+/// Two nodes with the CBOR protocol `/greet/1` and default settings on both.
+struct Greet {
+    a: Node,
+    b: Node,
+    server: Behaviour<Cbor>,
+    server_events: Events<String, String>,
+    client: Behaviour<Cbor>,
+}
+
+async fn greet() -> Greet {
+    let (a, b, _) = pair(NodeConfig::default(), NodeConfig::default()).await;
+    let server = Behaviour::<Cbor>::new(&a, full("/greet/1"), Config::default()).expect("rr");
+    let server_events = server.events().expect("events");
+    let client = Behaviour::<Cbor>::new(&b, full("/greet/1"), Config::default()).expect("rr");
+    Greet {
+        a,
+        b,
+        server,
+        server_events,
+        client,
+    }
+}
+
+/// Sends `request` to `peer` on its own task, so the test can watch the server meanwhile.
+fn spawn_request(
+    client: &Behaviour<Cbor>,
+    peer: PeerId,
+    request: String,
+) -> tokio::task::JoinHandle<Result<String, OutboundFailure>> {
+    let client = client.clone();
+    tokio::spawn(async move { client.request(peer, request).await })
+}
+
 /// The next inbound request and its channel.
 async fn next_request<Req: std::fmt::Debug, Resp: std::fmt::Debug>(
     events: &mut Events<Req, Resp>,
@@ -90,10 +123,13 @@ async fn rr_request_await_returns_the_handlers_response() {
 
 #[tokio::test]
 async fn rr_send_request_gives_events_on_both_sides() {
-    let (a, b, _) = pair(NodeConfig::default(), NodeConfig::default()).await;
-    let server = Behaviour::<Cbor>::new(&a, full("/greet/1"), Config::default()).expect("rr");
-    let mut server_events = server.events().expect("events");
-    let client = Behaviour::<Cbor>::new(&b, full("/greet/1"), Config::default()).expect("rr");
+    let Greet {
+        a,
+        b,
+        server,
+        mut server_events,
+        client,
+    } = greet().await;
     let mut client_events = client.events().expect("events");
 
     let id = client.send_request(a.peer_id(), "ada".to_owned());
@@ -391,11 +427,7 @@ async fn rr_unanswered_request_times_out_at_the_configured_time() {
     )
     .expect("rr");
     let started = Instant::now();
-    let call = tokio::spawn({
-        let client = client.clone();
-        let peer = a.peer_id();
-        async move { client.request(peer, "hello?".to_owned()).await }
-    });
+    let call = spawn_request(&client, a.peer_id(), "hello?".to_owned());
     let (_, _held_channel) = next_request(&mut server_events).await;
     let err = call.await.expect("task").expect_err("no answer");
     let elapsed = started.elapsed();
@@ -413,10 +445,13 @@ async fn rr_unanswered_request_times_out_at_the_configured_time() {
 
 #[tokio::test]
 async fn rr_dropped_channel_is_response_omission() {
-    let (a, b, _) = pair(NodeConfig::default(), NodeConfig::default()).await;
-    let server = Behaviour::<Cbor>::new(&a, full("/greet/1"), Config::default()).expect("rr");
-    let mut events = server.events().expect("events");
-    let client = Behaviour::<Cbor>::new(&b, full("/greet/1"), Config::default()).expect("rr");
+    let Greet {
+        a,
+        b: _b,
+        server: _server,
+        server_events: mut events,
+        client,
+    } = greet().await;
     let call = tokio::spawn(async move { client.request(a.peer_id(), "x".to_owned()).await });
     let (_, channel) = next_request(&mut events).await;
     drop(channel);
@@ -433,17 +468,16 @@ async fn rr_dropped_channel_is_response_omission() {
 
 #[tokio::test]
 async fn rr_malformed_cbor_request_is_an_io_failure_and_the_connection_carries_on() {
-    let (a, b, _) = pair(NodeConfig::default(), NodeConfig::default()).await;
-    let server = Behaviour::<Cbor>::new(&a, full("/greet/1"), Config::default()).expect("rr");
-    let mut events = server.events().expect("events");
-    let client = Behaviour::<Cbor>::new(&b, full("/greet/1"), Config::default()).expect("rr");
+    let Greet {
+        a,
+        b,
+        server,
+        server_events: mut events,
+        client,
+    } = greet().await;
 
     // A request pending on the connection while the bad one arrives.
-    let pending = tokio::spawn({
-        let client = client.clone();
-        let peer = a.peer_id();
-        async move { client.request(peer, "good".to_owned()).await }
-    });
+    let pending = spawn_request(&client, a.peer_id(), "good".to_owned());
     let (req, channel) = next_request(&mut events).await;
     assert_eq!(req, "good");
 
@@ -702,11 +736,7 @@ async fn rr_peer_limit_fail_mode_refuses_at_once() {
             .with_on_peer_limit(OnPeerLimit::Fail),
     )
     .expect("rr");
-    let first = tokio::spawn({
-        let client = client.clone();
-        let peer = a.peer_id();
-        async move { client.request(peer, "one".to_owned()).await }
-    });
+    let first = spawn_request(&client, a.peer_id(), "one".to_owned());
     let (req, channel) = next_request(&mut server_events).await;
     let err = client
         .request(a.peer_id(), "two".to_owned())
@@ -719,11 +749,7 @@ async fn rr_peer_limit_fail_mode_refuses_at_once() {
     client.set_peer_limit(a.peer_id(), Some(2));
     let calls: Vec<_> = ["three", "four"]
         .into_iter()
-        .map(|r| {
-            let client = client.clone();
-            let peer = a.peer_id();
-            tokio::spawn(async move { client.request(peer, r.to_owned()).await })
-        })
+        .map(|r| spawn_request(&client, a.peer_id(), r.to_owned()))
         .collect();
     let held = [
         next_request(&mut server_events).await,
@@ -810,15 +836,14 @@ async fn rr_inbound_requests_over_the_peer_limit_are_refused_with_an_event() {
 
 #[tokio::test]
 async fn rr_peer_killed_mid_request_is_connection_closed_promptly() {
-    let (a, b, _) = pair(NodeConfig::default(), NodeConfig::default()).await;
-    let server = Behaviour::<Cbor>::new(&a, full("/greet/1"), Config::default()).expect("rr");
-    let mut events = server.events().expect("events");
-    let client = Behaviour::<Cbor>::new(&b, full("/greet/1"), Config::default()).expect("rr");
-    let call = tokio::spawn({
-        let client = client.clone();
-        let peer = a.peer_id();
-        async move { client.request(peer, "x".to_owned()).await }
-    });
+    let Greet {
+        a,
+        b: _b,
+        server: _server,
+        server_events: mut events,
+        client,
+    } = greet().await;
+    let call = spawn_request(&client, a.peer_id(), "x".to_owned());
     let (_req, _channel) = next_request(&mut events).await;
     let started = Instant::now();
     a.shutdown().await;
@@ -944,15 +969,14 @@ impl Codec for OneWay {
 
 #[tokio::test]
 async fn rr_requester_killed_mid_request_is_connection_closed_for_the_responder() {
-    let (a, b, _) = pair(NodeConfig::default(), NodeConfig::default()).await;
-    let server = Behaviour::<Cbor>::new(&a, full("/greet/1"), Config::default()).expect("rr");
-    let mut events = server.events().expect("events");
-    let client = Behaviour::<Cbor>::new(&b, full("/greet/1"), Config::default()).expect("rr");
-    let _call = tokio::spawn({
-        let client = client.clone();
-        let peer = a.peer_id();
-        async move { client.request(peer, "x".to_owned()).await }
-    });
+    let Greet {
+        a,
+        b,
+        server: _server,
+        server_events: mut events,
+        client,
+    } = greet().await;
+    let _call = spawn_request(&client, a.peer_id(), "x".to_owned());
     let (_req, channel) = next_request(&mut events).await;
     b.shutdown().await;
     match tokio::time::timeout(Duration::from_secs(5), events.next())
@@ -983,11 +1007,7 @@ async fn rr_a_burst_of_requests_within_the_limit_is_served_without_refusals() {
     // 90 at once: under the limit of 100 streams per connection, over the node's default
     // backlog of 16 streams per protocol.
     let calls: Vec<_> = (0..90)
-        .map(|i| {
-            let client = client.clone();
-            let peer = a.peer_id();
-            tokio::spawn(async move { client.request(peer, format!("r{i}")).await })
-        })
+        .map(|i| spawn_request(&client, a.peer_id(), format!("r{i}")))
         .collect();
     for (i, call) in calls.into_iter().enumerate() {
         let resp = call.await.expect("task").expect("served");
