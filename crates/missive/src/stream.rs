@@ -156,11 +156,13 @@ impl Stream {
     }
 
     /// Resolves once the stream's connection has closed.
+    #[cfg(feature = "request-response")]
     pub(crate) fn connection_closed(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
         self._guard.connection_closed().clone().cancelled_owned()
     }
 
     /// Whether the stream's connection has closed.
+    #[cfg(feature = "request-response")]
     pub(crate) fn is_connection_closed(&self) -> bool {
         self._guard.connection_closed().is_cancelled()
     }
@@ -221,6 +223,7 @@ impl Control {
 
     /// Like [`Control::accept`] with a backlog of `backlog` streams instead of the node's
     /// default, for a protocol whose consumer takes bursts of streams (request-response).
+    #[cfg(feature = "request-response")]
     pub(crate) fn accept_with_backlog(
         &self,
         protocol: StreamProtocol,
