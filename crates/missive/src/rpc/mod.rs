@@ -58,6 +58,7 @@ pub mod client;
 pub mod codec;
 #[cfg(feature = "prost")]
 pub mod echo;
+mod inbox;
 mod io;
 pub mod message;
 #[cfg(feature = "msgpack")]
