@@ -18,6 +18,7 @@ use super::codec::{DecodeError, Decoder, EncodeError, Encoder};
 use super::inbox;
 use super::io::{WriteQueue, poll_read_into};
 use super::message::{Message, Status};
+use super::slots::{SlotReceiver, SlotSender, Slots};
 
 /// What the caller does when [`ClientConfig::max_in_flight`] calls are already in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -164,6 +165,9 @@ pub enum ConnectionError {
 type StreamItem<R> = Result<Option<R>, CallError>;
 
 pub(crate) enum Completion<R> {
+    /// A unary call's slot.
+    Call(SlotSender<R>),
+    /// A client-streaming call's single response.
     Unary(oneshot::Sender<Result<R, CallError>>),
     Stream(StreamSender<R>),
 }
@@ -177,7 +181,7 @@ impl<R> CompletionKind for Completion<R> {
 impl<R> std::fmt::Debug for Completion<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Self::Unary(_) => "Unary",
+            Self::Call(_) | Self::Unary(_) => "Unary",
             Self::Stream(_) => "Stream",
         })
     }
@@ -186,6 +190,7 @@ impl<R> std::fmt::Debug for Completion<R> {
 impl<R> Completion<R> {
     fn fail(self, error: CallError) {
         match self {
+            Self::Call(tx) => tx.send(Err(error)),
             Self::Unary(tx) => {
                 let _ = tx.send(Err(error));
             }
@@ -246,6 +251,7 @@ struct Shared {
 pub struct Client<Req, Resp> {
     tx: inbox::Sender<Command<Req, Resp>>,
     shared: Arc<Shared>,
+    slots: Arc<Slots<Resp>>,
 }
 
 impl<Req, Resp> Clone for Client<Req, Resp> {
@@ -253,6 +259,7 @@ impl<Req, Resp> Clone for Client<Req, Resp> {
         Self {
             tx: self.tx.clone(),
             shared: self.shared.clone(),
+            slots: self.slots.clone(),
         }
     }
 }
@@ -324,7 +331,14 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
             timer_at: None,
             now: None,
         };
-        (Self { tx, shared }, driver)
+        (
+            Self {
+                tx,
+                shared,
+                slots: Slots::new(),
+            },
+            driver,
+        )
     }
 
     /// A client whose driver runs as a task on the current tokio runtime.
@@ -360,19 +374,17 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
     pub async fn call_with(&self, request: Req, options: CallOptions) -> Result<Resp, CallError> {
         self.permit().await?;
         let deadline = options.deadline.unwrap_or(self.shared.config.deadline);
-        let (tx, rx) = oneshot::channel();
-        let (key, id) = self.submit(request, &options, Completion::Unary(tx), deadline)?;
-        let mut guard = CancelGuard {
+        let (tx, rx) = self.slots.open();
+        let (key, id) = self.submit(request, &options, Completion::Call(tx), deadline)?;
+        let mut call = PendingCall {
             tx: &self.tx,
             key,
             id,
-            armed: true,
+            rx,
         };
         // The connection fails the call with DeadlineExceeded (and cancels it on the server)
         // when its deadline passes: one timer per connection, not one per call.
-        let result = rx.await;
-        guard.armed = false;
-        result.unwrap_or(Err(CallError::ConnectionClosed))
+        (&mut call.rx).await
     }
 
     /// A server-streaming call: one request, a stream of responses that ends at End.
@@ -530,16 +542,18 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
     }
 }
 
-struct CancelGuard<'a, Req, Resp> {
+/// A unary call waiting for its result; dropped before the result arrived, it cancels the
+/// call on the server.
+struct PendingCall<'a, Req, Resp> {
     tx: &'a inbox::Sender<Command<Req, Resp>>,
     key: u64,
     id: u64,
-    armed: bool,
+    rx: SlotReceiver<'a, Resp>,
 }
 
-impl<Req, Resp> Drop for CancelGuard<'_, Req, Resp> {
+impl<Req, Resp> Drop for PendingCall<'_, Req, Resp> {
     fn drop(&mut self) {
-        if self.armed {
+        if self.rx.abandon() {
             let _ = self.tx.send(Command::Cancel {
                 key: self.key,
                 id: self.id,
@@ -972,6 +986,7 @@ where
             } => {
                 self.freed += 1;
                 match completion {
+                    Completion::Call(tx) => tx.send(Ok(response)),
                     Completion::Unary(tx) => {
                         let _ = tx.send(Ok(response));
                     }
@@ -988,6 +1003,7 @@ where
             Delivery::Ended(completion) => {
                 self.freed += 1;
                 match completion {
+                    Completion::Call(tx) => tx.send(Err(CallError::UnexpectedEnd)),
                     Completion::Unary(tx) => {
                         let _ = tx.send(Err(CallError::UnexpectedEnd));
                     }
@@ -1001,6 +1017,7 @@ where
                     None => CallError::Cancelled,
                 };
                 match completion {
+                    Completion::Call(tx) => tx.send(Err(error)),
                     Completion::Unary(tx) => {
                         let _ = tx.send(Err(error));
                     }

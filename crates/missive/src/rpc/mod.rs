@@ -68,6 +68,7 @@ pub mod pool;
 pub mod prost;
 mod rpcs;
 pub mod server;
+mod slots;
 
 pub use client::{CallError, CallOptions, Client, ClientConfig, ClientConnection, InFlightPolicy};
 pub use codec::{DecodeError, Decoder, EncodeError, Encoder};
