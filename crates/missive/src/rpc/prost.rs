@@ -16,8 +16,8 @@ const SPLIT_ABOVE: usize = 4 * 1024;
 /// A codec that encodes `Out` and decodes `In` as length-delimited protobuf, compatible with
 /// protosocket-prost.
 pub struct ProstCodec<Out, In> {
-    max_message_size: usize,
-    pool: BufferPool,
+    pub(super) max_message_size: usize,
+    pub(super) pool: BufferPool,
     _types: PhantomData<fn(Out) -> In>,
 }
 
