@@ -167,6 +167,48 @@ pub fn check_and_reserve(
     Ok(Some(len))
 }
 
+/// Declares a codec struct with a message size limit and a [`BufferPool`]: its `Debug`,
+/// `Default` (limit [`DEFAULT_MAX_MESSAGE_SIZE`]) and `with_max_message_size`.
+macro_rules! framed_codec {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub struct $name<Out, In> {
+            pub(super) max_message_size: usize,
+            pub(super) pool: $crate::rpc::codec::BufferPool,
+            _types: ::std::marker::PhantomData<fn(Out) -> In>,
+        }
+
+        impl<Out, In> ::std::fmt::Debug for $name<Out, In> {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("max_message_size", &self.max_message_size)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl<Out, In> Default for $name<Out, In> {
+            fn default() -> Self {
+                Self {
+                    max_message_size: $crate::rpc::codec::DEFAULT_MAX_MESSAGE_SIZE,
+                    pool: $crate::rpc::codec::BufferPool::default(),
+                    _types: ::std::marker::PhantomData,
+                }
+            }
+        }
+
+        impl<Out, In> $name<Out, In> {
+            /// The largest message encoded or accepted, without its length prefix (default
+            /// 4 MiB). A peer announcing more is disconnected before anything is allocated for
+            /// it.
+            pub fn with_max_message_size(mut self, bytes: usize) -> Self {
+                self.max_message_size = bytes;
+                self
+            }
+        }
+    };
+}
+pub(crate) use framed_codec;
+
 /// For codecs: a small pool of encode buffers, so steady traffic reuses allocations.
 ///
 /// Small buffers (up to 64 KiB) are kept up to 64 of them; large ones up to 8 MiB in total, so
