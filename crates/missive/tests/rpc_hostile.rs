@@ -28,8 +28,8 @@ struct RawPeer {
 
 impl RawPeer {
     async fn send(&mut self, request: Request) {
-        let frame = self.codec.encode(request).expect("encode");
-        self.io.write_all(&frame).await.expect("write");
+        let mut frame = self.codec.encode(request).expect("encode");
+        self.io.write_all_buf(&mut frame).await.expect("write");
     }
 
     async fn recv(&mut self) -> Option<Response> {

@@ -10,13 +10,15 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_core::Stream;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, oneshot};
 use tokio::time::Instant;
 
 use super::calls::{ClientCalls, CompletionKind, Delivery};
 use super::codec::{DecodeError, Decoder, EncodeError, Encoder};
+use super::inbox;
 use super::io::{WriteQueue, poll_read_into};
 use super::message::{Message, Status};
+use super::slots::{SlotReceiver, SlotSender, Slots};
 
 /// What the caller does when [`ClientConfig::max_in_flight`] calls are already in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -163,6 +165,9 @@ pub enum ConnectionError {
 type StreamItem<R> = Result<Option<R>, CallError>;
 
 pub(crate) enum Completion<R> {
+    /// A unary call's slot.
+    Call(SlotSender<R>),
+    /// A client-streaming call's single response.
     Unary(oneshot::Sender<Result<R, CallError>>),
     Stream(StreamSender<R>),
 }
@@ -176,7 +181,7 @@ impl<R> CompletionKind for Completion<R> {
 impl<R> std::fmt::Debug for Completion<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Self::Unary(_) => "Unary",
+            Self::Call(_) | Self::Unary(_) => "Unary",
             Self::Stream(_) => "Stream",
         })
     }
@@ -185,6 +190,7 @@ impl<R> std::fmt::Debug for Completion<R> {
 impl<R> Completion<R> {
     fn fail(self, error: CallError) {
         match self {
+            Self::Call(tx) => tx.send(Err(error)),
             Self::Unary(tx) => {
                 let _ = tx.send(Err(error));
             }
@@ -197,6 +203,15 @@ impl<R> Completion<R> {
     }
 }
 
+/// What the handles ask of the driver.
+///
+/// The queue of commands has no capacity of its own; it is bounded by construction. A `Call`
+/// holds an in-flight permit, which only the driver gives back (when the call completes, fails
+/// or is cancelled); a `Message` holds a streamed-request permit, given back when the driver
+/// takes it; a `Cancel` is sent at most once per call handle and an `End` at most once per
+/// [`RequestSink`]. So the queue never holds more than `max_in_flight` calls,
+/// `queued_stream_requests` messages, and one Cancel or End per handle the caller still holds
+/// or just dropped.
 pub(crate) enum Command<Req, Resp> {
     Call {
         key: u64,
@@ -234,8 +249,9 @@ struct Shared {
 /// Dropping a call's future, response stream or response future before it completes sends
 /// Cancel for its id; the server drops the work.
 pub struct Client<Req, Resp> {
-    tx: mpsc::UnboundedSender<Command<Req, Resp>>,
+    tx: inbox::Sender<Command<Req, Resp>>,
     shared: Arc<Shared>,
+    slots: Arc<Slots<Resp>>,
 }
 
 impl<Req, Resp> Clone for Client<Req, Resp> {
@@ -243,6 +259,7 @@ impl<Req, Resp> Clone for Client<Req, Resp> {
         Self {
             tx: self.tx.clone(),
             shared: self.shared.clone(),
+            slots: self.slots.clone(),
         }
     }
 }
@@ -291,7 +308,7 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
         T: AsyncRead + AsyncWrite + Unpin,
         C: Encoder<Message = Req> + Decoder<Message = Resp>,
     {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = inbox::inbox();
         let shared = Arc::new(Shared {
             permits: Semaphore::new(config.max_in_flight),
             stream_permits: Semaphore::new(config.queued_stream_requests),
@@ -302,6 +319,7 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
             io,
             codec,
             rx,
+            commands: Vec::new(),
             calls: ClientCalls::new(),
             read_buf: BytesMut::with_capacity(16 * 1024),
             wq: WriteQueue::new(),
@@ -313,7 +331,14 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
             timer_at: None,
             now: None,
         };
-        (Self { tx, shared }, driver)
+        (
+            Self {
+                tx,
+                shared,
+                slots: Slots::new(),
+            },
+            driver,
+        )
     }
 
     /// A client whose driver runs as a task on the current tokio runtime.
@@ -338,8 +363,8 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
     ///
     /// # Errors
     /// See [`CallError`].
-    pub async fn call(&self, request: Req) -> Result<Resp, CallError> {
-        self.call_with(request, CallOptions::default()).await
+    pub fn call(&self, request: Req) -> impl Future<Output = Result<Resp, CallError>> + '_ {
+        self.call_with(request, CallOptions::default())
     }
 
     /// A unary call with options.
@@ -347,22 +372,19 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
     /// # Errors
     /// See [`CallError`].
     pub async fn call_with(&self, request: Req, options: CallOptions) -> Result<Resp, CallError> {
+        self.permit().await?;
         let deadline = options.deadline.unwrap_or(self.shared.config.deadline);
-        let (tx, rx) = oneshot::channel();
-        let (key, id) = self
-            .start(request, &options, Completion::Unary(tx), deadline)
-            .await?;
-        let mut guard = CancelGuard {
+        let (tx, rx) = self.slots.open();
+        let (key, id) = self.submit(request, &options, Completion::Call(tx), deadline)?;
+        let mut call = PendingCall {
             tx: &self.tx,
             key,
             id,
-            armed: true,
+            rx,
         };
         // The connection fails the call with DeadlineExceeded (and cancels it on the server)
         // when its deadline passes: one timer per connection, not one per call.
-        let result = rx.await;
-        guard.armed = false;
-        result.unwrap_or(Err(CallError::ConnectionClosed))
+        (&mut call.rx).await
     }
 
     /// A server-streaming call: one request, a stream of responses that ends at End.
@@ -387,11 +409,10 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
         request: Req,
         options: CallOptions,
     ) -> Result<ResponseStream<Req, Resp>, CallError> {
+        self.permit().await?;
         let (tx, rx) = futures_channel::mpsc::channel(self.shared.config.stream_buffer);
         let deadline = options.deadline.flatten();
-        let (key, id) = self
-            .start(request, &options, Completion::Stream(tx), deadline)
-            .await?;
+        let (key, id) = self.submit(request, &options, Completion::Stream(tx), deadline)?;
         Ok(ResponseStream {
             rx,
             cancel: Some(OwnedCancel {
@@ -411,16 +432,15 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
         &self,
         request: Req,
     ) -> Result<(RequestSink<Req, Resp>, ResponseFuture<Req, Resp>), CallError> {
+        self.permit().await?;
         let deadline = self.shared.config.deadline;
         let (tx, rx) = oneshot::channel();
-        let (key, id) = self
-            .start(
-                request,
-                &CallOptions::default(),
-                Completion::Unary(tx),
-                deadline,
-            )
-            .await?;
+        let (key, id) = self.submit(
+            request,
+            &CallOptions::default(),
+            Completion::Unary(tx),
+            deadline,
+        )?;
         Ok((
             self.sink(key, id),
             ResponseFuture {
@@ -462,34 +482,40 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
         }
     }
 
-    async fn start(
+    /// Takes one in-flight permit. Waiting is the slow path: its future is boxed, so that
+    /// the future of every call stays small when permits are available.
+    async fn permit(&self) -> Result<(), CallError> {
+        match self.shared.permits.try_acquire() {
+            Ok(permit) => {
+                permit.forget();
+                Ok(())
+            }
+            Err(tokio::sync::TryAcquireError::Closed) => Err(CallError::ConnectionClosed),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                match self.shared.config.in_flight_policy {
+                    InFlightPolicy::FailFast => Err(CallError::TooManyInFlight),
+                    InFlightPolicy::Wait => {
+                        let acquire: Pin<Box<dyn Future<Output = _> + Send + '_>> =
+                            Box::pin(self.shared.permits.acquire());
+                        acquire
+                            .await
+                            .map_err(|_| CallError::ConnectionClosed)?
+                            .forget();
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues a call that holds a permit. Returns its key and wire id.
+    fn submit(
         &self,
         mut request: Req,
         options: &CallOptions,
         completion: Completion<Resp>,
         deadline: Option<Duration>,
     ) -> Result<(u64, u64), CallError> {
-        match self.shared.config.in_flight_policy {
-            InFlightPolicy::Wait => match self.shared.permits.try_acquire() {
-                Ok(permit) => permit.forget(),
-                Err(_) => self
-                    .shared
-                    .permits
-                    .acquire()
-                    .await
-                    .map_err(|_| CallError::ConnectionClosed)?
-                    .forget(),
-            },
-            InFlightPolicy::FailFast => self
-                .shared
-                .permits
-                .try_acquire()
-                .map_err(|e| match e {
-                    tokio::sync::TryAcquireError::Closed => CallError::ConnectionClosed,
-                    tokio::sync::TryAcquireError::NoPermits => CallError::TooManyInFlight,
-                })?
-                .forget(),
-        }
         let key = self.shared.next_key.fetch_add(1, Ordering::Relaxed);
         let (caller_id, id) = if options.caller_id {
             let id = request.message_id();
@@ -516,16 +542,18 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
     }
 }
 
-struct CancelGuard<'a, Req, Resp> {
-    tx: &'a mpsc::UnboundedSender<Command<Req, Resp>>,
+/// A unary call waiting for its result; dropped before the result arrived, it cancels the
+/// call on the server.
+struct PendingCall<'a, Req, Resp> {
+    tx: &'a inbox::Sender<Command<Req, Resp>>,
     key: u64,
     id: u64,
-    armed: bool,
+    rx: SlotReceiver<'a, Resp>,
 }
 
-impl<Req, Resp> Drop for CancelGuard<'_, Req, Resp> {
+impl<Req, Resp> Drop for PendingCall<'_, Req, Resp> {
     fn drop(&mut self) {
-        if self.armed {
+        if self.rx.abandon() {
             let _ = self.tx.send(Command::Cancel {
                 key: self.key,
                 id: self.id,
@@ -535,7 +563,7 @@ impl<Req, Resp> Drop for CancelGuard<'_, Req, Resp> {
 }
 
 struct OwnedCancel<Req, Resp> {
-    tx: mpsc::UnboundedSender<Command<Req, Resp>>,
+    tx: inbox::Sender<Command<Req, Resp>>,
     key: u64,
     id: u64,
 }
@@ -640,7 +668,7 @@ impl<Req, Resp> Drop for ResponseFuture<Req, Resp> {
 ///
 /// [`RequestSink::finish`] (or dropping the sink) sends End: the server's request stream ends.
 pub struct RequestSink<Req, Resp> {
-    tx: mpsc::UnboundedSender<Command<Req, Resp>>,
+    tx: inbox::Sender<Command<Req, Resp>>,
     shared: Arc<Shared>,
     key: u64,
     id: u64,
@@ -720,7 +748,9 @@ impl<Req, Resp> Drop for RequestSink<Req, Resp> {
 pub struct ClientConnection<T, C: Encoder + Decoder> {
     io: T,
     codec: C,
-    rx: mpsc::UnboundedReceiver<Command<<C as Encoder>::Message, <C as Decoder>::Message>>,
+    rx: inbox::Receiver<Command<<C as Encoder>::Message, <C as Decoder>::Message>>,
+    /// The commands taken at one wake-up (kept for its allocation).
+    commands: Vec<Command<<C as Encoder>::Message, <C as Decoder>::Message>>,
     calls: ClientCalls<Completion<<C as Decoder>::Message>>,
     read_buf: BytesMut,
     wq: WriteQueue<C::Serialized>,
@@ -755,8 +785,6 @@ impl<T, C: Encoder + Decoder> Unpin for ClientConnection<T, C> {}
 
 /// Iterations of the driver loop before it yields to the runtime.
 const DRIVER_BUDGET: usize = 32;
-/// Commands taken per iteration.
-const COMMAND_BUDGET: usize = 1024;
 
 impl<T, C, Req, Resp> ClientConnection<T, C>
 where
@@ -777,19 +805,18 @@ where
                 progress = true;
             }
             if !self.commands_closed {
-                for _ in 0..COMMAND_BUDGET {
-                    match self.rx.poll_recv(cx) {
-                        Poll::Ready(Some(cmd)) => {
-                            progress = true;
+                let mut commands = std::mem::take(&mut self.commands);
+                match self.rx.poll_drain(cx, &mut commands) {
+                    Poll::Ready(true) => {
+                        progress = true;
+                        for cmd in commands.drain(..) {
                             self.command(cmd);
                         }
-                        Poll::Ready(None) => {
-                            self.commands_closed = true;
-                            break;
-                        }
-                        Poll::Pending => break,
                     }
+                    Poll::Ready(false) => self.commands_closed = true,
+                    Poll::Pending => {}
                 }
+                self.commands = commands;
             }
             if let Some((sender, _)) = &mut self.parked
                 && let Poll::Ready(ready) = sender.poll_ready(cx)
@@ -959,6 +986,7 @@ where
             } => {
                 self.freed += 1;
                 match completion {
+                    Completion::Call(tx) => tx.send(Ok(response)),
                     Completion::Unary(tx) => {
                         let _ = tx.send(Ok(response));
                     }
@@ -975,6 +1003,7 @@ where
             Delivery::Ended(completion) => {
                 self.freed += 1;
                 match completion {
+                    Completion::Call(tx) => tx.send(Err(CallError::UnexpectedEnd)),
                     Completion::Unary(tx) => {
                         let _ = tx.send(Err(CallError::UnexpectedEnd));
                     }
@@ -988,6 +1017,7 @@ where
                     None => CallError::Cancelled,
                 };
                 match completion {
+                    Completion::Call(tx) => tx.send(Err(error)),
                     Completion::Unary(tx) => {
                         let _ = tx.send(Err(error));
                     }

@@ -167,21 +167,78 @@ pub fn check_and_reserve(
     Ok(Some(len))
 }
 
+/// Declares a codec struct with a message size limit and a [`BufferPool`]: its `Debug`,
+/// `Default` (limit [`DEFAULT_MAX_MESSAGE_SIZE`]) and `with_max_message_size`.
+macro_rules! framed_codec {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub struct $name<Out, In> {
+            pub(super) max_message_size: usize,
+            pub(super) pool: $crate::rpc::codec::BufferPool,
+            _types: ::std::marker::PhantomData<fn(Out) -> In>,
+        }
+
+        impl<Out, In> ::std::fmt::Debug for $name<Out, In> {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("max_message_size", &self.max_message_size)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl<Out, In> Default for $name<Out, In> {
+            fn default() -> Self {
+                Self {
+                    max_message_size: $crate::rpc::codec::DEFAULT_MAX_MESSAGE_SIZE,
+                    pool: $crate::rpc::codec::BufferPool::default(),
+                    _types: ::std::marker::PhantomData,
+                }
+            }
+        }
+
+        impl<Out, In> $name<Out, In> {
+            /// The largest message encoded or accepted, without its length prefix (default
+            /// 4 MiB). A peer announcing more is disconnected before anything is allocated for
+            /// it.
+            pub fn with_max_message_size(mut self, bytes: usize) -> Self {
+                self.max_message_size = bytes;
+                self
+            }
+        }
+    };
+}
+pub(crate) use framed_codec;
+
 /// For codecs: a small pool of encode buffers, so steady traffic reuses allocations.
+///
+/// Small buffers (up to 64 KiB) are kept up to 64 of them; large ones up to 8 MiB in total, so
+/// that a connection carrying large messages does not allocate (and fault in) fresh memory for
+/// every one of them.
 #[derive(Debug, Default)]
 pub struct BufferPool {
     free: Vec<BytesMut>,
+    large: Vec<BytesMut>,
+    large_bytes: usize,
 }
 
 impl BufferPool {
-    /// Buffers kept at most.
+    /// Small buffers kept at most.
     const KEEP: usize = 64;
-    /// Buffers larger than this are not kept.
+    /// Buffers up to this capacity are small.
     const KEEP_CAPACITY: usize = 64 * 1024;
+    /// Total capacity of the large buffers kept.
+    const KEEP_LARGE_BYTES: usize = 8 * 1024 * 1024;
 
     /// A cleared buffer with room for at least `capacity` bytes.
     pub fn take(&mut self, capacity: usize) -> BytesMut {
-        match self.free.pop() {
+        let kept = if capacity > Self::KEEP_CAPACITY {
+            self.large
+                .pop()
+                .inspect(|b| self.large_bytes = self.large_bytes.saturating_sub(b.capacity()))
+        } else {
+            self.free.pop()
+        };
+        match kept {
             Some(mut b) => {
                 b.reserve(capacity);
                 b
@@ -190,10 +247,18 @@ impl BufferPool {
         }
     }
 
-    /// Keeps `buffer` for reuse (unless the pool is full or the buffer is large).
+    /// Keeps `buffer` for reuse (unless the pool is full).
     pub fn give(&mut self, mut buffer: BytesMut) {
-        if self.free.len() < Self::KEEP && buffer.capacity() <= Self::KEEP_CAPACITY {
-            buffer.clear();
+        buffer.clear();
+        // A written buffer has been advanced to its end: reclaiming the space before its start
+        // tells a large buffer from a small one (and makes the whole of it usable again).
+        if buffer.try_reclaim(Self::KEEP_CAPACITY + 1) {
+            let capacity = buffer.capacity();
+            if self.large_bytes + capacity <= Self::KEEP_LARGE_BYTES {
+                self.large_bytes += capacity;
+                self.large.push(buffer);
+            }
+        } else if self.free.len() < Self::KEEP {
             self.free.push(buffer);
         }
     }
@@ -223,6 +288,34 @@ mod tests {
         assert!(
             read_varint(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).is_err()
         );
+    }
+
+    #[test]
+    fn pool_reuses_a_written_large_buffer() {
+        let mut pool = BufferPool::default();
+        let mut b = pool.take(1 << 20);
+        b.extend_from_slice(&vec![7u8; 1 << 20]);
+        let ptr = b.as_ptr();
+        // Written out: advanced to its end, as the write queue hands it back.
+        b.advance(1 << 20);
+        pool.give(b);
+        let again = pool.take(1 << 20);
+        assert_eq!(again.as_ptr(), ptr);
+        assert!(again.is_empty() && again.capacity() >= 1 << 20);
+    }
+
+    #[test]
+    fn pool_keeps_large_buffers_within_its_budget() {
+        let mut pool = BufferPool::default();
+        let big: Vec<BytesMut> = (0..16).map(|_| pool.take(1 << 20)).collect();
+        for b in big {
+            pool.give(b);
+        }
+        assert!(pool.large_bytes <= BufferPool::KEEP_LARGE_BYTES);
+        assert!(pool.large.len() < 16);
+        // Small buffers go to their own list.
+        pool.give(BytesMut::with_capacity(256));
+        assert_eq!(pool.free.len(), 1);
     }
 
     #[test]

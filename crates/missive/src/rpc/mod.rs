@@ -61,6 +61,7 @@ pub mod codec;
 mod connect;
 #[cfg(feature = "prost")]
 pub mod echo;
+mod inbox;
 mod io;
 pub mod message;
 #[cfg(feature = "msgpack")]
@@ -70,6 +71,7 @@ pub mod pool;
 pub mod prost;
 mod rpcs;
 pub mod server;
+mod slots;
 
 pub use client::{CallError, CallOptions, Client, ClientConfig, ClientConnection, InFlightPolicy};
 pub use codec::{DecodeError, Decoder, EncodeError, Encoder};

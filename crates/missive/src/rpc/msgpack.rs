@@ -2,15 +2,10 @@
 //! rmp-serde payload (structs as arrays), and [`Envelope`], a message type that carries the id,
 //! control code and status around any serde body.
 
-use std::marker::PhantomData;
-
 use bytes::{Buf, BufMut, BytesMut};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use super::codec::{
-    BufferPool, DEFAULT_MAX_MESSAGE_SIZE, DecodeError, Decoder, EncodeError, Encoder,
-    check_and_reserve,
-};
+use super::codec::{DecodeError, Decoder, EncodeError, Encoder, check_and_reserve, framed_codec};
 use super::message::{ControlCode, Message, Status, StatusCode};
 
 /// The MessagePack `uint 32` marker that starts every frame.
@@ -18,39 +13,10 @@ const MARKER: u8 = 0xCE;
 /// Marker and length.
 const PREFIX: usize = 5;
 
-/// A codec that encodes `Out` and decodes `In` with rmp-serde, compatible with
-/// protosocket-messagepack.
-pub struct MessagePackCodec<Out, In> {
-    max_message_size: usize,
-    pool: BufferPool,
-    _types: PhantomData<fn(Out) -> In>,
-}
-
-impl<Out, In> std::fmt::Debug for MessagePackCodec<Out, In> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MessagePackCodec")
-            .field("max_message_size", &self.max_message_size)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<Out, In> Default for MessagePackCodec<Out, In> {
-    fn default() -> Self {
-        Self {
-            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
-            pool: BufferPool::default(),
-            _types: PhantomData,
-        }
-    }
-}
-
-impl<Out, In> MessagePackCodec<Out, In> {
-    /// The largest message encoded or accepted, without its prefix (default 4 MiB). A peer
-    /// announcing more is disconnected before anything is allocated for it.
-    pub fn with_max_message_size(mut self, bytes: usize) -> Self {
-        self.max_message_size = bytes;
-        self
-    }
+framed_codec! {
+    /// A codec that encodes `Out` and decodes `In` with rmp-serde, compatible with
+    /// protosocket-messagepack.
+    MessagePackCodec
 }
 
 impl<Out: Serialize, In> Encoder for MessagePackCodec<Out, In> {

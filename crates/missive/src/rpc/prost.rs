@@ -1,51 +1,20 @@
 //! Protobuf messages with protosocket-prost framing: unsigned LEB128 length ‖ protobuf bytes.
 
-use std::marker::PhantomData;
-
 use bytes::{Buf, BytesMut};
 
 use super::codec::{
-    BufferPool, DEFAULT_MAX_MESSAGE_SIZE, DecodeError, Decoder, EncodeError, Encoder,
-    check_and_reserve, read_varint, write_varint,
+    DecodeError, Decoder, EncodeError, Encoder, check_and_reserve, framed_codec, read_varint,
+    write_varint,
 };
 
 /// Frames up to this size are decoded from the read buffer in place; larger ones are split
 /// off without a copy (so `bytes` fields can share the buffer).
 const SPLIT_ABOVE: usize = 4 * 1024;
 
-/// A codec that encodes `Out` and decodes `In` as length-delimited protobuf, compatible with
-/// protosocket-prost.
-pub struct ProstCodec<Out, In> {
-    max_message_size: usize,
-    pool: BufferPool,
-    _types: PhantomData<fn(Out) -> In>,
-}
-
-impl<Out, In> std::fmt::Debug for ProstCodec<Out, In> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProstCodec")
-            .field("max_message_size", &self.max_message_size)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<Out, In> Default for ProstCodec<Out, In> {
-    fn default() -> Self {
-        Self {
-            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
-            pool: BufferPool::default(),
-            _types: PhantomData,
-        }
-    }
-}
-
-impl<Out, In> ProstCodec<Out, In> {
-    /// The largest message encoded or accepted, without its length prefix (default 4 MiB).
-    /// A peer announcing more is disconnected before anything is allocated for it.
-    pub fn with_max_message_size(mut self, bytes: usize) -> Self {
-        self.max_message_size = bytes;
-        self
-    }
+framed_codec! {
+    /// A codec that encodes `Out` and decodes `In` as length-delimited protobuf, compatible with
+    /// protosocket-prost.
+    ProstCodec
 }
 
 impl<Out: prost::Message, In> Encoder for ProstCodec<Out, In> {
