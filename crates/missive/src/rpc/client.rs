@@ -273,26 +273,6 @@ impl<Req, Resp> std::fmt::Debug for Client<Req, Resp> {
 }
 
 impl<Req, Resp> Client<Req, Resp> {
-    /// Connects over TCP (with `TCP_NODELAY`) and spawns the driver on the current runtime.
-    ///
-    /// # Errors
-    /// The connection could not be made.
-    #[cfg(feature = "tcp")]
-    pub async fn connect_tcp<C>(
-        addr: impl tokio::net::ToSocketAddrs,
-        codec: C,
-        config: ClientConfig,
-    ) -> std::io::Result<Self>
-    where
-        C: Encoder<Message = Req> + Decoder<Message = Resp> + Send + 'static,
-        C::Serialized: Send,
-        Req: Message + Send + 'static,
-        Resp: Message + Send + 'static,
-    {
-        let stream = crate::transport::tcp::connect(addr).await?;
-        Ok(Self::spawn(stream, codec, config))
-    }
-
     /// Whether the connection still runs (its driver has not stopped).
     pub fn is_alive(&self) -> bool {
         !self.tx.is_closed()

@@ -169,6 +169,7 @@ pub fn check_and_reserve(
 
 /// Declares a codec struct with a message size limit and a [`BufferPool`]: its `Debug`,
 /// `Default` (limit [`DEFAULT_MAX_MESSAGE_SIZE`]) and `with_max_message_size`.
+#[cfg(any(feature = "prost", feature = "msgpack"))]
 macro_rules! framed_codec {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -207,6 +208,7 @@ macro_rules! framed_codec {
         }
     };
 }
+#[cfg(any(feature = "prost", feature = "msgpack"))]
 pub(crate) use framed_codec;
 
 /// For codecs: a small pool of encode buffers, so steady traffic reuses allocations.

@@ -1,32 +1,47 @@
-//! Ready-made clients and accept loops for TLS and Unix sockets (TCP's live with the client and
-//! server themselves). Everything here is a thin layer over [`Client::spawn`] and
-//! [`Server::connection`], which take any byte stream.
+//! Ready-made clients and accept loops for TCP, TLS and Unix sockets: a thin layer over
+//! [`Client::spawn`] and [`Server::connection`], which take any byte stream.
 
-#[cfg(any(feature = "tls", feature = "unix"))]
+#[cfg(any(feature = "tcp", feature = "unix"))]
 use std::future::Future;
 #[cfg(feature = "tls")]
 use std::sync::Arc;
 
-#[cfg(any(feature = "tls", feature = "unix"))]
-use tokio::io::{AsyncRead, AsyncWrite};
-
-#[cfg(any(feature = "tls", feature = "unix"))]
+#[cfg(any(feature = "tcp", feature = "unix"))]
 use super::{Client, ClientConfig, Decoder, Encoder, Message, Server, Service};
 
 #[cfg(feature = "tls")]
 use crate::transport::tls::{self, Acceptor, TlsError};
 
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tcp", feature = "unix"))]
 impl<Req, Resp> Client<Req, Resp>
 where
     Req: Message + Send + 'static,
     Resp: Message + Send + 'static,
 {
+    /// Connects over TCP (with `TCP_NODELAY`) and spawns the driver on the current runtime.
+    ///
+    /// # Errors
+    /// The connection could not be made.
+    #[cfg(feature = "tcp")]
+    pub async fn connect_tcp<C>(
+        addr: impl tokio::net::ToSocketAddrs,
+        codec: C,
+        config: ClientConfig,
+    ) -> std::io::Result<Self>
+    where
+        C: Encoder<Message = Req> + Decoder<Message = Resp> + Send + 'static,
+        C::Serialized: Send,
+    {
+        let stream = crate::transport::tcp::connect(addr).await?;
+        Ok(Self::spawn(stream, codec, config))
+    }
+
     /// Dials `addr` over TCP, completes a TLS handshake for `server_name`, and spawns the driver
     /// on the current runtime.
     ///
     /// # Errors
     /// The server name is invalid, the TCP connection failed, or the handshake failed.
+    #[cfg(feature = "tls")]
     pub async fn connect_tls<C>(
         addr: impl tokio::net::ToSocketAddrs,
         server_name: &str,
@@ -41,18 +56,12 @@ where
         let stream = tls::connect(addr, server_name, tls_config).await?;
         Ok(Self::spawn(stream, codec, config))
     }
-}
 
-#[cfg(feature = "unix")]
-impl<Req, Resp> Client<Req, Resp>
-where
-    Req: Message + Send + 'static,
-    Resp: Message + Send + 'static,
-{
     /// Connects to the Unix socket at `path` and spawns the driver on the current runtime.
     ///
     /// # Errors
     /// The connection could not be made.
+    #[cfg(feature = "unix")]
     pub async fn connect_unix<C>(
         path: impl AsRef<std::path::Path>,
         codec: C,
@@ -67,16 +76,77 @@ where
     }
 }
 
-#[cfg(any(feature = "tls", feature = "unix"))]
+#[cfg(any(feature = "tcp", feature = "unix"))]
 impl Server {
+    /// Accepts TCP connections (with `TCP_NODELAY`) until [`Server::shutdown`], and runs each on
+    /// its own task; `new_connection` gives the codec and service for each peer address.
+    ///
+    /// # Errors
+    /// None so far: accept errors (such as running out of file descriptors) are logged and
+    /// retried after a short pause, so that one bad moment never stops the listener.
+    #[cfg(feature = "tcp")]
+    pub async fn serve_tcp<C, S, F>(
+        &self,
+        listener: tokio::net::TcpListener,
+        mut new_connection: F,
+    ) -> std::io::Result<()>
+    where
+        S: Service + Send + 'static,
+        S::Unary: Send,
+        S::Stream: Send,
+        S::Request: Send,
+        S::Response: Send,
+        C: Encoder<Message = S::Response> + Decoder<Message = S::Request> + Send + 'static,
+        C::Serialized: Send,
+        F: FnMut(std::net::SocketAddr) -> (C, S),
+    {
+        accept_loop(
+            self,
+            || listener.accept(),
+            |socket, peer| {
+                let _ = socket.set_nodelay(true);
+                let (codec, service) = new_connection(peer);
+                spawn_connection(self.connection(socket, codec, service));
+            },
+        )
+        .await
+    }
+
+    /// As [`Server::serve_tcp`] for services that are not `Send`: every connection runs with
+    /// `spawn_local`, so call this inside a `LocalSet`.
+    ///
+    /// # Errors
+    /// As [`Server::serve_tcp`].
+    #[cfg(feature = "tcp")]
+    pub async fn serve_tcp_local<C, S, F>(
+        &self,
+        listener: tokio::net::TcpListener,
+        mut new_connection: F,
+    ) -> std::io::Result<()>
+    where
+        F: FnMut(std::net::SocketAddr) -> (C, S),
+        S: Service + 'static,
+        C: Encoder<Message = S::Response> + Decoder<Message = S::Request> + 'static,
+    {
+        accept_loop(
+            self,
+            || listener.accept(),
+            |socket, peer| {
+                let _ = socket.set_nodelay(true);
+                let (codec, service) = new_connection(peer);
+                tokio::task::spawn_local(run_connection(self.connection(socket, codec, service)));
+            },
+        )
+        .await
+    }
+
     /// Accepts TCP connections (with `TCP_NODELAY`), completes each TLS handshake on the
     /// connection's own task under `acceptor`'s deadline, and serves it, until
     /// [`Server::shutdown`]. A failed or stalled handshake ends that connection only; it is
     /// logged, and the listener goes on.
     ///
     /// # Errors
-    /// None so far: accept errors are logged and retried after a short pause, as in
-    /// [`Server::serve_tcp`].
+    /// None so far, as in [`Server::serve_tcp`].
     #[cfg(feature = "tls")]
     pub async fn serve_tls<C, S, F>(
         &self,
@@ -85,7 +155,6 @@ impl Server {
         mut new_connection: F,
     ) -> std::io::Result<()>
     where
-        F: FnMut(std::net::SocketAddr) -> (C, S),
         S: Service + Send + 'static,
         S::Unary: Send,
         S::Stream: Send,
@@ -93,6 +162,7 @@ impl Server {
         S::Response: Send,
         C: Encoder<Message = S::Response> + Decoder<Message = S::Request> + Send + 'static,
         C::Serialized: Send,
+        F: FnMut(std::net::SocketAddr) -> (C, S),
     {
         accept_loop(
             self,
@@ -103,15 +173,11 @@ impl Server {
                 let acceptor = acceptor.clone();
                 let server = self.clone();
                 tokio::spawn(async move {
-                    let stream = match acceptor.accept(socket).await {
-                        Ok(stream) => stream,
-                        Err(e) => {
-                            tracing::debug!(error = %e, %peer, "rpc TLS handshake failed");
-                            return;
+                    match acceptor.accept(socket).await {
+                        Ok(stream) => {
+                            run_connection(server.connection(stream, codec, service)).await
                         }
-                    };
-                    if let Err(e) = server.connection(stream, codec, service).await {
-                        tracing::debug!(error = %e, %peer, "rpc connection ended");
+                        Err(e) => tracing::debug!(error = %e, %peer, "rpc TLS handshake failed"),
                     }
                 });
             },
@@ -123,8 +189,7 @@ impl Server {
     /// [`Server::shutdown`]; `new_connection` gives the codec and service for each.
     ///
     /// # Errors
-    /// None so far: accept errors are logged and retried after a short pause, as in
-    /// [`Server::serve_tcp`].
+    /// None so far, as in [`Server::serve_tcp`].
     #[cfg(feature = "unix")]
     pub async fn serve_unix<C, S, F>(
         &self,
@@ -132,7 +197,6 @@ impl Server {
         mut new_connection: F,
     ) -> std::io::Result<()>
     where
-        F: FnMut() -> (C, S),
         S: Service + Send + 'static,
         S::Unary: Send,
         S::Stream: Send,
@@ -140,27 +204,43 @@ impl Server {
         S::Response: Send,
         C: Encoder<Message = S::Response> + Decoder<Message = S::Request> + Send + 'static,
         C::Serialized: Send,
+        F: FnMut() -> (C, S),
     {
         accept_loop(
             self,
             || listener.accept(),
             |socket, _peer| {
                 let (codec, service) = new_connection();
-                let connection = self.connection(socket, codec, service);
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, "rpc connection ended");
-                    }
-                });
+                spawn_connection(self.connection(socket, codec, service));
             },
         )
         .await
     }
 }
 
+/// Runs a connection on its own task.
+#[cfg(any(feature = "tcp", feature = "unix"))]
+fn spawn_connection<F>(connection: F)
+where
+    F: Future<Output = Result<(), super::server::ServeError>> + Send + 'static,
+{
+    tokio::spawn(run_connection(connection));
+}
+
+/// Runs a connection to its end; how it ended is logged, as nobody awaits it.
+#[cfg(any(feature = "tcp", feature = "unix"))]
+async fn run_connection<F>(connection: F)
+where
+    F: Future<Output = Result<(), super::server::ServeError>>,
+{
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "rpc connection ended");
+    }
+}
+
 /// Accepts until the server stops, handing each connection to `serve`. An accept error (such as
 /// running out of file descriptors) is logged and retried after a pause, never fatal.
-#[cfg(any(feature = "tls", feature = "unix"))]
+#[cfg(any(feature = "tcp", feature = "unix"))]
 async fn accept_loop<A, Fut, T, P>(
     server: &Server,
     mut accept: A,
@@ -169,7 +249,6 @@ async fn accept_loop<A, Fut, T, P>(
 where
     A: FnMut() -> Fut,
     Fut: Future<Output = std::io::Result<(T, P)>>,
-    T: AsyncRead + AsyncWrite,
 {
     loop {
         let (socket, peer) = tokio::select! {
