@@ -77,8 +77,7 @@ impl std::fmt::Debug for NoiseConfig {
 impl NoiseConfig {
     /// Generates a static X25519 key and signs it with the identity key.
     pub fn new(identity: &Keypair) -> Result<Self, NoiseError> {
-        let builder = snow::Builder::new(params());
-        let kp = builder
+        let kp = builder()
             .generate_keypair()
             .map_err(|e| NoiseError::Local(e.to_string()))?;
         let mut signed = STATIC_KEY_DOMAIN.to_vec();
@@ -107,7 +106,7 @@ impl NoiseConfig {
     where
         T: AsyncRead + AsyncWrite + Unpin,
     {
-        let builder = snow::Builder::new(params()).local_private_key(&self.static_private);
+        let builder = builder().local_private_key(&self.static_private);
         let builder = builder.map_err(|e| NoiseError::Local(e.to_string()))?;
         let mut hs = if initiator {
             builder.build_initiator()
@@ -167,10 +166,18 @@ impl NoiseConfig {
     }
 }
 
-fn params() -> snow::params::NoiseParams {
-    NOISE_PARAMS
+/// A handshake builder whose cipher, hash and random numbers come from ring (the transport
+/// phase's ChaCha20-Poly1305 with them), and X25519 from curve25519-dalek with its
+/// precomputed base-point tables.
+fn builder() -> snow::Builder<'static> {
+    let params = NOISE_PARAMS
         .parse()
-        .expect("the libp2p noise parameters are a valid pattern")
+        .expect("the libp2p noise parameters are a valid pattern");
+    let resolver = snow::resolvers::FallbackResolver::new(
+        Box::new(snow::resolvers::RingResolver),
+        Box::new(snow::resolvers::DefaultResolver),
+    );
+    snow::Builder::with_resolver(params, Box::new(resolver))
 }
 
 /// Checks the payload's signature over `remote_static` and returns the sender's PeerId.
