@@ -433,8 +433,8 @@ impl Shared {
     }
 
     /// Registers a new connection (within the per-peer limit), answers the waiters (those of
-    /// the shared dial to `peer` too when `dial_waiters`), announces it and runs it until it
-    /// closes.
+    /// the shared dial to `peer` too when `dial_waiters`), announces it and starts the task that
+    /// runs it until it closes.
     async fn establish(
         self: &Arc<Self>,
         muxed: super::upgrade::Muxed,
@@ -483,7 +483,18 @@ impl Shared {
         for w in waiters {
             let _ = w.send(Ok(driver.handle.clone()));
         }
-        driver.run(self.clone()).await;
+        // The connection runs in a task of its own, so that the setup's state (the upgrade
+        // future and its task) is freed now. During shutdown the driver runs here instead,
+        // in a task that shutdown already waits for.
+        let mut st = self.lock_state();
+        if self.cancel.is_cancelled() {
+            drop(st);
+            driver.run(self.clone()).await;
+            return;
+        }
+        let task = tokio::spawn(driver.run(self.clone()));
+        st.tasks.retain(|t| !t.is_finished());
+        st.tasks.push(task);
     }
 
     pub(crate) fn connection_closed(
