@@ -485,6 +485,71 @@ fn put_bytes(out: &mut Vec<u8>, field: u64, data: &[u8]) {
     out.extend_from_slice(data);
 }
 
+/// Buffers that drained streams gave back, kept per thread for the next stream that needs one:
+/// a busy stream that drains and refills many times a second does not return its buffers to
+/// the allocator each time (which unmaps and faults pages back in), and an idle stream holds
+/// none. At most [`POOL_BUFFERS`] buffers of at most [`POOL_MAX_CAPACITY`] bytes per thread.
+mod pool {
+    use std::cell::RefCell;
+
+    use bytes::BytesMut;
+
+    /// Buffers kept per thread, for each direction.
+    pub(super) const POOL_BUFFERS: usize = 4;
+    /// Largest buffer kept: two whole frames.
+    pub(super) const POOL_MAX_CAPACITY: usize = 2 * (2 + super::MAX_NOISE_MESSAGE) + 1024;
+
+    thread_local! {
+        static READ: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+        static WRITE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// An empty input buffer.
+    pub(super) fn take_read() -> BytesMut {
+        READ.try_with(|free| free.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// Gives a drained input buffer back.
+    pub(super) fn give_read(mut buf: BytesMut) {
+        if buf.capacity() == 0 || buf.capacity() > POOL_MAX_CAPACITY {
+            return;
+        }
+        buf.clear();
+        let _ = READ.try_with(|free| {
+            let mut free = free.borrow_mut();
+            if free.len() < POOL_BUFFERS {
+                free.push(buf);
+            }
+        });
+    }
+
+    /// An empty output buffer.
+    pub(super) fn take_write() -> Vec<u8> {
+        WRITE
+            .try_with(|free| free.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// Gives a sent output buffer back.
+    pub(super) fn give_write(mut buf: Vec<u8>) {
+        if buf.capacity() == 0 || buf.capacity() > POOL_MAX_CAPACITY {
+            return;
+        }
+        buf.clear();
+        let _ = WRITE.try_with(|free| {
+            let mut free = free.borrow_mut();
+            if free.len() < POOL_BUFFERS {
+                free.push(buf);
+            }
+        });
+    }
+}
+
 /// Bytes asked of the socket per read when no frame length says more.
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -536,6 +601,9 @@ pub struct NoiseStream<T> {
     /// A sealed frame on its way out: `sealed[spos..]` is unsent.
     sealed: Vec<u8>,
     spos: usize,
+    /// Plaintext length of the last sealed frame: the room a new frame starts with, so that a
+    /// steady stream of large frames does not grow each one from nothing.
+    last_frame: usize,
 }
 
 impl<T> std::fmt::Debug for NoiseStream<T> {
@@ -557,6 +625,7 @@ impl<T> NoiseStream<T> {
             open: Vec::new(),
             sealed: Vec::new(),
             spos: 0,
+            last_frame: 0,
         }
     }
 
@@ -605,11 +674,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> NoiseStream<T> {
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let have = self.rbuf.len() - self.cursor;
         let need = self.next_frame_len().map_or(2, |len| 2 + len);
-        self.rbuf.reserve(need.saturating_sub(have).max(READ_CHUNK));
+        let room = need.saturating_sub(have).max(READ_CHUNK);
+        if self.rbuf.capacity() == 0 {
+            self.rbuf = pool::take_read();
+        }
+        self.rbuf.reserve(room);
         match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
             Poll::Pending => {
                 if self.rbuf.is_empty() {
-                    self.rbuf = BytesMut::new();
+                    pool::give_read(std::mem::take(&mut self.rbuf));
                 }
                 Poll::Pending
             }
@@ -697,8 +770,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for NoiseStream<T> {
         }
         loop {
             if this.open.is_empty() {
-                this.open
-                    .reserve(2 + buf.len().min(MAX_PLAINTEXT) + TAG_LEN);
+                let room = 2 + buf.len().max(this.last_frame).min(MAX_PLAINTEXT) + TAG_LEN;
+                if this.open.capacity() == 0 {
+                    this.open = pool::take_write();
+                }
+                this.open.reserve(room);
                 this.open.extend_from_slice(&[0, 0]);
             }
             let gathered = this.open.len() - 2;
@@ -721,9 +797,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for NoiseStream<T> {
         }
         ready!(Pin::new(&mut this.io).poll_flush(cx))?;
         // Everything is out: an idle stream keeps no write buffer.
-        this.sealed = Vec::new();
+        pool::give_write(std::mem::take(&mut this.sealed));
         if this.open.len() <= 2 {
-            this.open = Vec::new();
+            pool::give_write(std::mem::take(&mut this.open));
         }
         Poll::Ready(Ok(()))
     }
@@ -840,6 +916,28 @@ mod tests {
             assert!(Pin::new(&mut sb).poll_read(&mut cx, &mut rb).is_pending());
             assert_eq!(sb.rbuf.capacity(), 0);
         }
+    }
+
+    #[test]
+    fn buffer_pool_keeps_a_bounded_number_of_bounded_buffers() {
+        use pool::{POOL_BUFFERS, POOL_MAX_CAPACITY};
+        for _ in 0..POOL_BUFFERS * 2 {
+            pool::give_write(Vec::with_capacity(1024));
+            pool::give_read(BytesMut::with_capacity(1024));
+        }
+        let mut taken: Vec<Vec<u8>> = (0..POOL_BUFFERS * 2).map(|_| pool::take_write()).collect();
+        assert_eq!(
+            taken.iter().filter(|b| b.capacity() > 0).count(),
+            POOL_BUFFERS
+        );
+        let read: Vec<BytesMut> = (0..POOL_BUFFERS * 2).map(|_| pool::take_read()).collect();
+        assert_eq!(
+            read.iter().filter(|b| b.capacity() > 0).count(),
+            POOL_BUFFERS
+        );
+        pool::give_write(Vec::with_capacity(POOL_MAX_CAPACITY + 1));
+        taken.push(pool::take_write());
+        assert_eq!(taken.last().map(Vec::capacity), Some(0));
     }
 
     #[tokio::test]
