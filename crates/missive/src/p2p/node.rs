@@ -435,8 +435,8 @@ impl Shared {
     }
 
     /// Registers a new connection (within the per-peer limit), answers the waiters (those of
-    /// the shared dial to `peer` too when `dial_waiters`), announces it and runs it until it
-    /// closes.
+    /// the shared dial to `peer` too when `dial_waiters`), announces it and starts the task that
+    /// runs it until it closes.
     async fn establish(
         self: &Arc<Self>,
         muxed: super::upgrade::Muxed,
@@ -485,7 +485,18 @@ impl Shared {
         for w in waiters {
             let _ = w.send(Ok(driver.handle.clone()));
         }
-        driver.run(self.clone()).await;
+        // The connection runs in a task of its own, so that the setup's state (the upgrade
+        // future and its task) is freed now. During shutdown the driver runs here instead,
+        // in a task that shutdown already waits for.
+        let mut st = self.lock_state();
+        if self.cancel.is_cancelled() {
+            drop(st);
+            driver.run(self.clone()).await;
+            return;
+        }
+        let task = tokio::spawn(driver.run(self.clone()));
+        st.tasks.retain(|t| !t.is_finished());
+        st.tasks.push(task);
     }
 
     pub(crate) fn connection_closed(
@@ -756,4 +767,64 @@ fn is_transient_accept_error(e: &io::Error) -> bool {
             | io::ErrorKind::WouldBlock
             | io::ErrorKind::OutOfMemory
     ) || e.raw_os_error().is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::{Future as _, poll_fn};
+    use std::task::Poll;
+
+    use futures_util::StreamExt as _;
+
+    use super::*;
+
+    const PROTOCOL: StreamProtocol = StreamProtocol::new("/cancel-safety/1.0.0");
+    const DEADLINE: Duration = Duration::from_secs(20);
+
+    /// Dropping `open_stream` futures at every stage of their progress leaves the connection's
+    /// stream slots free: with one slot, the next open succeeds and a second one is refused.
+    #[tokio::test]
+    async fn dropped_open_stream_futures_release_their_stream_slot() {
+        let server = Node::new(Keypair::generate(), NodeConfig::default())
+            .await
+            .expect("server");
+        let mut incoming = server.stream_control().accept(PROTOCOL).expect("register");
+        tokio::spawn(async move { while incoming.next().await.is_some() {} });
+        let addr = server
+            .listen("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
+            .await
+            .expect("listen");
+        let client = Node::new(
+            Keypair::generate(),
+            NodeConfig::default().with_max_streams_per_connection(1),
+        )
+        .await
+        .expect("client");
+        let peer = tokio::time::timeout(DEADLINE, client.dial(addr))
+            .await
+            .expect("dial in time")
+            .expect("dial");
+        let control = client.stream_control();
+        let body = async {
+            for polls in 0..12 {
+                let mut open = Box::pin(control.open_stream(peer, PROTOCOL));
+                for _ in 0..=polls {
+                    let done = poll_fn(|cx| Poll::Ready(open.as_mut().poll(cx).is_ready())).await;
+                    if done {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                drop(open);
+            }
+            let kept = control
+                .open_stream(peer, PROTOCOL)
+                .await
+                .expect("the slot is free");
+            let refused = control.open_stream(peer, PROTOCOL).await;
+            assert!(matches!(refused, Err(OpenStreamError::TooManyStreams)));
+            drop(kept);
+        };
+        tokio::time::timeout(DEADLINE, body).await.expect("in time");
+    }
 }

@@ -10,6 +10,8 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use bytes::{Buf as _, BytesMut};
+use ring::aead;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 
 use super::identity::{read_uvarint, write_uvarint};
@@ -77,8 +79,7 @@ impl std::fmt::Debug for NoiseConfig {
 impl NoiseConfig {
     /// Generates a static X25519 key and signs it with the identity key.
     pub fn new(identity: &Keypair) -> Result<Self, NoiseError> {
-        let builder = snow::Builder::new(params());
-        let kp = builder
+        let kp = builder()
             .generate_keypair()
             .map_err(|e| NoiseError::Local(e.to_string()))?;
         let mut signed = STATIC_KEY_DOMAIN.to_vec();
@@ -107,7 +108,7 @@ impl NoiseConfig {
     where
         T: AsyncRead + AsyncWrite + Unpin,
     {
-        let builder = snow::Builder::new(params()).local_private_key(&self.static_private);
+        let builder = builder().local_private_key(&self.static_private);
         let builder = builder.map_err(|e| NoiseError::Local(e.to_string()))?;
         let mut hs = if initiator {
             builder.build_initiator()
@@ -116,42 +117,20 @@ impl NoiseConfig {
         }
         .map_err(|e| NoiseError::Local(e.to_string()))?;
 
-        let mut msg = vec![0u8; MAX_NOISE_MESSAGE];
-        let mut payload = vec![0u8; MAX_NOISE_MESSAGE];
-        let remote_payload;
-        if initiator {
-            let n = hs
-                .write_message(&[], &mut msg)
-                .map_err(|e| NoiseError::Local(e.to_string()))?;
-            send_frame(&mut io, &msg[..n]).await?;
-            let frame = recv_frame(&mut io, &mut msg).await?;
-            let n = hs
-                .read_message(&msg[..frame], &mut payload)
-                .map_err(|e| NoiseError::InvalidMessage(e.to_string()))?;
-            remote_payload = payload[..n].to_vec();
-            let n = hs
-                .write_message(&self.payload, &mut msg)
-                .map_err(|e| NoiseError::Local(e.to_string()))?;
-            send_frame(&mut io, &msg[..n]).await?;
+        let remote_payload = if initiator {
+            send_message(&mut io, &mut hs, &[]).await?;
+            let remote = recv_message(&mut io, &mut hs).await?;
+            send_message(&mut io, &mut hs, &self.payload).await?;
+            remote
         } else {
-            let frame = recv_frame(&mut io, &mut msg).await?;
-            hs.read_message(&msg[..frame], &mut payload)
-                .map_err(|e| NoiseError::InvalidMessage(e.to_string()))?;
-            let n = hs
-                .write_message(&self.payload, &mut msg)
-                .map_err(|e| NoiseError::Local(e.to_string()))?;
-            send_frame(&mut io, &msg[..n]).await?;
-            let frame = recv_frame(&mut io, &mut msg).await?;
-            let n = hs
-                .read_message(&msg[..frame], &mut payload)
-                .map_err(|e| NoiseError::InvalidMessage(e.to_string()))?;
-            remote_payload = payload[..n].to_vec();
-        }
+            recv_message(&mut io, &mut hs).await?;
+            send_message(&mut io, &mut hs, &self.payload).await?;
+            recv_message(&mut io, &mut hs).await?
+        };
         let remote_static = hs
             .get_remote_static()
-            .ok_or(NoiseError::InvalidPayload("no remote static key"))?
-            .to_vec();
-        let peer = verify_payload(&remote_payload, &remote_static)?;
+            .ok_or(NoiseError::InvalidPayload("no remote static key"))?;
+        let peer = verify_payload(&remote_payload, remote_static)?;
         if let Some(expected) = expected
             && expected != peer
         {
@@ -160,17 +139,183 @@ impl NoiseConfig {
                 actual: peer,
             });
         }
-        let transport = hs
-            .into_transport_mode()
-            .map_err(|e| NoiseError::Local(e.to_string()))?;
-        Ok((NoiseStream::new(io, transport), peer))
+        if !hs.is_handshake_finished() {
+            return Err(NoiseError::Local("handshake ended early".into()));
+        }
+        // The initiator sends with the first key of the split, the responder with the second;
+        // the handshake state (and its buffers) goes away here.
+        let (first, second) = hs.dangerously_get_raw_split();
+        drop(hs);
+        let (send, recv) = if initiator {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        Ok((NoiseStream::new(io, send, recv), peer))
     }
 }
 
-fn params() -> snow::params::NoiseParams {
-    NOISE_PARAMS
+/// A handshake builder whose cipher, hash and random numbers come from ring (the transport
+/// phase's ChaCha20-Poly1305 with them), and X25519 from curve25519-dalek with its
+/// precomputed base-point tables, or from aws-lc-rs with the `aws-lc` feature.
+fn builder() -> snow::Builder<'static> {
+    let params = NOISE_PARAMS
         .parse()
-        .expect("the libp2p noise parameters are a valid pattern")
+        .expect("the libp2p noise parameters are a valid pattern");
+    let resolver = snow::resolvers::FallbackResolver::new(
+        Box::new(snow::resolvers::RingResolver),
+        Box::new(snow::resolvers::DefaultResolver),
+    );
+    #[cfg(feature = "aws-lc")]
+    let resolver =
+        snow::resolvers::FallbackResolver::new(Box::new(aws_lc_dh::Resolver), Box::new(resolver));
+    snow::Builder::with_resolver(params, Box::new(resolver))
+}
+
+/// X25519 from aws-lc-rs, for snow.
+#[cfg(feature = "aws-lc")]
+mod aws_lc_dh {
+    use aws_lc_rs::agreement::{PrivateKey, UnparsedPublicKey, X25519, agree};
+    use snow::params::{CipherChoice, DHChoice, HashChoice};
+    use snow::types::{Cipher, Dh, Hash, Random};
+
+    /// Resolves only the Diffie-Hellman function, and only X25519.
+    pub(super) struct Resolver;
+
+    impl snow::resolvers::CryptoResolver for Resolver {
+        fn resolve_rng(&self) -> Option<Box<dyn Random>> {
+            None
+        }
+
+        fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
+            match choice {
+                DHChoice::Curve25519 => Some(Box::new(X25519Key::default())),
+                _ => None,
+            }
+        }
+
+        fn resolve_hash(&self, _: &HashChoice) -> Option<Box<dyn Hash>> {
+            None
+        }
+
+        fn resolve_cipher(&self, _: &CipherChoice) -> Option<Box<dyn Cipher>> {
+            None
+        }
+    }
+
+    /// One X25519 key pair; `key` is `None` until a private key is set or generated.
+    #[derive(Default)]
+    pub(super) struct X25519Key {
+        key: Option<PrivateKey>,
+        public: [u8; 32],
+        private: [u8; 32],
+    }
+
+    impl Dh for X25519Key {
+        fn name(&self) -> &'static str {
+            "25519"
+        }
+
+        fn pub_len(&self) -> usize {
+            32
+        }
+
+        fn priv_len(&self) -> usize {
+            32
+        }
+
+        fn set(&mut self, privkey: &[u8]) {
+            // A wrong length leaves no key, and every later use of it fails.
+            self.key = None;
+            let Some(bytes) = privkey.get(..32) else {
+                return;
+            };
+            let Ok(key) = PrivateKey::from_private_key(&X25519, bytes) else {
+                return;
+            };
+            let Ok(public) = key.compute_public_key() else {
+                return;
+            };
+            self.public.copy_from_slice(public.as_ref());
+            self.private.copy_from_slice(bytes);
+            self.key = Some(key);
+        }
+
+        fn generate(&mut self, rng: &mut dyn Random) -> Result<(), snow::Error> {
+            let mut bytes = [0u8; 32];
+            rng.try_fill_bytes(&mut bytes)?;
+            self.set(&bytes);
+            bytes.fill(0);
+            self.key.as_ref().map(|_| ()).ok_or(snow::Error::Dh)
+        }
+
+        fn pubkey(&self) -> &[u8] {
+            &self.public
+        }
+
+        fn privkey(&self) -> &[u8] {
+            &self.private
+        }
+
+        fn dh(&self, pubkey: &[u8], out: &mut [u8]) -> Result<(), snow::Error> {
+            let key = self.key.as_ref().ok_or(snow::Error::Dh)?;
+            let pubkey = pubkey.get(..32).ok_or(snow::Error::Dh)?;
+            let out = out.get_mut(..32).ok_or(snow::Error::Dh)?;
+            // aws-lc refuses a peer key of small order (an all-zero shared secret).
+            agree(
+                key,
+                UnparsedPublicKey::new(&X25519, pubkey),
+                snow::Error::Dh,
+                |shared| {
+                    out.copy_from_slice(shared);
+                    Ok(())
+                },
+            )
+        }
+    }
+
+    impl Drop for X25519Key {
+        fn drop(&mut self) {
+            self.private.fill(0);
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use proptest::prelude::*;
+        use snow::resolvers::{CryptoResolver as _, DefaultResolver};
+
+        fn dalek() -> Box<dyn Dh> {
+            DefaultResolver
+                .resolve_dh(&DHChoice::Curve25519)
+                .expect("curve25519-dalek x25519")
+        }
+
+        proptest! {
+            #[test]
+            fn agrees_with_curve25519_dalek(a in any::<[u8; 32]>(), b in any::<[u8; 32]>()) {
+                let (mut ours, mut theirs) = (X25519Key::default(), dalek());
+                ours.set(&a);
+                theirs.set(&b);
+                let mut reference = dalek();
+                reference.set(&a);
+                prop_assert_eq!(ours.pubkey(), reference.pubkey());
+                let (mut x, mut y) = ([0u8; 32], [0u8; 32]);
+                ours.dh(theirs.pubkey(), &mut x).expect("ours");
+                theirs.dh(ours.pubkey(), &mut y).expect("theirs");
+                prop_assert_eq!(x, y);
+            }
+        }
+
+        #[test]
+        fn small_order_peer_key_is_refused() {
+            let mut ours = X25519Key::default();
+            ours.set(&[9u8; 32]);
+            let mut out = [0u8; 32];
+            assert!(ours.dh(&[0u8; 32], &mut out).is_err());
+        }
+    }
 }
 
 /// Checks the payload's signature over `remote_static` and returns the sender's PeerId.
@@ -186,24 +331,44 @@ fn verify_payload(payload: &[u8], remote_static: &[u8]) -> Result<PeerId, NoiseE
     Ok(key.to_peer_id())
 }
 
-async fn send_frame<T: AsyncWrite + Unpin>(io: &mut T, msg: &[u8]) -> Result<(), NoiseError> {
-    let len = u16::try_from(msg.len()).map_err(|_| NoiseError::Local("frame too long".into()))?;
-    let mut frame = Vec::with_capacity(2 + msg.len());
-    frame.extend_from_slice(&len.to_be_bytes());
-    frame.extend_from_slice(msg);
+/// Most bytes a handshake message adds to its payload: an ephemeral key, an encrypted static
+/// key and the payload's tag.
+const HANDSHAKE_OVERHEAD: usize = 32 + (32 + TAG_LEN) + TAG_LEN;
+
+/// Writes the next handshake message, carrying `payload`, as one length-prefixed frame.
+async fn send_message<T: AsyncWrite + Unpin>(
+    io: &mut T,
+    hs: &mut snow::HandshakeState,
+    payload: &[u8],
+) -> Result<(), NoiseError> {
+    let mut frame = vec![0u8; 2 + payload.len() + HANDSHAKE_OVERHEAD];
+    let n = hs
+        .write_message(payload, &mut frame[2..])
+        .map_err(|e| NoiseError::Local(e.to_string()))?;
+    let len = u16::try_from(n).map_err(|_| NoiseError::Local("frame too long".into()))?;
+    frame[..2].copy_from_slice(&len.to_be_bytes());
+    frame.truncate(2 + n);
     io.write_all(&frame).await.map_err(NoiseError::Io)?;
     io.flush().await.map_err(NoiseError::Io)
 }
 
-async fn recv_frame<T: AsyncRead + Unpin>(io: &mut T, buf: &mut [u8]) -> Result<usize, NoiseError> {
+/// Reads the next handshake message (its length is at most 65,535 by the 16-bit prefix) and
+/// returns the payload it carries.
+async fn recv_message<T: AsyncRead + Unpin>(
+    io: &mut T,
+    hs: &mut snow::HandshakeState,
+) -> Result<Vec<u8>, NoiseError> {
     let mut len = [0u8; 2];
     io.read_exact(&mut len).await.map_err(NoiseError::Io)?;
     let len = usize::from(u16::from_be_bytes(len));
-    let dst = buf.get_mut(..len).ok_or(NoiseError::InvalidPayload(
-        "frame longer than a noise message",
-    ))?;
-    io.read_exact(dst).await.map_err(NoiseError::Io)?;
-    Ok(len)
+    let mut msg = vec![0u8; len];
+    io.read_exact(&mut msg).await.map_err(NoiseError::Io)?;
+    let mut payload = vec![0u8; len];
+    let n = hs
+        .read_message(&msg, &mut payload)
+        .map_err(|e| NoiseError::InvalidMessage(e.to_string()))?;
+    payload.truncate(n);
+    Ok(payload)
 }
 
 /// The decoded handshake payload.
@@ -320,25 +485,125 @@ fn put_bytes(out: &mut Vec<u8>, field: u64, data: &[u8]) {
     out.extend_from_slice(data);
 }
 
+/// Buffers that drained streams gave back, kept per thread for the next stream that needs one:
+/// a busy stream that drains and refills many times a second does not return its buffers to
+/// the allocator each time (which unmaps and faults pages back in), and an idle stream holds
+/// none. At most [`POOL_BUFFERS`] buffers of at most [`POOL_MAX_CAPACITY`] bytes per thread.
+mod pool {
+    use std::cell::RefCell;
+
+    use bytes::BytesMut;
+
+    /// Buffers kept per thread, for each direction.
+    pub(super) const POOL_BUFFERS: usize = 4;
+    /// Largest buffer kept: two whole frames.
+    pub(super) const POOL_MAX_CAPACITY: usize = 2 * (2 + super::MAX_NOISE_MESSAGE) + 1024;
+
+    thread_local! {
+        static READ: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+        static WRITE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// An empty input buffer.
+    pub(super) fn take_read() -> BytesMut {
+        READ.try_with(|free| free.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// Gives a drained input buffer back.
+    pub(super) fn give_read(mut buf: BytesMut) {
+        if buf.capacity() == 0 || buf.capacity() > POOL_MAX_CAPACITY {
+            return;
+        }
+        buf.clear();
+        let _ = READ.try_with(|free| {
+            let mut free = free.borrow_mut();
+            if free.len() < POOL_BUFFERS {
+                free.push(buf);
+            }
+        });
+    }
+
+    /// An empty output buffer.
+    pub(super) fn take_write() -> Vec<u8> {
+        WRITE
+            .try_with(|free| free.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// Gives a sent output buffer back.
+    pub(super) fn give_write(mut buf: Vec<u8>) {
+        if buf.capacity() == 0 || buf.capacity() > POOL_MAX_CAPACITY {
+            return;
+        }
+        buf.clear();
+        let _ = WRITE.try_with(|free| {
+            let mut free = free.borrow_mut();
+            if free.len() < POOL_BUFFERS {
+                free.push(buf);
+            }
+        });
+    }
+}
+
+/// Bytes asked of the socket per read when no frame length says more.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// One direction's ChaCha20-Poly1305 key and its next nonce (Noise: 32 zero bits, then the
+/// 64-bit counter in little-endian order; the all-ones counter is never used).
+struct Direction {
+    key: [u8; 32],
+    nonce: u64,
+}
+
+impl Direction {
+    fn new(key: [u8; 32]) -> Self {
+        Self { key, nonce: 0 }
+    }
+
+    /// The key and the nonce for the next message.
+    fn next(&mut self) -> io::Result<(aead::LessSafeKey, aead::Nonce)> {
+        if self.nonce == u64::MAX {
+            return Err(io::Error::other("noise nonces exhausted"));
+        }
+        let mut nonce = [0u8; aead::NONCE_LEN];
+        nonce[4..].copy_from_slice(&self.nonce.to_le_bytes());
+        self.nonce += 1;
+        let key = aead::UnboundKey::new(&aead::CHACHA20_POLY1305, &self.key)
+            .map_err(|_| io::Error::other("noise cipher key rejected"))?;
+        Ok((
+            aead::LessSafeKey::new(key),
+            aead::Nonce::assume_unique_for_key(nonce),
+        ))
+    }
+}
+
 /// A byte stream encrypted with the Noise transport keys, framed as libp2p does.
 ///
 /// Writes are gathered into frames of up to 65,519 plaintext bytes; a flush seals and sends the
-/// current frame. Reads decrypt one frame at a time.
+/// current frame. Reads decrypt one frame at a time, in place. Buffers exist only while data
+/// is in them: an idle stream holds none.
 pub struct NoiseStream<T> {
     io: T,
-    state: snow::TransportState,
-    /// Encrypted input: `rbuf[rstart..rend]` is unread.
-    rbuf: Vec<u8>,
-    rstart: usize,
-    rend: usize,
-    /// Decrypted input: `plain[ppos..]` is unread.
-    plain: Vec<u8>,
+    send: Direction,
+    recv: Direction,
+    /// Input. `rbuf[ppos..pend]` is decrypted and unread; `rbuf[cursor..]` is still encrypted.
+    rbuf: BytesMut,
     ppos: usize,
-    /// Plaintext waiting to be sealed.
-    wplain: Vec<u8>,
-    /// Sealed output: `wbuf[wpos..]` is unsent.
-    wbuf: Vec<u8>,
-    wpos: usize,
+    pend: usize,
+    cursor: usize,
+    /// The frame being gathered: two bytes for its length, then the plaintext.
+    open: Vec<u8>,
+    /// A sealed frame on its way out: `sealed[spos..]` is unsent.
+    sealed: Vec<u8>,
+    spos: usize,
+    /// Plaintext length of the last sealed frame: the room a new frame starts with, so that a
+    /// steady stream of large frames does not grow each one from nothing.
+    last_frame: usize,
 }
 
 impl<T> std::fmt::Debug for NoiseStream<T> {
@@ -348,99 +613,112 @@ impl<T> std::fmt::Debug for NoiseStream<T> {
 }
 
 impl<T> NoiseStream<T> {
-    fn new(io: T, state: snow::TransportState) -> Self {
+    fn new(io: T, send: [u8; 32], recv: [u8; 32]) -> Self {
         Self {
             io,
-            state,
-            rbuf: Vec::new(),
-            rstart: 0,
-            rend: 0,
-            plain: Vec::new(),
+            send: Direction::new(send),
+            recv: Direction::new(recv),
+            rbuf: BytesMut::new(),
             ppos: 0,
-            wplain: Vec::new(),
-            wbuf: Vec::new(),
-            wpos: 0,
+            pend: 0,
+            cursor: 0,
+            open: Vec::new(),
+            sealed: Vec::new(),
+            spos: 0,
+            last_frame: 0,
         }
+    }
+
+    /// The length of the frame whose prefix starts the encrypted input, once it has arrived.
+    fn next_frame_len(&self) -> Option<usize> {
+        let avail = self.rbuf.get(self.cursor..)?;
+        let prefix = avail.get(..2)?;
+        Some(usize::from(u16::from_be_bytes([prefix[0], prefix[1]])))
     }
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> NoiseStream<T> {
-    /// Decrypts the next complete frame in `rbuf` into `plain`; `false` when none is complete.
-    fn decrypt_buffered(&mut self) -> io::Result<bool> {
-        let avail = &self.rbuf[self.rstart..self.rend];
-        if avail.len() < 2 {
+    /// Decrypts the next complete frame of the input in place; `false` when none is complete.
+    fn decrypt_next(&mut self) -> io::Result<bool> {
+        let Some(len) = self.next_frame_len() else {
             return Ok(false);
-        }
-        let len = usize::from(u16::from_be_bytes([avail[0], avail[1]]));
-        if avail.len() < 2 + len {
-            return Ok(false);
-        }
+        };
         if len < TAG_LEN {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "peer sent a noise frame shorter than its tag",
             ));
         }
-        self.plain.resize(len, 0);
-        let n = self
-            .state
-            .read_message(&avail[2..2 + len], &mut self.plain)
+        let start = self.cursor + 2;
+        let Some(frame) = self.rbuf.get_mut(start..start + len) else {
+            return Ok(false);
+        };
+        let (key, nonce) = self.recv.next()?;
+        let plain = key
+            .open_in_place(nonce, aead::Aad::empty(), frame)
             .map_err(|_| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
                     "peer sent a noise frame that does not decrypt",
                 )
-            })?;
-        self.plain.truncate(n);
-        self.ppos = 0;
-        self.rstart += 2 + len;
+            })?
+            .len();
+        self.ppos = start;
+        self.pend = start + plain;
+        self.cursor = start + len;
         Ok(true)
     }
 
+    /// Reads more input, with room for the whole frame whose length is known. The buffer is
+    /// released when the socket has nothing and nothing is buffered.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        // Keep room for one whole frame; move the unread tail to the front first.
-        if self.rstart > 0 {
-            self.rbuf.copy_within(self.rstart..self.rend, 0);
-            self.rend -= self.rstart;
-            self.rstart = 0;
+        let have = self.rbuf.len() - self.cursor;
+        let need = self.next_frame_len().map_or(2, |len| 2 + len);
+        let room = need.saturating_sub(have).max(READ_CHUNK);
+        if self.rbuf.capacity() == 0 {
+            self.rbuf = pool::take_read();
         }
-        let want = (self.rend + 16 * 1024).min(2 + MAX_NOISE_MESSAGE);
-        if self.rbuf.len() < want {
-            self.rbuf.resize(want, 0);
+        self.rbuf.reserve(room);
+        match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
+            Poll::Pending => {
+                if self.rbuf.is_empty() {
+                    pool::give_read(std::mem::take(&mut self.rbuf));
+                }
+                Poll::Pending
+            }
+            ready => ready,
         }
-        let mut rb = ReadBuf::new(&mut self.rbuf[self.rend..]);
-        ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
-        let n = rb.filled().len();
-        self.rend += n;
-        Poll::Ready(Ok(n))
     }
 
-    fn seal_pending(&mut self) -> io::Result<()> {
-        debug_assert!(self.wpos >= self.wbuf.len());
-        let len = self.wplain.len() + TAG_LEN;
-        self.wbuf.resize(2 + len, 0);
-        let n = self
-            .state
-            .write_message(&self.wplain, &mut self.wbuf[2..])
-            .map_err(|e| io::Error::other(format!("noise encryption failed: {e}")))?;
-        let n16 = u16::try_from(n).map_err(|_| io::Error::other("noise frame too long"))?;
-        self.wbuf[..2].copy_from_slice(&n16.to_be_bytes());
-        self.wbuf.truncate(2 + n);
-        self.wpos = 0;
-        self.wplain.clear();
+    /// Seals the gathered frame in place and makes it the one on its way out (the previous one
+    /// must be sent already).
+    fn seal_open(&mut self) -> io::Result<()> {
+        debug_assert!(self.spos >= self.sealed.len());
+        let plain = self.open.len() - 2;
+        let len =
+            u16::try_from(plain + TAG_LEN).map_err(|_| io::Error::other("noise frame too long"))?;
+        let (key, nonce) = self.send.next()?;
+        let tag = key
+            .seal_in_place_separate_tag(nonce, aead::Aad::empty(), &mut self.open[2..])
+            .map_err(|_| io::Error::other("noise encryption failed"))?;
+        self.open.extend_from_slice(tag.as_ref());
+        self.open[..2].copy_from_slice(&len.to_be_bytes());
+        std::mem::swap(&mut self.open, &mut self.sealed);
+        self.open.clear();
+        self.spos = 0;
         Ok(())
     }
 
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.wpos < self.wbuf.len() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.wbuf[self.wpos..]))?;
+        while self.spos < self.sealed.len() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.sealed[self.spos..]))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            self.wpos += n;
+            self.spos += n;
         }
-        self.wbuf.clear();
-        self.wpos = 0;
+        self.sealed.clear();
+        self.spos = 0;
         Poll::Ready(Ok(()))
     }
 }
@@ -453,18 +731,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for NoiseStream<T> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            if this.ppos < this.plain.len() {
-                let n = buf.remaining().min(this.plain.len() - this.ppos);
-                buf.put_slice(&this.plain[this.ppos..this.ppos + n]);
+            if this.ppos < this.pend {
+                let n = buf.remaining().min(this.pend - this.ppos);
+                buf.put_slice(&this.rbuf[this.ppos..this.ppos + n]);
                 this.ppos += n;
                 return Poll::Ready(Ok(()));
             }
-            if this.decrypt_buffered()? {
+            if this.cursor > 0 {
+                this.rbuf.advance(this.cursor);
+                (this.ppos, this.pend, this.cursor) = (0, 0, 0);
+            }
+            if this.decrypt_next()? {
                 continue;
             }
             let n = ready!(this.poll_fill(cx))?;
             if n == 0 {
-                if this.rend > this.rstart {
+                if !this.rbuf.is_empty() {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "connection closed in the middle of a noise frame",
@@ -483,25 +765,43 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for NoiseStream<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
         loop {
-            if this.wplain.len() < MAX_PLAINTEXT {
-                let n = buf.len().min(MAX_PLAINTEXT - this.wplain.len());
-                this.wplain.extend_from_slice(&buf[..n]);
+            if this.open.is_empty() {
+                let room = 2 + buf.len().max(this.last_frame).min(MAX_PLAINTEXT) + TAG_LEN;
+                if this.open.capacity() == 0 {
+                    this.open = pool::take_write();
+                }
+                this.open.reserve(room);
+                this.open.extend_from_slice(&[0, 0]);
+            }
+            let gathered = this.open.len() - 2;
+            if gathered < MAX_PLAINTEXT {
+                let n = buf.len().min(MAX_PLAINTEXT - gathered);
+                this.open.extend_from_slice(&buf[..n]);
                 return Poll::Ready(Ok(n));
             }
             ready!(this.poll_drain(cx))?;
-            this.seal_pending()?;
+            this.seal_open()?;
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.poll_drain(cx))?;
-        if !this.wplain.is_empty() {
-            this.seal_pending()?;
+        if this.open.len() > 2 {
+            this.seal_open()?;
             ready!(this.poll_drain(cx))?;
         }
-        Pin::new(&mut this.io).poll_flush(cx)
+        ready!(Pin::new(&mut this.io).poll_flush(cx))?;
+        // Everything is out: an idle stream keeps no write buffer.
+        pool::give_write(std::mem::take(&mut this.sealed));
+        if this.open.len() <= 2 {
+            pool::give_write(std::mem::take(&mut this.open));
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -594,6 +894,97 @@ mod tests {
         let (mut sb, _) = rb.expect("responder");
         let err = sb.read(&mut [0u8; 8]).await.expect_err("truncated frame");
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[tokio::test]
+    async fn drained_stream_holds_no_buffers() {
+        let (a, b) = (Keypair::generate(), Keypair::generate());
+        let (ra, rb) = pair(&a, &b, None).await;
+        let (mut sa, mut sb) = (ra.expect("initiator").0, rb.expect("responder").0);
+        for size in [1usize, 100, 70_000] {
+            let data = vec![3u8; size];
+            sa.write_all(&data).await.expect("write");
+            sa.flush().await.expect("flush");
+            assert_eq!((sa.open.capacity(), sa.sealed.capacity()), (0, 0));
+            let mut got = vec![0u8; size];
+            sb.read_exact(&mut got).await.expect("read");
+            assert_eq!(got, data);
+            // Nothing more has arrived: the read is pending and the input buffer is gone.
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let mut one = [0u8; 1];
+            let mut rb = ReadBuf::new(&mut one);
+            assert!(Pin::new(&mut sb).poll_read(&mut cx, &mut rb).is_pending());
+            assert_eq!(sb.rbuf.capacity(), 0);
+        }
+    }
+
+    #[test]
+    fn buffer_pool_keeps_a_bounded_number_of_bounded_buffers() {
+        use pool::{POOL_BUFFERS, POOL_MAX_CAPACITY};
+        for _ in 0..POOL_BUFFERS * 2 {
+            pool::give_write(Vec::with_capacity(1024));
+            pool::give_read(BytesMut::with_capacity(1024));
+        }
+        let mut taken: Vec<Vec<u8>> = (0..POOL_BUFFERS * 2).map(|_| pool::take_write()).collect();
+        assert_eq!(
+            taken.iter().filter(|b| b.capacity() > 0).count(),
+            POOL_BUFFERS
+        );
+        let read: Vec<BytesMut> = (0..POOL_BUFFERS * 2).map(|_| pool::take_read()).collect();
+        assert_eq!(
+            read.iter().filter(|b| b.capacity() > 0).count(),
+            POOL_BUFFERS
+        );
+        pool::give_write(Vec::with_capacity(POOL_MAX_CAPACITY + 1));
+        taken.push(pool::take_write());
+        assert_eq!(taken.last().map(Vec::capacity), Some(0));
+    }
+
+    #[tokio::test]
+    async fn tampered_frame_is_refused_as_invalid_data() {
+        let (a, b) = (Keypair::generate(), Keypair::generate());
+        let (x, y) = tokio::io::duplex(1 << 16);
+        let (ca, cb) = (
+            NoiseConfig::new(&a).expect("config"),
+            NoiseConfig::new(&b).expect("config"),
+        );
+        let (ra, rb) = tokio::join!(ca.handshake(x, true, None), cb.handshake(y, false, None));
+        let (mut sa, mut sb) = (ra.expect("initiator").0, rb.expect("responder").0);
+        // Seal a frame by hand, flip one ciphertext bit, and send it raw.
+        sa.write_all(b"hello").await.expect("write");
+        sa.seal_open().expect("seal");
+        let mut frame = std::mem::take(&mut sa.sealed);
+        frame[3] ^= 1;
+        sa.io.write_all(&frame).await.expect("raw write");
+        let err = sb.read(&mut [0u8; 8]).await.expect_err("tampered frame");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[tokio::test]
+    async fn frames_split_across_small_reads_arrive_whole_and_in_order() {
+        let (a, b) = (Keypair::generate(), Keypair::generate());
+        let (ra, rb) = pair(&a, &b, None).await;
+        let (mut sa, mut sb) = (ra.expect("initiator").0, rb.expect("responder").0);
+        let mut sent = Vec::new();
+        for i in 0..50u8 {
+            let chunk = vec![i; usize::from(i) * 37 + 1];
+            sa.write_all(&chunk).await.expect("write");
+            if i % 3 == 0 {
+                sa.flush().await.expect("flush");
+            }
+            sent.extend_from_slice(&chunk);
+        }
+        sa.shutdown().await.expect("shutdown");
+        let mut got = Vec::new();
+        let mut small = [0u8; 7];
+        for _ in 0..sent.len() + 1 {
+            let n = sb.read(&mut small).await.expect("read");
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&small[..n]);
+        }
+        assert_eq!(got, sent);
     }
 
     #[tokio::test]
