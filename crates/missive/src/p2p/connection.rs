@@ -53,6 +53,8 @@ pub(crate) enum StreamOpenFailure {
 #[derive(Debug)]
 pub(crate) struct Activity {
     id: ConnectionId,
+    /// Read by request-response, whose waits race the connection's close.
+    #[cfg_attr(not(feature = "request-response"), allow(dead_code))]
     closed: CancellationToken,
     streams: AtomicUsize,
     negotiating: AtomicUsize,
@@ -101,6 +103,7 @@ impl StreamGuard {
     }
 
     /// Cancelled once the stream's connection has closed.
+    #[cfg(feature = "request-response")]
     pub(crate) fn connection_closed(&self) -> &CancellationToken {
         &self.0.closed
     }

@@ -14,7 +14,7 @@ use bytes::{Buf as _, BytesMut};
 use ring::aead;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 
-use super::identity::{read_uvarint, write_uvarint};
+use super::protobuf::{ProtobufError, Value, next_field, put_bytes};
 use super::{Keypair, PeerId, PublicKey};
 
 /// The Noise protocol name used by libp2p.
@@ -400,20 +400,24 @@ pub fn encode_payload(p: &HandshakePayload) -> Vec<u8> {
     out
 }
 
+fn invalid(e: ProtobufError) -> NoiseError {
+    NoiseError::InvalidPayload(e.describe())
+}
+
 /// Decodes a handshake payload; unknown fields are skipped.
 pub fn decode_payload(mut buf: &[u8]) -> Result<HandshakePayload, NoiseError> {
     let mut p = HandshakePayload::default();
     while !buf.is_empty() {
-        let (field, value, rest) = next_field(buf)?;
+        let (field, value, rest) = next_field(buf).map_err(invalid)?;
         buf = rest;
         match (field, value) {
-            (1, Field::Bytes(b)) => p.identity_key = b.to_vec(),
-            (2, Field::Bytes(b)) => p.identity_sig = b.to_vec(),
-            (4, Field::Bytes(mut ext)) => {
+            (1, Value::Bytes(b)) => p.identity_key = b.to_vec(),
+            (2, Value::Bytes(b)) => p.identity_sig = b.to_vec(),
+            (4, Value::Bytes(mut ext)) => {
                 while !ext.is_empty() {
-                    let (f, v, rest) = next_field(ext)?;
+                    let (f, v, rest) = next_field(ext).map_err(invalid)?;
                     ext = rest;
-                    if let (2, Field::Bytes(m)) = (f, v) {
+                    if let (2, Value::Bytes(m)) = (f, v) {
                         if p.stream_muxers.len() >= MAX_MUXERS {
                             return Err(NoiseError::InvalidPayload("too many stream muxers"));
                         }
@@ -423,7 +427,7 @@ pub fn decode_payload(mut buf: &[u8]) -> Result<HandshakePayload, NoiseError> {
                     }
                 }
             }
-            (1 | 2 | 4, Field::Other) => {
+            (1 | 2 | 4, _) => {
                 return Err(NoiseError::InvalidPayload(
                     "known field with a wrong wire type",
                 ));
@@ -437,52 +441,6 @@ pub fn decode_payload(mut buf: &[u8]) -> Result<HandshakePayload, NoiseError> {
         ));
     }
     Ok(p)
-}
-
-enum Field<'a> {
-    Bytes(&'a [u8]),
-    Other,
-}
-
-fn next_field(buf: &[u8]) -> Result<(u64, Field<'_>, &[u8]), NoiseError> {
-    let bad = NoiseError::InvalidPayload("truncated protobuf field");
-    let (key, rest) = read_uvarint(buf).ok_or(bad)?;
-    let field = key >> 3;
-    match key & 7 {
-        0 => {
-            let (_, rest) =
-                read_uvarint(rest).ok_or(NoiseError::InvalidPayload("truncated varint"))?;
-            Ok((field, Field::Other, rest))
-        }
-        1 => {
-            let rest = rest
-                .get(8..)
-                .ok_or(NoiseError::InvalidPayload("truncated fixed64"))?;
-            Ok((field, Field::Other, rest))
-        }
-        2 => {
-            let (len, rest) =
-                read_uvarint(rest).ok_or(NoiseError::InvalidPayload("truncated length"))?;
-            let len = usize::try_from(len)
-                .ok()
-                .filter(|l| *l <= rest.len())
-                .ok_or(NoiseError::InvalidPayload("field longer than the payload"))?;
-            Ok((field, Field::Bytes(&rest[..len]), &rest[len..]))
-        }
-        5 => {
-            let rest = rest
-                .get(4..)
-                .ok_or(NoiseError::InvalidPayload("truncated fixed32"))?;
-            Ok((field, Field::Other, rest))
-        }
-        _ => Err(NoiseError::InvalidPayload("unknown wire type")),
-    }
-}
-
-fn put_bytes(out: &mut Vec<u8>, field: u64, data: &[u8]) {
-    write_uvarint(out, field << 3 | 2);
-    write_uvarint(out, data.len() as u64);
-    out.extend_from_slice(data);
 }
 
 /// Buffers that drained streams gave back, kept per thread for the next stream that needs one:
