@@ -80,7 +80,7 @@ impl Info {
         self.public_key.to_peer_id()
     }
 
-    /// The protobuf message (without its length prefix). At most [`MAX_LISTED`] addresses and
+    /// The protobuf message (without its length prefix). At most 64 addresses and
     /// protocols are written; a message over [`MAX_MESSAGE_SIZE`] drops protocols from the end.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
