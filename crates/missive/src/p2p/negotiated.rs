@@ -162,16 +162,8 @@ impl<T> Negotiated<T> {
 
     fn pending(io: T, m: DialerSelect, out: Vec<u8>) -> Self {
         Self {
-            io,
-            prefix: Vec::new(),
-            prefix_pos: 0,
             lazy: Some(Box::new(m)),
-            out,
-            out_pos: 0,
-            flush_owed: false,
-            defer_flush: false,
-            unflushed: false,
-            fresh: false,
+            ..Self::ready(io, Vec::new(), out)
         }
     }
 }
