@@ -40,10 +40,11 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -218,18 +219,36 @@ impl Control {
 
     /// Accepts inbound streams of `protocol` until the returned [`IncomingStreams`] is dropped.
     pub fn accept(&self, protocol: StreamProtocol) -> Result<IncomingStreams, AlreadyRegistered> {
-        self.node.shared().register(protocol, None)
+        self.node.shared().register(protocol)
     }
 
-    /// Like [`Control::accept`] with a backlog of `backlog` streams instead of the node's
-    /// default, for a protocol whose consumer takes bursts of streams (request-response).
-    #[cfg(feature = "request-response")]
-    pub(crate) fn accept_with_backlog(
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        self.node.shared()
+    }
+
+    /// Serves the inbound streams of `protocol` with `handler`, each run in the task that
+    /// negotiated its stream, until the returned registration is dropped. For protocols of the
+    /// crate that answer every stream at once (request-response, ping, identify): there is no
+    /// backlog to fill and no second task per stream.
+    pub(crate) fn serve_inline<F, Fut>(
         &self,
         protocol: StreamProtocol,
-        backlog: usize,
-    ) -> Result<IncomingStreams, AlreadyRegistered> {
-        self.node.shared().register(protocol, Some(backlog))
+        handler: F,
+    ) -> Result<InlineRegistration, AlreadyRegistered>
+    where
+        F: Fn(PeerId, Stream) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let shared = self.node.shared();
+        let id = shared.register_inline(
+            &protocol,
+            Arc::new(move |peer, stream| Box::pin(handler(peer, stream))),
+        )?;
+        Ok(InlineRegistration {
+            protocol,
+            id,
+            shared: Some(Arc::downgrade(shared)),
+        })
     }
 
     /// Opens a stream to `peer` with `protocol`, dialing a known address of the peer first when
@@ -319,6 +338,30 @@ impl futures_core::Stream for IncomingStreams {
 impl Drop for IncomingStreams {
     fn drop(&mut self) {
         self.shared.deregister(&self.protocol, self.registration);
+    }
+}
+
+/// A protocol served by [`Control::serve_inline`]; dropping it deregisters the protocol.
+/// It does not keep the node alive.
+#[derive(Debug)]
+pub(crate) struct InlineRegistration {
+    protocol: StreamProtocol,
+    id: u64,
+    shared: Option<Weak<Shared>>,
+}
+
+impl InlineRegistration {
+    /// Keeps the protocol served until the node shuts down.
+    pub(crate) fn detach(mut self) {
+        self.shared = None;
+    }
+}
+
+impl Drop for InlineRegistration {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take().and_then(|s| s.upgrade()) {
+            shared.deregister(&self.protocol, self.id);
+        }
     }
 }
 

@@ -260,9 +260,27 @@ struct State {
 
 struct Registration {
     id: u64,
-    tx: mpsc::Sender<(PeerId, Stream)>,
-    overflow: Arc<AtomicU64>,
+    sink: Sink,
 }
+
+/// Where a registered protocol's negotiated inbound streams go.
+enum Sink {
+    /// Queued for an [`IncomingStreams`], up to its backlog.
+    Queue {
+        tx: mpsc::Sender<(PeerId, Stream)>,
+        overflow: Arc<AtomicU64>,
+    },
+    /// Run at once, in the task that negotiated the stream: no queue and no second task between
+    /// the stream's first bytes and its handler.
+    Inline(InlineHandler),
+}
+
+/// Takes one negotiated inbound stream and serves it to the end.
+pub(crate) type InlineHandler = Arc<
+    dyn Fn(PeerId, Stream) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
 
 impl Shared {
     fn lock_state(&self) -> MutexGuard<'_, State> {
@@ -539,29 +557,18 @@ impl Shared {
         names
     }
 
-    /// Registers `protocol` with a backlog of `backlog` streams (the node's default when
-    /// `None`).
+    /// Registers `protocol` with a backlog of the node's configured size.
     pub(crate) fn register(
         self: &Arc<Self>,
         protocol: StreamProtocol,
-        backlog: Option<usize>,
     ) -> Result<IncomingStreams, AlreadyRegistered> {
-        let mut router = self.lock_router();
-        if router.contains_key(protocol.as_str()) {
-            return Err(AlreadyRegistered(protocol));
-        }
-        let backlog = backlog.unwrap_or(self.config.inbound_backlog).max(1);
-        let (tx, rx) = mpsc::channel(backlog);
-        let id = self.next_id();
+        let (tx, rx) = mpsc::channel(self.config.inbound_backlog.max(1));
         let overflow = Arc::new(AtomicU64::new(0));
-        router.insert(
-            protocol.as_str().to_owned(),
-            Registration {
-                id,
-                tx,
-                overflow: overflow.clone(),
-            },
-        );
+        let sink = Sink::Queue {
+            tx,
+            overflow: overflow.clone(),
+        };
+        let id = self.insert_route(&protocol, sink)?;
         Ok(IncomingStreams {
             rx,
             protocol,
@@ -569,6 +576,30 @@ impl Shared {
             overflow,
             shared: self.clone(),
         })
+    }
+
+    /// Registers `protocol` with a handler run in each stream's negotiation task. Returns the
+    /// registration's id, for [`Shared::deregister`].
+    pub(crate) fn register_inline(
+        &self,
+        protocol: &StreamProtocol,
+        handler: InlineHandler,
+    ) -> Result<u64, AlreadyRegistered> {
+        self.insert_route(protocol, Sink::Inline(handler))
+    }
+
+    fn insert_route(
+        &self,
+        protocol: &StreamProtocol,
+        sink: Sink,
+    ) -> Result<u64, AlreadyRegistered> {
+        let mut router = self.lock_router();
+        if router.contains_key(protocol.as_str()) {
+            return Err(AlreadyRegistered(protocol.clone()));
+        }
+        let id = self.next_id();
+        router.insert(protocol.as_str().to_owned(), Registration { id, sink });
+        Ok(id)
     }
 
     pub(crate) fn deregister(&self, protocol: &StreamProtocol, id: u64) {
@@ -599,22 +630,32 @@ impl Shared {
             return;
         };
         let stream = Stream::new(io, protocol.clone(), peer, guard);
-        let router = self.lock_router();
-        let Some(reg) = router.get(protocol.as_str()) else {
-            return;
+        let handler = {
+            let router = self.lock_router();
+            let Some(reg) = router.get(protocol.as_str()) else {
+                return;
+            };
+            match &reg.sink {
+                Sink::Queue { tx, overflow } => {
+                    if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send((peer, stream)) {
+                        overflow.fetch_add(1, Ordering::Relaxed);
+                        drop(router);
+                        tracing::debug!(%peer, %protocol, "inbound stream backlog full; stream reset");
+                        self.emit(NodeEvent::InboundStreamRefused {
+                            peer,
+                            reason: StreamRefusal::BacklogFull(protocol.as_str().to_owned()),
+                        });
+                    }
+                    return;
+                }
+                Sink::Inline(handler) => handler.clone(),
+            }
         };
-        if let Err(mpsc::error::TrySendError::Full(_)) = reg.tx.try_send((peer, stream)) {
-            reg.overflow.fetch_add(1, Ordering::Relaxed);
-            drop(router);
-            tracing::debug!(%peer, %protocol, "inbound stream backlog full; stream reset");
-            self.emit(NodeEvent::InboundStreamRefused {
-                peer,
-                reason: StreamRefusal::BacklogFull(protocol.as_str().to_owned()),
-            });
-        }
+        // Called with the router unlocked: a handler may look at the routes (identify does).
+        handler(peer, stream).await;
     }
 
-    /// Opens and negotiates an outbound stream.
+    /// Opens and negotiates an outbound stream, dialing first when there is no connection.
     pub(crate) async fn open_stream(
         self: &Arc<Self>,
         peer: PeerId,
@@ -629,37 +670,51 @@ impl Shared {
             .connection_to(peer, addresses)
             .await
             .map_err(OpenStreamError::Dial)?;
-        let work = async {
-            let (s, guard) = handle
-                .open(self.config.max_streams_per_connection)
+        tokio::time::timeout(
+            self.config.negotiation_timeout,
+            self.open_stream_on(&handle, protocols, version),
+        )
+        .await
+        .map_err(|_| OpenStreamError::Timeout)?
+    }
+
+    /// Opens and negotiates an outbound stream on `connection`, with no deadline of its own.
+    pub(crate) async fn open_stream_on(
+        &self,
+        connection: &ConnectionHandle,
+        protocols: &[StreamProtocol],
+        version: Version,
+    ) -> Result<(Stream, StreamProtocol), OpenStreamError> {
+        if protocols.is_empty() {
+            return Err(OpenStreamError::NoProtocol);
+        }
+        let (s, guard) = connection
+            .open(self.config.max_streams_per_connection)
+            .await
+            .map_err(|e| match e {
+                StreamOpenFailure::TooManyStreams => OpenStreamError::TooManyStreams,
+                StreamOpenFailure::Closed => OpenStreamError::ConnectionClosed,
+            })?;
+        let names = protocols.iter().map(|p| p.as_str().to_owned());
+        let (chosen, io) =
+            dialer_select(s.compat(), names, version)
                 .await
                 .map_err(|e| match e {
-                    StreamOpenFailure::TooManyStreams => OpenStreamError::TooManyStreams,
-                    StreamOpenFailure::Closed => OpenStreamError::ConnectionClosed,
+                    NegotiateError::Protocol(NegotiationError::Unsupported) => {
+                        OpenStreamError::UnsupportedProtocol(protocols.to_vec())
+                    }
+                    NegotiateError::Protocol(e) => OpenStreamError::Protocol(e),
+                    NegotiateError::Io(e) => OpenStreamError::Io(e),
                 })?;
-            let names = protocols.iter().map(|p| p.as_str().to_owned());
-            let (chosen, io) =
-                dialer_select(s.compat(), names, version)
-                    .await
-                    .map_err(|e| match e {
-                        NegotiateError::Protocol(NegotiationError::Unsupported) => {
-                            OpenStreamError::UnsupportedProtocol(protocols.to_vec())
-                        }
-                        NegotiateError::Protocol(e) => OpenStreamError::Protocol(e),
-                        NegotiateError::Io(e) => OpenStreamError::Io(e),
-                    })?;
-            let protocol = protocols
-                .iter()
-                .find(|p| p.as_str() == chosen)
-                .cloned()
-                .ok_or(OpenStreamError::Protocol(NegotiationError::Protocol(
-                    "peer selected a protocol that was not proposed",
-                )))?;
-            Ok((Stream::new(io, protocol.clone(), peer, guard), protocol))
-        };
-        tokio::time::timeout(self.config.negotiation_timeout, work)
-            .await
-            .map_err(|_| OpenStreamError::Timeout)?
+        let protocol = protocols
+            .iter()
+            .find(|p| p.as_str() == chosen)
+            .cloned()
+            .ok_or(OpenStreamError::Protocol(NegotiationError::Protocol(
+                "peer selected a protocol that was not proposed",
+            )))?;
+        let stream = Stream::new(io, protocol.clone(), connection.peer, guard);
+        Ok((stream, protocol))
     }
 }
 

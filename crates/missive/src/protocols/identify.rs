@@ -3,9 +3,9 @@
 //! closes the stream. Every node serves it, so libp2p peers that identify on connect (as
 //! rust-libp2p's `identify` behaviour does) learn what this node speaks.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::p2p::identity::write_uvarint;
@@ -263,29 +263,34 @@ async fn read_length<R: AsyncRead + Unpin>(r: &mut R) -> Result<usize, IdentifyE
 /// Answers identify on the node behind `control` until the node shuts down. Each answer lists
 /// the node's listen addresses and registered protocols at the time it is asked.
 pub(crate) fn serve(control: &Control, public_key: PublicKey) {
-    let Ok(mut incoming) = control.accept(PROTOCOL) else {
-        return;
-    };
-    tokio::spawn(async move {
-        while let Some((_peer, mut stream)) = incoming.next().await {
-            let info = Info::new(public_key)
-                .with_listen_addrs(incoming.shared.listen_addrs())
-                .with_protocols(incoming.shared.protocols());
-            tokio::spawn(async move {
-                let message = info.encode();
-                let mut framed = Vec::with_capacity(message.len() + 2);
-                write_uvarint(&mut framed, message.len() as u64);
-                framed.extend_from_slice(&message);
-                let answer = async {
-                    stream.write_all(&framed).await?;
-                    stream.shutdown().await
-                };
-                if let Err(e) = tokio::time::timeout(SERVE_TIMEOUT, answer).await {
-                    tracing::debug!(error = %e, "identify answer not written in time");
-                }
-            });
+    // Weak: the node's own routes must not keep the node alive.
+    let node = Arc::downgrade(control.shared());
+    let served = control.serve_inline(PROTOCOL, move |_peer, mut stream| {
+        let info = node.upgrade().map(|shared| {
+            Info::new(public_key)
+                .with_listen_addrs(shared.listen_addrs())
+                .with_protocols(shared.protocols())
+        });
+        async move {
+            let Some(info) = info else {
+                return; // the node is shutting down
+            };
+            let message = info.encode();
+            let mut framed = Vec::with_capacity(message.len() + 2);
+            write_uvarint(&mut framed, message.len() as u64);
+            framed.extend_from_slice(&message);
+            let answer = async {
+                stream.write_all(&framed).await?;
+                stream.shutdown().await
+            };
+            if let Err(e) = tokio::time::timeout(SERVE_TIMEOUT, answer).await {
+                tracing::debug!(error = %e, "identify answer not written in time");
+            }
         }
     });
+    if let Ok(registration) = served {
+        registration.detach();
+    }
 }
 
 #[cfg(test)]

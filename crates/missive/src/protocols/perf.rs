@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::Instant;
 
@@ -97,27 +96,23 @@ async fn drain(s: &mut crate::stream::Stream) -> std::io::Result<u64> {
 
 /// Serves perf on the node behind `control` until the node shuts down.
 pub(crate) fn serve(control: &Control) {
-    let Ok(mut incoming) = control.accept(PROTOCOL) else {
-        return;
-    };
-    tokio::spawn(async move {
-        while let Some((_peer, mut s)) = incoming.next().await {
-            tokio::spawn(async move {
-                let mut n = [0u8; 8];
-                if s.read_exact(&mut n).await.is_err() || drain(&mut s).await.is_err() {
-                    return;
-                }
-                let mut left = u64::from_be_bytes(n);
-                let zeros = vec![0u8; CHUNK];
-                while left > 0 {
-                    let k = left.min(CHUNK as u64) as usize;
-                    if s.write_all(&zeros[..k]).await.is_err() {
-                        return;
-                    }
-                    left -= k as u64;
-                }
-                let _ = s.shutdown().await;
-            });
+    let served = control.serve_inline(PROTOCOL, |_peer, mut s| async move {
+        let mut n = [0u8; 8];
+        if s.read_exact(&mut n).await.is_err() || drain(&mut s).await.is_err() {
+            return;
         }
+        let mut left = u64::from_be_bytes(n);
+        let zeros = vec![0u8; CHUNK];
+        while left > 0 {
+            let k = left.min(CHUNK as u64) as usize;
+            if s.write_all(&zeros[..k]).await.is_err() {
+                return;
+            }
+            left -= k as u64;
+        }
+        let _ = s.shutdown().await;
     });
+    if let Ok(registration) = served {
+        registration.detach();
+    }
 }

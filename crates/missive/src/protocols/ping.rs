@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::Instant;
 
@@ -68,23 +67,19 @@ pub async fn ping(
 
 /// Serves ping on the node behind `control` until the node shuts down.
 pub(crate) fn serve(control: &Control) {
-    let Ok(mut incoming) = control.accept(PROTOCOL) else {
-        return;
-    };
-    tokio::spawn(async move {
-        while let Some((_peer, mut stream)) = incoming.next().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; PING_SIZE];
-                loop {
-                    match tokio::time::timeout(SERVE_IDLE, stream.read_exact(&mut buf)).await {
-                        Ok(Ok(_)) => {}
-                        _ => return,
-                    }
-                    if stream.write_all(&buf).await.is_err() || stream.flush().await.is_err() {
-                        return;
-                    }
-                }
-            });
+    let served = control.serve_inline(PROTOCOL, |_peer, mut stream| async move {
+        let mut buf = [0u8; PING_SIZE];
+        loop {
+            match tokio::time::timeout(SERVE_IDLE, stream.read_exact(&mut buf)).await {
+                Ok(Ok(_)) => {}
+                _ => return,
+            }
+            if stream.write_all(&buf).await.is_err() || stream.flush().await.is_err() {
+                return;
+            }
         }
     });
+    if let Ok(registration) = served {
+        registration.detach();
+    }
 }

@@ -13,7 +13,6 @@ use std::task::{Context, Poll};
 use futures_util::FutureExt as _;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::codec::Codec;
@@ -25,7 +24,7 @@ use super::events::{
 use super::limits::{Limits, SlotGuard};
 use crate::p2p::{ConnectionId, Multiaddr, Node, PeerId};
 use crate::stream::{
-    AlreadyRegistered, IncomingStreams, InvalidProtocol, OpenStreamError, Stream, StreamProtocol,
+    AlreadyRegistered, InlineRegistration, InvalidProtocol, OpenStreamError, Stream, StreamProtocol,
 };
 
 /// In which directions a protocol is supported.
@@ -123,15 +122,8 @@ struct Inner<C: Codec> {
     node: Node,
     core: Arc<Core<C>>,
     events: Mutex<Option<mpsc::Receiver<EventOf<C>>>>,
-    accepting: Vec<JoinHandle<()>>,
-}
-
-impl<C: Codec> Drop for Inner<C> {
-    fn drop(&mut self) {
-        for task in &self.accepting {
-            task.abort();
-        }
-    }
+    /// The inbound protocols; dropped with the behaviour, which deregisters them.
+    _serving: Vec<InlineRegistration>,
 }
 
 /// What the per-request tasks share (no node handle: they must not keep the node alive).
@@ -179,13 +171,7 @@ impl<C: Codec> Behaviour<C> {
                 outbound.push((name.clone(), protocol.clone()));
             }
             if support.inbound() {
-                // The node-level backlog must not refuse streams that the per-connection
-                // limit admits: a burst of requests is taken up to that limit, and those
-                // beyond it reach this behaviour's refusal (and its event).
-                let backlog = config
-                    .max_concurrent_streams
-                    .max(node.shared().config.inbound_backlog);
-                inbound.push((control.accept_with_backlog(name, backlog)?, protocol));
+                inbound.push((name, protocol));
             }
         }
         let (tx, rx) = mpsc::channel(config.event_capacity);
@@ -205,16 +191,23 @@ impl<C: Codec> Behaviour<C> {
             events: tx,
             handler: OnceLock::new(),
         });
-        let accepting = inbound
+        // Each request is admitted (or refused, with its event) in the task that negotiated its
+        // stream, and answered there.
+        let serving = inbound
             .into_iter()
-            .map(|(incoming, protocol)| tokio::spawn(accept_loop(core.clone(), incoming, protocol)))
-            .collect();
+            .map(|(name, protocol)| {
+                let core = core.clone();
+                control.serve_inline(name, move |peer, stream| {
+                    core.clone().admit(peer, stream, protocol.clone())
+                })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 node: node.clone(),
                 core,
                 events: Mutex::new(Some(rx)),
-                accepting,
+                _serving: serving,
             }),
         })
     }
@@ -448,83 +441,70 @@ impl<C: Codec> Core<C> {
         addresses: &[Multiaddr],
         request: C::Request,
     ) -> Result<(ConnectionId, C::Response), (Option<ConnectionId>, OutboundFailure)> {
+        if self.outbound_names.is_empty() {
+            return Err((None, OutboundFailure::UnsupportedProtocols));
+        }
         let deadline = Instant::now() + self.config.request_timeout;
-        let opened = tokio::time::timeout_at(deadline, async {
-            let peer_slot = match self.config.on_peer_limit {
+        let mut connection = None;
+        // One deadline from the first step to the response: waiting for the peer limit,
+        // dialing, opening the stream and the exchange itself.
+        let outcome = tokio::time::timeout_at(deadline, async {
+            let _peer_slot = match self.config.on_peer_limit {
                 OnPeerLimit::Fail => self
                     .limits
                     .try_outbound(peer)
-                    .ok_or((None, OutboundFailure::PeerLimit))?,
+                    .ok_or(OutboundFailure::PeerLimit)?,
                 _ => self.limits.outbound(peer).await,
             };
-            // Reserve the stream slot on the connection before opening, so that a request over
-            // the limit never reaches the peer.
             let shared = node.shared();
-            let connection = shared
+            let handle = shared
                 .connection_to(peer, addresses)
                 .await
-                .map_err(|e| (None, OutboundFailure::DialFailure(e)))?
-                .id;
-            let too_many = |c| (Some(c), OutboundFailure::TooManyStreams);
-            let slot = self
+                .map_err(OutboundFailure::DialFailure)?;
+            connection = Some(handle.id);
+            // The stream slot is taken before opening, so that a request over the limit never
+            // reaches the peer.
+            let _stream_slot = self
                 .limits
-                .try_connection(connection)
-                .ok_or_else(|| too_many(connection))?;
-            let (stream, chosen) = shared
-                .open_stream(peer, &[], &self.outbound_names, self.config.version)
+                .try_connection(handle.id)
+                .ok_or(OutboundFailure::TooManyStreams)?;
+            let (mut stream, chosen) = shared
+                .open_stream_on(&handle, &self.outbound_names, self.config.version)
                 .await
-                .map_err(|e| (Some(connection), open_failure(e)))?;
-            let slot = if stream.connection_id() == connection {
-                slot
-            } else {
-                // That connection closed meanwhile and the stream went on another one.
-                drop(slot);
-                let other = stream.connection_id();
-                self.limits
-                    .try_connection(other)
-                    .ok_or_else(|| too_many(other))?
+                .map_err(open_failure)?;
+            let protocol = self
+                .outbound
+                .iter()
+                .find(|(n, _)| *n == chosen)
+                .map(|(_, p)| p.clone())
+                .ok_or(OutboundFailure::UnsupportedProtocols)?;
+            let mut codec = lock(&self.codec).clone();
+            let closed = stream.connection_closed();
+            let exchange = async {
+                codec.write_request(&protocol, &mut stream, request).await?;
+                stream.shutdown().await?;
+                codec.read_response(&protocol, &mut stream).await
             };
-            Ok((stream, chosen, peer_slot, slot))
+            let result = tokio::select! {
+                biased;
+                r = exchange => r,
+                () = closed => return Err(OutboundFailure::ConnectionClosed),
+            };
+            let response = result.map_err(|e| match e.kind() {
+                io::ErrorKind::Unsupported => OutboundFailure::UnsupportedProtocols,
+                _ if stream.is_connection_closed() => {
+                    tracing::debug!(%peer, error = %e, "request failed as its connection closed");
+                    OutboundFailure::ConnectionClosed
+                }
+                _ => OutboundFailure::Io(Arc::new(e)),
+            })?;
+            Ok((handle.id, response))
         })
         .await;
-        let (mut stream, chosen, _peer_slot, _stream_slot) = match opened {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err((None, OutboundFailure::Timeout)),
-        };
-        let connection = stream.connection_id();
-        let fail = |e| Err((Some(connection), e));
-        let Some(protocol) = self
-            .outbound
-            .iter()
-            .find(|(n, _)| *n == chosen)
-            .map(|(_, p)| p.clone())
-        else {
-            return fail(OutboundFailure::UnsupportedProtocols);
-        };
-        let mut codec = lock(&self.codec).clone();
-        let closed = stream.connection_closed();
-        let exchange = async {
-            codec.write_request(&protocol, &mut stream, request).await?;
-            stream.shutdown().await?;
-            codec.read_response(&protocol, &mut stream).await
-        };
-        let result = tokio::select! {
-            biased;
-            r = tokio::time::timeout_at(deadline, exchange) => r,
-            () = closed => return fail(OutboundFailure::ConnectionClosed),
-        };
-        match result {
-            Ok(Ok(response)) => Ok((connection, response)),
-            Ok(Err(e)) if e.kind() == io::ErrorKind::Unsupported => {
-                fail(OutboundFailure::UnsupportedProtocols)
-            }
-            Ok(Err(e)) if stream.is_connection_closed() => {
-                tracing::debug!(%peer, error = %e, "request failed as its connection closed");
-                fail(OutboundFailure::ConnectionClosed)
-            }
-            Ok(Err(e)) => fail(OutboundFailure::Io(Arc::new(e))),
-            Err(_) => fail(OutboundFailure::Timeout),
+        match outcome {
+            Ok(Ok(answered)) => Ok(answered),
+            Ok(Err(e)) => Err((connection, e)),
+            Err(_) => Err((connection, OutboundFailure::Timeout)),
         }
     }
 }
@@ -546,20 +526,16 @@ fn open_failure(e: OpenStreamError) -> OutboundFailure {
     }
 }
 
-/// Takes the inbound streams of one protocol and answers each in a task of its own, within
-/// the per-connection and per-peer limits.
-async fn accept_loop<C: Codec>(
-    core: Arc<Core<C>>,
-    mut incoming: IncomingStreams,
-    protocol: C::Protocol,
-) {
-    while let Some((peer, stream)) = incoming.rx.recv().await {
+impl<C: Codec> Core<C> {
+    /// Admits one inbound request within the per-connection and per-peer limits and answers
+    /// it, or refuses it with an event.
+    async fn admit(self: Arc<Self>, peer: PeerId, stream: Stream, protocol: C::Protocol) {
         let connection_id = stream.connection_id();
-        let request_id = InboundRequestId(core.next_id());
-        let slots = core.limits.try_connection(connection_id).map_or(
+        let request_id = InboundRequestId(self.next_id());
+        let slots = self.limits.try_connection(connection_id).map_or(
             Err(InboundFailure::TooManyStreams),
             |c| {
-                core.limits
+                self.limits
                     .try_inbound(peer)
                     .map(|p| (c, p))
                     .ok_or(InboundFailure::PeerLimit)
@@ -567,19 +543,14 @@ async fn accept_loop<C: Codec>(
         );
         match slots {
             Ok(slots) => {
-                lock(&core.pending_inbound).insert(request_id.0, peer);
-                // Made before the task so that a task dropped unpolled untracks it too.
-                let untrack = UntrackInbound(core.clone(), request_id);
-                let core = core.clone();
-                let protocol = protocol.clone();
-                tokio::spawn(async move {
-                    core.inbound(peer, (stream, slots), protocol, untrack).await;
-                });
+                lock(&self.pending_inbound).insert(request_id.0, peer);
+                let untrack = UntrackInbound(self.clone(), request_id);
+                self.inbound(peer, (stream, slots), protocol, untrack).await;
             }
             Err(error) => {
                 drop(stream); // resets it
                 tracing::debug!(%peer, %error, "inbound request refused");
-                core.emit(Event::InboundFailure {
+                self.emit(Event::InboundFailure {
                     peer,
                     connection_id,
                     request_id,
