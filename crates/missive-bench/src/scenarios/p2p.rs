@@ -11,6 +11,9 @@
 //!   write side and waits for the listener's count of the bytes it read; the rate is the bytes
 //!   confirmed divided by the time from the first write to the count's arrival.
 //!
+//! A third system, `raw`, runs the same traffic on a plain TCP connection (`TCP_NODELAY` on, no
+//! encryption, no multiplexing): the ceiling that any node stack's ratio is bounded by.
+//!
 //! The rust-libp2p nodes run libp2p-stream's behaviour only (no ping), with the default TCP
 //! (`TCP_NODELAY` on), Noise and yamux configurations; missive's nodes run the default
 //! configuration with a long idle timeout. Both sides of a node connection in one process make
@@ -34,6 +37,7 @@ use libp2p::{Multiaddr as LibMultiaddr, StreamProtocol as LibProtocol, noise, tc
 use missive::p2p::{Keypair, Multiaddr, Node, NodeConfig, Protocol};
 use missive::stream::StreamProtocol;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::time::timeout;
 use tokio_util::compat::FuturesAsyncReadCompatExt as _;
@@ -71,6 +75,12 @@ pub(super) fn scenarios() -> Vec<Scenario> {
                     unit: "1/s",
                     run: |p| libp2p_round(Traffic::Echo, p),
                 },
+                Entry {
+                    system: "raw",
+                    metric: "round_trips_per_s",
+                    unit: "1/s",
+                    run: |p| raw_round(Traffic::Echo, p),
+                },
             ],
         },
         Scenario {
@@ -87,6 +97,12 @@ pub(super) fn scenarios() -> Vec<Scenario> {
                     metric: "bytes_per_s",
                     unit: "B/s",
                     run: |p| libp2p_round(Traffic::Bulk, p),
+                },
+                Entry {
+                    system: "raw",
+                    metric: "bytes_per_s",
+                    unit: "B/s",
+                    run: |p| raw_round(Traffic::Bulk, p),
                 },
             ],
         },
@@ -287,6 +303,42 @@ fn missive_round(traffic: Traffic, params: &RoundParams) -> anyhow::Result<Sampl
                 )
                 .await
                 .context("opening the stream timed out")??;
+                drive(traffic, stream, duration).await
+            })
+        },
+    )?;
+    moved.sample()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plain TCP: the ceiling.
+
+fn raw_round(traffic: Traffic, params: &RoundParams) -> anyhow::Result<Sample> {
+    let duration = params.duration;
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    let ((), moved) = two_sides(
+        move |addr_tx| {
+            tokio_runtime()?.block_on(async move {
+                let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+                addr_tx.send(listener.local_addr()?)?;
+                let (stream, _) = timeout(SETUP_TIMEOUT, listener.accept())
+                    .await
+                    .context("no connection came")??;
+                stream.set_nodelay(true)?;
+                timeout(duration + GRACE, serve(traffic, stream))
+                    .await
+                    .context("the stream did not end in time")??;
+                let _ = timeout(GRACE, done_rx).await;
+                anyhow::Ok(())
+            })
+        },
+        move |addr| {
+            let _done = done_tx;
+            tokio_runtime()?.block_on(async move {
+                let stream = timeout(SETUP_TIMEOUT, TcpStream::connect(addr))
+                    .await
+                    .context("connecting timed out")??;
+                stream.set_nodelay(true)?;
                 drive(traffic, stream, duration).await
             })
         },
