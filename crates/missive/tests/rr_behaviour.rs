@@ -869,6 +869,40 @@ async fn rr_inbound_protocol_already_served_is_a_construction_error() {
 }
 
 #[tokio::test]
+async fn rr_dropping_the_behaviour_stops_serving_and_frees_its_protocols() {
+    let (a, b, _) = pair(NodeConfig::default(), NodeConfig::default()).await;
+    let client = Behaviour::<Cbor>::new(&b, full("/greet/1"), Config::default()).expect("rr");
+    let ask = || {
+        let client = client.clone();
+        let peer = a.peer_id();
+        async move {
+            tokio::time::timeout(DEADLINE, client.request(peer, "x".to_owned()))
+                .await
+                .expect("an answer in time")
+        }
+    };
+    let first = Behaviour::<Cbor>::new(&a, full("/greet/1"), Config::default()).expect("rr");
+    first
+        .serve(|_, r| async move { format!("first {r}") })
+        .expect("serve");
+    assert_eq!(ask().await.expect("served"), "first x");
+
+    drop(first);
+    let err = ask().await.expect_err("no longer served");
+    assert!(
+        matches!(err, OutboundFailure::UnsupportedProtocols),
+        "{err:?}"
+    );
+
+    let second =
+        Behaviour::<Cbor>::new(&a, full("/greet/1"), Config::default()).expect("protocol free");
+    second
+        .serve(|_, r| async move { format!("second {r}") })
+        .expect("serve");
+    assert_eq!(ask().await.expect("served again"), "second x");
+}
+
+#[tokio::test]
 async fn rr_json_value_requests_work_for_a_command_line_peer() {
     // What `missive rr serve` / `missive rr call` do: a JSON protocol of serde_json::Value.
     let (a, b, addr) = pair(NodeConfig::default(), NodeConfig::default()).await;
