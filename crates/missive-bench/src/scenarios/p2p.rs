@@ -315,7 +315,6 @@ fn missive_round(traffic: Traffic, params: &RoundParams) -> anyhow::Result<Sampl
 
 fn raw_round(traffic: Traffic, params: &RoundParams) -> anyhow::Result<Sample> {
     let duration = params.duration;
-    let (done_tx, done_rx) = oneshot::channel::<()>();
     let ((), moved) = two_sides(
         move |addr_tx| {
             tokio_runtime()?.block_on(async move {
@@ -325,15 +324,13 @@ fn raw_round(traffic: Traffic, params: &RoundParams) -> anyhow::Result<Sample> {
                     .await
                     .context("no connection came")??;
                 stream.set_nodelay(true)?;
+                // No connection task to keep up: the socket's data is sent once it is written.
                 timeout(duration + GRACE, serve(traffic, stream))
                     .await
-                    .context("the stream did not end in time")??;
-                let _ = timeout(GRACE, done_rx).await;
-                anyhow::Ok(())
+                    .context("the stream did not end in time")?
             })
         },
         move |addr| {
-            let _done = done_tx;
             tokio_runtime()?.block_on(async move {
                 let stream = timeout(SETUP_TIMEOUT, TcpStream::connect(addr))
                     .await
