@@ -263,7 +263,9 @@ struct Registration {
     sink: Sink,
 }
 
-/// Where a registered protocol's negotiated inbound streams go.
+/// Where a registered protocol's negotiated inbound streams go. Cloned out of the router so
+/// that no stream is handed over with the router locked.
+#[derive(Clone)]
 enum Sink {
     /// Queued for an [`IncomingStreams`], up to its backlog.
     Queue {
@@ -630,29 +632,27 @@ impl Shared {
             return;
         };
         let stream = Stream::new(io, protocol.clone(), peer, guard);
-        let handler = {
-            let router = self.lock_router();
-            let Some(reg) = router.get(protocol.as_str()) else {
-                return;
-            };
-            match &reg.sink {
-                Sink::Queue { tx, overflow } => {
-                    if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send((peer, stream)) {
-                        overflow.fetch_add(1, Ordering::Relaxed);
-                        drop(router);
-                        tracing::debug!(%peer, %protocol, "inbound stream backlog full; stream reset");
-                        self.emit(NodeEvent::InboundStreamRefused {
-                            peer,
-                            reason: StreamRefusal::BacklogFull(protocol.as_str().to_owned()),
-                        });
-                    }
-                    return;
-                }
-                Sink::Inline(handler) => handler.clone(),
-            }
+        let Some(sink) = self
+            .lock_router()
+            .get(protocol.as_str())
+            .map(|reg| reg.sink.clone())
+        else {
+            return;
         };
-        // Called with the router unlocked: a handler may look at the routes (identify does).
-        handler(peer, stream).await;
+        match sink {
+            // A handler may look at the routes (identify does).
+            Sink::Inline(handler) => handler(peer, stream).await,
+            Sink::Queue { tx, overflow } => {
+                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send((peer, stream)) {
+                    overflow.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, %protocol, "inbound stream backlog full; stream reset");
+                    self.emit(NodeEvent::InboundStreamRefused {
+                        peer,
+                        reason: StreamRefusal::BacklogFull(protocol.as_str().to_owned()),
+                    });
+                }
+            }
+        }
     }
 
     /// Opens and negotiates an outbound stream, dialing first when there is no connection.
