@@ -215,20 +215,112 @@ async fn p2p_stalled_handshake_is_cut_at_deadline_while_others_are_served() {
 }
 
 #[tokio::test]
-async fn p2p_pending_handshake_limit_refuses_extra_connections() {
+async fn p2p_full_pending_table_evicts_the_oldest_silent_connection_for_a_newcomer() {
     tokio::time::timeout(DEADLINE, async {
         let config = NodeConfig::default().with_max_pending_incoming(2);
         let (n, _addr, sock) = listening(config).await;
         let mut events = n.events();
-        let _a = TcpStream::connect(sock).await.expect("connect");
-        let _b = TcpStream::connect(sock).await.expect("connect");
+        let mut a = TcpStream::connect(sock).await.expect("connect");
+        let mut b = TcpStream::connect(sock).await.expect("connect");
+        // `b` has started its handshake: it is more advanced than `a`, which has sent nothing.
+        b.write_all(&[0x13, b'/']).await.expect("write");
+        // Time for the node to see those bytes before the next connection arrives.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let mut c = TcpStream::connect(sock).await.expect("connect");
-        closed_by_peer(&mut c).await;
+        closed_by_peer(&mut a).await;
         let err = next_incoming_error(&mut events).await;
         assert!(
             matches!(*err, IncomingError::TooManyPendingHandshakes),
             "{err}"
         );
+        // The newcomer `c` was not closed: it still has its slot and can complete.
+        select_noise(&mut c).await;
+        // Now both pending connections have sent bytes: the older one, `b`, yields to `d`.
+        let mut d = TcpStream::connect(sock).await.expect("connect");
+        closed_by_peer(&mut b).await;
+        select_noise(&mut d).await;
+    })
+    .await
+    .expect("in time");
+}
+
+/// Binds a client socket to `ip` (any address of 127.0.0.0/8 is loopback on Linux) and
+/// connects it to `to`.
+async fn connect_from(ip: std::net::Ipv4Addr, to: std::net::SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::new(ip.into(), 0))
+        .expect("bind");
+    socket.connect(to).await.expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p2p_hundreds_of_silent_connections_do_not_lock_out_an_honest_peer() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let (n, addr, sock) = listening(NodeConfig::default()).await;
+        let mut silent = Vec::new();
+        for round in 0..5u8 {
+            // The attacker renews its flood before each honest dial: 300 sockets that never
+            // speak, half from the honest peer's own address, half from 30 others.
+            silent.clear();
+            for i in 0..300u16 {
+                let ip = if i % 2 == 0 {
+                    std::net::Ipv4Addr::LOCALHOST
+                } else {
+                    std::net::Ipv4Addr::new(127, 0, round + 1, 2 + (i % 30) as u8)
+                };
+                silent.push(connect_from(ip, sock).await);
+            }
+            let honest = client().await;
+            let started = std::time::Instant::now();
+            let peer = tokio::time::timeout(Duration::from_secs(1), honest.dial(addr.clone()))
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: no handshake within 1 s"))
+                .unwrap_or_else(|e| panic!("round {round}: dial failed: {e}"));
+            assert_eq!(peer, n.peer_id());
+            eprintln!("round {round}: handshake in {:?}", started.elapsed());
+        }
+    })
+    .await
+    .expect("in time");
+}
+
+#[tokio::test]
+async fn p2p_a_connection_that_sends_nothing_is_closed_at_the_first_bytes_deadline() {
+    tokio::time::timeout(DEADLINE, async {
+        let config = NodeConfig::default().with_first_bytes_timeout(Duration::from_millis(300));
+        let (n, addr, sock) = listening(config).await;
+        let mut events = n.events();
+        let started = std::time::Instant::now();
+        let mut silent = TcpStream::connect(sock).await.expect("connect");
+        closed_by_peer(&mut silent).await;
+        let waited = started.elapsed();
+        assert!(
+            waited < Duration::from_secs(5),
+            "closed only after {waited:?}"
+        );
+        let err = next_incoming_error(&mut events).await;
+        assert!(matches!(*err, IncomingError::FirstBytesTimeout), "{err}");
+        still_serves(&addr).await;
+    })
+    .await
+    .expect("in time");
+}
+
+#[tokio::test]
+async fn p2p_one_address_cannot_hold_more_than_its_share_of_pending_handshakes() {
+    tokio::time::timeout(DEADLINE, async {
+        let config = NodeConfig::default().with_max_pending_incoming_per_ip(2);
+        let (_n, _addr, sock) = listening(config).await;
+        let attacker = std::net::Ipv4Addr::new(127, 0, 9, 9);
+        let mut other = connect_from(std::net::Ipv4Addr::new(127, 0, 9, 10), sock).await;
+        let mut first = connect_from(attacker, sock).await;
+        let _second = connect_from(attacker, sock).await;
+        let _third = connect_from(attacker, sock).await;
+        // The attacker's oldest connection yields to its newest, within its own share.
+        closed_by_peer(&mut first).await;
+        // The connection from another address keeps its slot.
+        select_noise(&mut other).await;
     })
     .await
     .expect("in time");

@@ -12,6 +12,8 @@ pub struct NodeConfig {
     pub(crate) idle_timeout: Duration,
     pub(crate) max_connections_per_peer: usize,
     pub(crate) max_pending_incoming: usize,
+    pub(crate) max_pending_incoming_per_ip: usize,
+    pub(crate) first_bytes_timeout: Duration,
     pub(crate) max_negotiating_inbound_streams: usize,
     pub(crate) max_streams_per_connection: usize,
     pub(crate) inbound_backlog: usize,
@@ -28,6 +30,8 @@ impl Default for NodeConfig {
             idle_timeout: Duration::from_secs(10),
             max_connections_per_peer: 8,
             max_pending_incoming: 64,
+            max_pending_incoming_per_ip: 8,
+            first_bytes_timeout: Duration::from_secs(3),
             max_negotiating_inbound_streams: 128,
             max_streams_per_connection: 512,
             inbound_backlog: 16,
@@ -65,10 +69,31 @@ impl NodeConfig {
         self
     }
 
-    /// Inbound connections in their handshake at once (default 64); further ones are closed
-    /// on accept, so that slow handshakes cannot use up memory and tasks.
+    /// Inbound connections in their handshake at once (default 64), so that slow handshakes
+    /// cannot use up memory and tasks. A newcomer to a full table is still admitted: the least
+    /// advanced connection in the table (one that has sent nothing, before one that has; the
+    /// oldest first) is closed instead, with an
+    /// [`IncomingError::TooManyPendingHandshakes`](super::IncomingError::TooManyPendingHandshakes)
+    /// event. Sockets that never speak therefore cannot lock honest peers out.
     pub fn with_max_pending_incoming(mut self, n: usize) -> Self {
         self.max_pending_incoming = n.max(1);
+        self
+    }
+
+    /// Inbound connections in their handshake at once from one IP address (default 8). A
+    /// newcomer from an address at its share takes the place of that address's least advanced
+    /// connection, so one address cannot fill the table at others' expense.
+    pub fn with_max_pending_incoming_per_ip(mut self, n: usize) -> Self {
+        self.max_pending_incoming_per_ip = n.max(1);
+        self
+    }
+
+    /// How long an inbound connection may stay silent after it was accepted (default 3 s): one
+    /// that has sent no byte by then is closed with an
+    /// [`IncomingError::FirstBytesTimeout`](super::IncomingError::FirstBytesTimeout) event. A
+    /// libp2p dialer speaks first, at once; this only frees the slots of sockets that never do.
+    pub fn with_first_bytes_timeout(mut self, d: Duration) -> Self {
+        self.first_bytes_timeout = d;
         self
     }
 

@@ -70,9 +70,13 @@ pub enum NodeEvent {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum IncomingError {
-    /// Too many inbound handshakes were in progress (local limit).
-    #[error("too many pending inbound handshakes")]
+    /// The table of inbound handshakes was full (or this address had its share), and this
+    /// connection, the least advanced, yielded its place to a newer one (local limit).
+    #[error("closed to make room: too many pending inbound handshakes")]
     TooManyPendingHandshakes,
+    /// The connection sent nothing within the first-bytes deadline.
+    #[error("the connection sent nothing within the first-bytes deadline")]
+    FirstBytesTimeout,
     /// The handshake failed or timed out.
     #[error(transparent)]
     Upgrade(#[from] UpgradeError),

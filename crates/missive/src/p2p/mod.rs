@@ -24,6 +24,7 @@ mod config;
 pub(crate) mod connection;
 mod events;
 pub(crate) mod identity;
+mod inbound;
 mod multiaddr;
 pub mod negotiate;
 pub(crate) mod negotiated;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::compat::FuturesAsyncReadCompatExt as _;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +19,7 @@ use super::connection::{
     StreamRefusal, new_connection,
 };
 use super::events::{DialError, Events, IncomingError, ListenError, NewNodeError, NodeEvent};
+use super::inbound::{Pending, accept_loop};
 use super::multiaddr::{DnsFamily, TcpHost};
 use super::negotiate::{NegotiationError, Version};
 use super::negotiated::{NegotiateError, dialer_select, listener_select};
@@ -57,7 +58,10 @@ impl Node {
         let (events, _) = broadcast::channel(config.event_capacity);
         let shared = Arc::new(Shared {
             peer_id: keypair.peer_id(),
-            handshakes: Arc::new(Semaphore::new(config.max_pending_incoming)),
+            pending: Arc::new(Pending::new(
+                config.max_pending_incoming,
+                config.max_pending_incoming_per_ip,
+            )),
             config,
             noise,
             state: Mutex::new(State::default()),
@@ -232,11 +236,11 @@ type DialWaiter = oneshot::Sender<Result<ConnectionHandle, DialError>>;
 pub(crate) struct Shared {
     pub(crate) peer_id: PeerId,
     pub(crate) config: NodeConfig,
-    noise: NoiseConfig,
+    pub(crate) noise: NoiseConfig,
     state: Mutex<State>,
     router: Mutex<HashMap<String, Registration>>,
     events: broadcast::Sender<NodeEvent>,
-    handshakes: Arc<Semaphore>,
+    pending: Arc<Pending>,
     cancel: CancellationToken,
     next_id: AtomicU64,
 }
@@ -299,6 +303,23 @@ impl Shared {
 
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+
+    /// Completes when the node shuts down.
+    pub(crate) fn cancelled(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.cancel.cancelled()
+    }
+
+    /// The inbound connections in their handshake.
+    pub(crate) fn pending(&self) -> &Arc<Pending> {
+        &self.pending
+    }
+
+    /// Keeps `task` for shutdown to wait for, dropping the handles of finished ones.
+    pub(crate) fn track_task(&self, task: JoinHandle<()>) {
+        let mut st = self.lock_state();
+        st.tasks.retain(|t| !t.is_finished());
+        st.tasks.push(task);
     }
 
     fn next_id(&self) -> u64 {
@@ -457,7 +478,7 @@ impl Shared {
     /// Registers a new connection (within the per-peer limit), answers the waiters (those of
     /// the shared dial to `peer` too when `dial_waiters`), announces it and starts the task that
     /// runs it until it closes.
-    async fn establish(
+    pub(crate) async fn establish(
         self: &Arc<Self>,
         muxed: super::upgrade::Muxed,
         peer: PeerId,
@@ -741,87 +762,6 @@ async fn connect(host: &TcpHost, port: u16) -> io::Result<TcpStream> {
             Err(last)
         }
     }
-}
-
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, local: Multiaddr) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shared.cancel.cancelled() => return,
-            r = listener.accept() => r,
-        };
-        let (tcp, remote) = match accepted {
-            Ok(x) => x,
-            Err(e) if is_transient_accept_error(&e) => {
-                // Out of file descriptors and the like: wait a little, keep serving.
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-            Err(e) => {
-                shared.emit(NodeEvent::ListenerError {
-                    address: local,
-                    error: Arc::new(e),
-                });
-                return;
-            }
-        };
-        let remote_addr = Multiaddr::from_socket_addr(remote);
-        let Ok(permit) = shared.handshakes.clone().try_acquire_owned() else {
-            shared.emit(NodeEvent::IncomingConnectionError {
-                remote_addr,
-                error: Arc::new(IncomingError::TooManyPendingHandshakes),
-            });
-            continue; // dropping `tcp` closes it
-        };
-        let shared2 = shared.clone();
-        let task = tokio::spawn(async move {
-            let shared = shared2;
-            let setup = tokio::time::timeout(
-                shared.config.connection_setup_timeout,
-                upgrade(tcp, &shared.noise, &shared.config, Endpoint::Listener, None),
-            );
-            let result = tokio::select! {
-                _ = shared.cancel.cancelled() => return,
-                r = setup => r,
-            };
-            drop(permit);
-            match result {
-                Ok(Ok((muxed, peer))) => {
-                    shared
-                        .establish(
-                            muxed,
-                            peer,
-                            Endpoint::Listener,
-                            remote_addr,
-                            false,
-                            Vec::new(),
-                        )
-                        .await;
-                }
-                Ok(Err(e)) => shared.emit(NodeEvent::IncomingConnectionError {
-                    remote_addr,
-                    error: Arc::new(IncomingError::Upgrade(e)),
-                }),
-                Err(_) => shared.emit(NodeEvent::IncomingConnectionError {
-                    remote_addr,
-                    error: Arc::new(IncomingError::Upgrade(UpgradeError::Timeout)),
-                }),
-            }
-        });
-        let mut st = shared.lock_state();
-        st.tasks.retain(|t| !t.is_finished());
-        st.tasks.push(task);
-    }
-}
-
-fn is_transient_accept_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::WouldBlock
-            | io::ErrorKind::OutOfMemory
-    ) || e.raw_os_error().is_some()
 }
 
 #[cfg(test)]
