@@ -115,6 +115,9 @@ async fn rr_request_await_returns_the_handlers_response() {
         assert_eq!(resp, serde_json::json!({ "echo": i }));
     }
     assert!(client.is_connected(&a.peer_id()));
+    // Serving leaves the event stream to the application, once.
+    let events = server.events();
+    assert!(events.is_ok());
     assert_eq!(
         server.events().err(),
         Some(missive::request_response::EventsTaken)

@@ -90,9 +90,16 @@ impl Activity {
 pub(crate) struct StreamGuard(Arc<Activity>);
 
 impl StreamGuard {
-    pub(crate) fn new(activity: Arc<Activity>) -> Self {
-        activity.streams.fetch_add(1, Ordering::AcqRel);
-        Self(activity)
+    /// Counts a new stream unless `max` are open already. Checked and counted in one step,
+    /// since outbound opens and the connection's task count streams from different threads.
+    pub(crate) fn try_new(activity: &Arc<Activity>, max: usize) -> Option<Self> {
+        activity
+            .streams
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Self(activity.clone()))
     }
 }
 
@@ -147,10 +154,8 @@ impl ConnectionHandle {
         &self,
         max_streams: usize,
     ) -> Result<(yamux::Stream, StreamGuard), StreamOpenFailure> {
-        if self.activity.streams() >= max_streams {
-            return Err(StreamOpenFailure::TooManyStreams);
-        }
-        let guard = StreamGuard::new(self.activity.clone());
+        let guard = StreamGuard::try_new(&self.activity, max_streams)
+            .ok_or(StreamOpenFailure::TooManyStreams)?;
         let (tx, rx) = oneshot::channel();
         self.commands
             .send(Command::Open(tx))
@@ -291,13 +296,13 @@ impl Driver {
     fn on_inbound(&self, shared: &Arc<Shared>, s: yamux::Stream) {
         let activity = &self.handle.activity;
         let config = &shared.config;
-        if activity.streams() >= config.max_streams_per_connection {
+        let Some(guard) = StreamGuard::try_new(activity, config.max_streams_per_connection) else {
             shared.emit(NodeEvent::InboundStreamRefused {
                 peer: self.handle.peer,
                 reason: StreamRefusal::TooManyStreams,
             });
             return; // dropping `s` resets it
-        }
+        };
         if activity.negotiating.load(Ordering::Acquire) >= config.max_negotiating_inbound_streams {
             shared.emit(NodeEvent::InboundStreamRefused {
                 peer: self.handle.peer,
@@ -305,7 +310,6 @@ impl Driver {
             });
             return;
         }
-        let guard = StreamGuard::new(activity.clone());
         activity.negotiating.fetch_add(1, Ordering::AcqRel);
         let negotiating = NegotiatingGuard(activity.clone());
         let shared = shared.clone();
@@ -336,5 +340,34 @@ fn close_cause(e: yamux::ConnectionError) -> CloseCause {
             std::io::ErrorKind::InvalidData,
             other.to_string(),
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two threads open and close streams as fast as they can against a limit of one: the
+    /// count taken at each open never exceeds the limit.
+    #[test]
+    fn the_stream_limit_holds_under_concurrent_opens() {
+        let activity = Arc::new(Activity::new(ConnectionId(1), CancellationToken::new()));
+        let overshoots = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..200_000 {
+                        if let Some(guard) = StreamGuard::try_new(&activity, 1) {
+                            if activity.streams() > 1 {
+                                overshoots.fetch_add(1, Ordering::Relaxed);
+                            }
+                            drop(guard);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(overshoots.load(Ordering::Relaxed), 0);
+        assert_eq!(activity.streams(), 0);
     }
 }

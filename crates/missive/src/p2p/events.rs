@@ -149,6 +149,14 @@ pub enum DialError {
     /// The peer already has the maximum number of connections (local limit).
     #[error("peer {0} already has the maximum number of connections")]
     ConnectionLimit(PeerId),
+    /// No address of the peer gave a connection within the connection setup deadline.
+    #[error("no address of {peer} answered within the dial deadline ({tried} tried)")]
+    Timeout {
+        /// The peer dialed.
+        peer: PeerId,
+        /// How many of its addresses were tried.
+        tried: usize,
+    },
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,

@@ -241,7 +241,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Negotiated<T> {
                 Err(NegotiationError::Unsupported) => {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::Unsupported,
-                        "the remote does not support the protocol",
+                        ProtocolRefused,
                     )));
                 }
                 Err(e) => return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e))),
@@ -625,4 +625,18 @@ mod tests {
         .expect("no deadlock");
         assert_eq!(&got, b"hello");
     }
+}
+
+/// The error inside the `io::Error` a lazily negotiated stream gives when the remote turns out
+/// to have refused its protocol, so that a refusal can be told from any other error of kind
+/// `Unsupported` (a codec's, say).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the remote does not support the protocol")]
+pub(crate) struct ProtocolRefused;
+
+/// Whether `e` is a lazily negotiated stream's protocol refusal.
+#[cfg_attr(not(feature = "request-response"), allow(dead_code))]
+pub(crate) fn is_protocol_refused(e: &io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<ProtocolRefused>())
 }

@@ -8,9 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::compat::FuturesAsyncReadCompatExt as _;
 use tokio_util::sync::CancellationToken;
 
@@ -69,6 +72,7 @@ impl Node {
             events,
             cancel: CancellationToken::new(),
             next_id: AtomicU64::new(1),
+            runtime: tokio::runtime::Handle::current(),
         });
         let node = Self {
             _alive: Arc::new(ShutdownOnDrop(shared.clone())),
@@ -131,8 +135,10 @@ impl Node {
     /// Dials `addr`; a trailing `/p2p/<peer>` is checked against the remote's proven identity
     /// and reuses an existing connection to that peer. Returns the remote's PeerId.
     ///
-    /// Dials to the same PeerId share one attempt. The whole setup (TCP, Noise, Yamux) has the
-    /// [`NodeConfig::with_connection_setup_timeout`] deadline per address.
+    /// Dials to the same PeerId share one attempt, which tries the peer's known addresses a few
+    /// at a time (staggered by 250 ms) and keeps the first connection made. The whole attempt
+    /// (TCP, Noise, Yamux, every address) has the
+    /// [`NodeConfig::with_connection_setup_timeout`] deadline; addresses that fail are forgotten.
     ///
     /// # Cancel safety
     /// The dial runs in its own task: dropping this future stops waiting for it but not the
@@ -159,6 +165,17 @@ impl Node {
     /// Adds an address of `peer` to the address book (at most 16 per peer are kept).
     pub fn add_address(&self, peer: PeerId, addr: Multiaddr) {
         self.shared.add_address(peer, addr);
+    }
+
+    /// The addresses of `peer` in the address book, oldest first. An address is added by
+    /// [`Node::add_address`] and by dials, and forgotten when a dial to it fails.
+    pub fn addresses_of(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        self.shared
+            .lock_state()
+            .addresses
+            .get(peer)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// `true` when at least one connection to `peer` is open.
@@ -227,6 +244,12 @@ impl Drop for ShutdownOnDrop {
     }
 }
 
+/// Addresses of one peer dialed at once.
+const DIAL_CONCURRENCY: usize = 3;
+
+/// How long a dial waits for the addresses it tries before it starts another one.
+const DIAL_STAGGER: Duration = Duration::from_millis(250);
+
 /// Most addresses kept per peer in the address book.
 const MAX_ADDRESSES_PER_PEER: usize = 16;
 
@@ -243,6 +266,8 @@ pub(crate) struct Shared {
     pending: Arc<Pending>,
     cancel: CancellationToken,
     next_id: AtomicU64,
+    /// The runtime the node was made on, where work started from outside it runs.
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Shared {
@@ -303,6 +328,22 @@ impl Shared {
 
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+
+    /// The runtime the node runs on.
+    #[cfg_attr(not(feature = "request-response"), allow(dead_code))]
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
+    /// The open connections to `peer`, oldest first.
+    #[cfg_attr(not(feature = "request-response"), allow(dead_code))]
+    pub(crate) fn live_connections(&self, peer: PeerId) -> Vec<ConnectionHandle> {
+        self.lock_state()
+            .connections
+            .get(&peer)
+            .map(|c| c.iter().filter(|h| h.is_alive()).cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Completes when the node shuts down.
@@ -405,22 +446,83 @@ impl Shared {
         rx.await.map_err(|_| DialError::ShuttingDown)?
     }
 
-    /// Tries the addresses in order; answers every waiter; then runs the connection.
+    /// Dials `addrs` a few at a time under one deadline; answers every waiter; then runs the
+    /// connection.
     async fn dial_task(self: Arc<Self>, peer: PeerId, addrs: Vec<Multiaddr>) {
-        let mut last = DialError::NoAddresses(peer);
-        for addr in addrs {
-            match self.attempt(&addr, Some(peer)).await {
-                Ok((muxed, _)) => {
-                    self.establish(muxed, peer, Endpoint::Dialer, addr, true, Vec::new())
-                        .await;
-                    return;
-                }
-                Err(e) => last = e,
+        let error = match self.dial_any(peer, &addrs).await {
+            Ok((muxed, addr)) => {
+                self.establish(muxed, peer, Endpoint::Dialer, addr, true, Vec::new())
+                    .await;
+                return;
             }
-        }
+            Err(e) => e,
+        };
         let waiters = self.lock_state().dials.remove(&peer).unwrap_or_default();
         for w in waiters {
-            let _ = w.send(Err(last.clone()));
+            let _ = w.send(Err(error.clone()));
+        }
+    }
+
+    /// The first of `addrs` to give a secured, multiplexed connection. Up to
+    /// [`DIAL_CONCURRENCY`] are tried at once; the next one starts when one fails, or
+    /// [`DIAL_STAGGER`] after the last start while all are still trying. The whole dial has the
+    /// connection setup deadline. An address that failed, or was still trying at the deadline,
+    /// is forgotten.
+    async fn dial_any(
+        &self,
+        peer: PeerId,
+        addrs: &[Multiaddr],
+    ) -> Result<(super::upgrade::Muxed, Multiaddr), DialError> {
+        let deadline = Instant::now() + self.config.connection_setup_timeout;
+        let mut waiting = addrs.iter();
+        let mut trying: Vec<Multiaddr> = Vec::new();
+        let mut running = FuturesUnordered::new();
+        let mut last = DialError::NoAddresses(peer);
+        loop {
+            if running.len() < DIAL_CONCURRENCY
+                && let Some(addr) = waiting.next()
+            {
+                trying.push(addr.clone());
+                running.push(async move { (addr, self.attempt(addr, Some(peer)).await) });
+            }
+            if running.is_empty() {
+                return Err(last);
+            }
+            let may_start = waiting.len() > 0 && running.len() < DIAL_CONCURRENCY;
+            tokio::select! {
+                Some((addr, result)) = running.next() => {
+                    trying.retain(|a| a != addr);
+                    match result {
+                        Ok((muxed, _)) => return Ok((muxed, addr.clone())),
+                        Err(DialError::ShuttingDown) => return Err(DialError::ShuttingDown),
+                        Err(e) => {
+                            tracing::debug!(%peer, %addr, error = %e, "address failed; forgotten");
+                            self.forget_address(peer, addr);
+                            last = e;
+                        }
+                    }
+                }
+                () = tokio::time::sleep(DIAL_STAGGER), if may_start => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    for addr in &trying {
+                        self.forget_address(peer, addr);
+                    }
+                    return Err(DialError::Timeout {
+                        peer,
+                        tried: addrs.len() - waiting.len(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn forget_address(&self, peer: PeerId, addr: &Multiaddr) {
+        let mut st = self.lock_state();
+        if let Some(list) = st.addresses.get_mut(&peer) {
+            list.retain(|a| a != addr);
+            if list.is_empty() {
+                st.addresses.remove(&peer);
+            }
         }
     }
 

@@ -8,20 +8,21 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::task::{Context, Poll};
 
 use futures_util::FutureExt as _;
 use tokio::io::AsyncWriteExt as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::codec::Codec;
 use super::config::{Config, OnPeerLimit};
+use super::event_queue::{EventQueue, Events};
 use super::events::{
     Event, InboundFailure, InboundRequestId, Message, OutboundFailure, OutboundRequestId,
     ResponseChannel,
 };
 use super::limits::{Limits, SlotGuard};
+use crate::p2p::negotiated::is_protocol_refused;
 use crate::p2p::{ConnectionId, Multiaddr, Node, PeerId};
 use crate::stream::{
     AlreadyRegistered, InlineRegistration, InvalidProtocol, OpenStreamError, Stream, StreamProtocol,
@@ -63,10 +64,15 @@ pub enum NewBehaviourError {
     AlreadyRegistered(#[from] AlreadyRegistered),
 }
 
-/// The event stream was already taken, by [`Behaviour::events`] or [`Behaviour::serve`].
+/// The event stream was already taken by [`Behaviour::events`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the event stream of this behaviour was already taken")]
 pub struct EventsTaken;
+
+/// [`Behaviour::serve`] was called before: a behaviour has one handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this behaviour already serves its requests with a handler")]
+pub struct AlreadyServing;
 
 /// A request-response protocol (or protocol family) on a [`Node`]: send requests, receive them,
 /// answer them. Cheap to clone; every clone drives the same protocol. Dropping the last clone
@@ -121,7 +127,6 @@ type Handler<C> = Arc<
 struct Inner<C: Codec> {
     node: Node,
     core: Arc<Core<C>>,
-    events: Mutex<Option<mpsc::Receiver<EventOf<C>>>>,
     /// The inbound protocols; dropped with the behaviour, which deregisters them.
     _serving: Vec<InlineRegistration>,
 }
@@ -137,8 +142,15 @@ struct Core<C: Codec> {
     next_id: AtomicU64,
     pending_outbound: Mutex<HashMap<u64, PeerId>>,
     pending_inbound: Mutex<HashMap<u64, PeerId>>,
-    events: mpsc::Sender<EventOf<C>>,
+    events: Arc<EventQueue<EventOf<C>>>,
     handler: OnceLock<Handler<C>>,
+}
+
+impl<C: Codec> Drop for Core<C> {
+    fn drop(&mut self) {
+        // The behaviour and every task of it are gone: the reader sees the end.
+        self.events.close();
+    }
 }
 
 impl<C: Codec> Behaviour<C> {
@@ -174,7 +186,7 @@ impl<C: Codec> Behaviour<C> {
                 inbound.push((name, protocol));
             }
         }
-        let (tx, rx) = mpsc::channel(config.event_capacity);
+        let events = Arc::new(EventQueue::new(config.event_capacity));
         let core = Arc::new(Core {
             codec: Mutex::new(codec),
             limits: Arc::new(Limits::new(
@@ -188,7 +200,7 @@ impl<C: Codec> Behaviour<C> {
             next_id: AtomicU64::new(1),
             pending_outbound: Mutex::new(HashMap::new()),
             pending_inbound: Mutex::new(HashMap::new()),
-            events: tx,
+            events,
             handler: OnceLock::new(),
         });
         // Each request is admitted (or refused, with its event) in the task that negotiated its
@@ -206,7 +218,6 @@ impl<C: Codec> Behaviour<C> {
             inner: Arc::new(Inner {
                 node: node.clone(),
                 core,
-                events: Mutex::new(Some(rx)),
                 _serving: serving,
             }),
         })
@@ -229,7 +240,9 @@ impl<C: Codec> Behaviour<C> {
         let core = self.inner.core.clone();
         let node = self.inner.node.clone();
         let id = core.track_outbound(peer);
-        tokio::spawn(async move {
+        // On the node's runtime, so that a caller outside any runtime can send requests too.
+        let runtime = node.shared().runtime().clone();
+        runtime.spawn(async move {
             let event = match core.outbound(&node, peer, &addresses, request).await {
                 Ok((connection_id, response)) => Event::Message {
                     peer,
@@ -247,7 +260,7 @@ impl<C: Codec> Behaviour<C> {
                 },
             };
             core.untrack_outbound(id);
-            core.emit(event).await;
+            core.emit(event);
         });
         id
     }
@@ -292,45 +305,34 @@ impl<C: Codec> Behaviour<C> {
     }
 
     /// The event stream. There is one: the first call takes it. Inbound requests reach the
-    /// application only through it (or through [`Behaviour::serve`], which takes it).
+    /// application through it unless [`Behaviour::serve`] answers them; the outcomes of
+    /// [`Behaviour::send_request`], failures and refusals always come here.
     ///
-    /// Events wait in a buffer of [`Config::with_event_capacity`]; when it is full the tasks
-    /// that produce events wait, so nothing is lost.
+    /// Protocol work never waits for the application to read: the last
+    /// [`Config::with_event_capacity`] events are kept (also before the stream is taken), and
+    /// when a new one does not fit the oldest is dropped and counted in [`Events::dropped`]. Once
+    /// the stream is taken and dropped, no events are kept at all.
     pub fn events(&self) -> Result<Events<C::Request, C::Response>, EventsTaken> {
-        self.lock_events()
-            .take()
-            .map(|rx| Events { rx })
-            .ok_or(EventsTaken)
+        Events::take(&self.inner.core.events).ok_or(EventsTaken)
     }
 
     /// Answers every inbound request with `handler(peer, request)`, in the request's own task,
-    /// until the behaviour is dropped. Takes the event stream (inbound requests no longer
-    /// appear on it); failures are logged at debug level. A handler that panics fails only
-    /// its request, as [`InboundFailure::ResponseOmission`] (the requester sees its stream
-    /// reset); serving goes on.
-    pub fn serve<F, Fut>(&self, handler: F) -> Result<(), EventsTaken>
+    /// until the behaviour is dropped. Inbound requests no longer appear on the event stream;
+    /// their failures and `ResponseSent` still do, with everything else (see
+    /// [`Behaviour::events`]). A handler that panics, in its future or before returning it,
+    /// fails only its request, as [`InboundFailure::ResponseOmission`] (the requester sees its
+    /// stream reset); serving goes on.
+    pub fn serve<F, Fut>(&self, handler: F) -> Result<(), AlreadyServing>
     where
         F: Fn(PeerId, C::Request) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = C::Response> + Send + 'static,
     {
-        let mut events = self.events()?;
         let handler: Handler<C> = Arc::new(move |peer, request| Box::pin(handler(peer, request)));
-        // The event stream was ours to take, so no handler was set before.
-        let _ = self.inner.core.handler.set(handler);
-        tokio::spawn(async move {
-            while let Some(event) = events.rx.recv().await {
-                match event {
-                    Event::OutboundFailure { peer, error, .. } => {
-                        tracing::debug!(%peer, %error, "outbound request failed");
-                    }
-                    Event::InboundFailure { peer, error, .. } => {
-                        tracing::debug!(%peer, %error, "inbound request failed");
-                    }
-                    _ => {}
-                }
-            }
-        });
-        Ok(())
+        self.inner
+            .core
+            .handler
+            .set(handler)
+            .map_err(|_| AlreadyServing)
     }
 
     /// `true` when a connection to `peer` is open.
@@ -357,36 +359,6 @@ impl<C: Codec> Behaviour<C> {
     /// The node this behaviour runs on.
     pub fn node(&self) -> &Node {
         &self.inner.node
-    }
-
-    fn lock_events(&self) -> MutexGuard<'_, Option<mpsc::Receiver<EventOf<C>>>> {
-        lock(&self.inner.events)
-    }
-}
-
-/// The events of a [`Behaviour`]: a `futures` `Stream` of [`Event`]s.
-pub struct Events<Req, Resp> {
-    rx: mpsc::Receiver<Event<Req, Resp>>,
-}
-
-impl<Req, Resp> Events<Req, Resp> {
-    /// The next event; `None` once the behaviour and its tasks are gone.
-    pub async fn next(&mut self) -> Option<Event<Req, Resp>> {
-        self.rx.recv().await
-    }
-}
-
-impl<Req, Resp> fmt::Debug for Events<Req, Resp> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Events").finish_non_exhaustive()
-    }
-}
-
-impl<Req, Resp> futures_core::Stream for Events<Req, Resp> {
-    type Item = Event<Req, Resp>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().rx.poll_recv(cx)
     }
 }
 
@@ -428,9 +400,9 @@ impl<C: Codec> Core<C> {
         lock(&self.pending_outbound).remove(&id.0);
     }
 
-    async fn emit(&self, event: EventOf<C>) {
-        // Fails only when the receiver was dropped: nobody is listening any more.
-        let _ = self.events.send(event).await;
+    /// Never waits: see [`EventQueue`].
+    fn emit(&self, event: EventOf<C>) {
+        self.events.push(event);
     }
 
     /// One outbound request from start to response, within the request timeout.
@@ -457,17 +429,22 @@ impl<C: Codec> Core<C> {
                 _ => self.limits.outbound(peer).await,
             };
             let shared = node.shared();
-            let handle = shared
-                .connection_to(peer, addresses)
-                .await
-                .map_err(OutboundFailure::DialFailure)?;
-            connection = Some(handle.id);
+            let mut open = shared.live_connections(peer);
+            if open.is_empty() {
+                let dialed = shared
+                    .connection_to(peer, addresses)
+                    .await
+                    .map_err(OutboundFailure::DialFailure)?;
+                open.push(dialed);
+            }
+            connection = open.first().map(|h| h.id);
             // The stream slot is taken before opening, so that a request over the limit never
-            // reaches the peer.
-            let _stream_slot = self
-                .limits
-                .try_connection(handle.id)
+            // reaches the peer; any connection to the peer with a free slot will do.
+            let (handle, _stream_slot) = open
+                .into_iter()
+                .find_map(|h| self.limits.try_connection(h.id).map(|slot| (h, slot)))
                 .ok_or(OutboundFailure::TooManyStreams)?;
+            connection = Some(handle.id);
             let (mut stream, chosen) = shared
                 .open_stream_on(&handle, &self.outbound_names, self.config.version)
                 .await
@@ -490,13 +467,15 @@ impl<C: Codec> Core<C> {
                 r = exchange => r,
                 () = closed => return Err(OutboundFailure::ConnectionClosed),
             };
-            let response = result.map_err(|e| match e.kind() {
-                io::ErrorKind::Unsupported => OutboundFailure::UnsupportedProtocols,
-                _ if stream.is_connection_closed() => {
+            // A lazy negotiation learns of a refusal at the first read; any other error is the
+            // codec's or the stream's, whatever its kind.
+            let response = result.map_err(|e| match e {
+                e if is_protocol_refused(&e) => OutboundFailure::UnsupportedProtocols,
+                e if stream.is_connection_closed() => {
                     tracing::debug!(%peer, error = %e, "request failed as its connection closed");
                     OutboundFailure::ConnectionClosed
                 }
-                _ => OutboundFailure::Io(Arc::new(e)),
+                e => OutboundFailure::Io(Arc::new(e)),
             })?;
             Ok((handle.id, response))
         })
@@ -555,8 +534,7 @@ impl<C: Codec> Core<C> {
                     connection_id,
                     request_id,
                     error,
-                })
-                .await;
+                });
             }
         }
     }
@@ -586,10 +564,15 @@ impl<C: Codec> Core<C> {
             let response = match self.handler.get() {
                 // A handler that panics gives no response; the request fails like one whose
                 // channel was dropped, and the behaviour goes on serving.
-                Some(handler) => AssertUnwindSafe(handler(peer, request))
-                    .catch_unwind()
-                    .await
-                    .map_err(|_| Failure::Omission)?,
+                Some(handler) => {
+                    let call =
+                        std::panic::catch_unwind(AssertUnwindSafe(|| handler(peer, request)))
+                            .map_err(|_| Failure::Omission)?;
+                    AssertUnwindSafe(call)
+                        .catch_unwind()
+                        .await
+                        .map_err(|_| Failure::Omission)?
+                }
                 None => {
                     let (tx, rx) = oneshot::channel();
                     self.emit(Event::Message {
@@ -604,8 +587,7 @@ impl<C: Codec> Core<C> {
                                 tx,
                             },
                         },
-                    })
-                    .await;
+                    });
                     rx.await.map_err(|_| Failure::Omission)?
                 }
             };
@@ -627,8 +609,7 @@ impl<C: Codec> Core<C> {
                     peer,
                     connection_id,
                     request_id,
-                })
-                .await;
+                });
                 return;
             }
             Ok(Err(Failure::Omission)) => InboundFailure::ResponseOmission,
@@ -645,8 +626,7 @@ impl<C: Codec> Core<C> {
             connection_id,
             request_id,
             error,
-        })
-        .await;
+        });
     }
 }
 

@@ -38,6 +38,7 @@ mod behaviour;
 pub mod cbor;
 mod codec;
 mod config;
+mod event_queue;
 mod events;
 #[cfg(feature = "json")]
 pub mod json;
@@ -45,9 +46,10 @@ mod limits;
 mod one_way;
 mod serde_codec;
 
-pub use behaviour::{Behaviour, Events, EventsTaken, NewBehaviourError, ProtocolSupport};
+pub use behaviour::{AlreadyServing, Behaviour, EventsTaken, NewBehaviourError, ProtocolSupport};
 pub use codec::{Codec, MessageKind, MessageTooLarge, read_to_end_limited};
 pub use config::{Config, OnPeerLimit};
+pub use event_queue::Events;
 pub use events::{
     Event, InboundFailure, InboundRequestId, Message, OutboundFailure, OutboundRequestId,
     ResponseChannel,
