@@ -460,7 +460,18 @@ impl<C: Codec> Core<C> {
             let exchange = async {
                 codec.write_request(&protocol, &mut stream, request).await?;
                 stream.shutdown().await?;
-                codec.read_response(&protocol, &mut stream).await
+                let mut counted = CountingReader {
+                    inner: &mut stream,
+                    read: 0,
+                };
+                match codec.read_response(&protocol, &mut counted).await {
+                    // Whatever the codec makes of an empty stream, the responder sent nothing:
+                    // it refused the request (a limit) or dropped it without an answer.
+                    Err(e) if counted.read == 0 && !is_protocol_refused(&e) => {
+                        Err(io::Error::new(io::ErrorKind::UnexpectedEof, NoResponse(e)))
+                    }
+                    r => r,
+                }
             };
             let result = tokio::select! {
                 biased;
@@ -627,6 +638,31 @@ impl<C: Codec> Core<C> {
             request_id,
             error,
         });
+    }
+}
+
+/// The responder closed or reset its stream before sending any byte of a response.
+#[derive(Debug, thiserror::Error)]
+#[error("the responder closed the stream without a response ({0})")]
+struct NoResponse(#[source] io::Error);
+
+/// Counts the bytes a codec reads, to tell an empty response from a malformed one.
+struct CountingReader<'a, R> {
+    inner: &'a mut R,
+    read: usize,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CountingReader<'_, R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut *this.inner).poll_read(cx, buf);
+        this.read += buf.filled().len() - before;
+        polled
     }
 }
 
