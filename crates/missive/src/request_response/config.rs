@@ -93,8 +93,9 @@ impl Config {
         self
     }
 
-    /// Events buffered until the application takes them (default 256). When full, the tasks
-    /// producing events wait: nothing is dropped.
+    /// Events kept until the application reads them (default 256). Protocol work never waits
+    /// for the reader: when a new event does not fit, the oldest one is dropped and counted in
+    /// [`Events::dropped`](super::Events::dropped). Memory for events is bounded by this many.
     pub fn with_event_capacity(mut self, n: usize) -> Self {
         self.event_capacity = n.max(1);
         self
