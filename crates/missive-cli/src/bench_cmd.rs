@@ -1,10 +1,13 @@
-//! `missive bench`: the side-by-side comparisons of missive-bench.
+//! `missive bench`: the side-by-side comparisons of missive-bench, when built with the `bench`
+//! feature; otherwise it says how to run them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+#[cfg(feature = "bench")]
 use std::time::Duration;
 
 use clap::Args;
+#[cfg(feature = "bench")]
 use missive_bench::BenchOptions;
 
 #[derive(Debug, Args)]
@@ -35,7 +38,19 @@ pub(crate) struct BenchArgs {
     list: bool,
 }
 
+/// Without the `bench` feature: the harness is not linked in; it says where it is.
+#[cfg(not(feature = "bench"))]
+pub(crate) fn run(_: BenchArgs) -> anyhow::Result<ExitCode> {
+    eprintln!(
+        "missive: this build has no benchmarks (they link every system they compare against).\n\
+         Run them from the source tree with `cargo run --release -p missive-bench -- --quick`\n\
+         (same options as here), or build this tool with `--features bench`."
+    );
+    Ok(ExitCode::from(2))
+}
+
 /// Runs outside any async runtime: the harness builds one runtime per side itself.
+#[cfg(feature = "bench")]
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.list {
         for name in missive_bench::scenario_names() {
