@@ -240,7 +240,11 @@ pub struct ServerConnection<T, C: Encoder, S: Service> {
     read_buf: BytesMut,
     wq: WriteQueue<<C as Encoder>::Serialized>,
     rpcs: RpcTable<S>,
-    parked: Option<(RequestSender<S::Request>, S::Request)>,
+    /// A request whose rpc's buffer is full, with the rpc's id: reading stops until the handler
+    /// takes one, or drops its request stream, or the rpc ends. It waits on the rpc's own sender
+    /// (a clone of a futures-channel sender always has a slot of its own, so it would bound
+    /// nothing).
+    parked: Option<(u64, S::Request)>,
     read_closed: bool,
     shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     shutting_down: bool,
@@ -277,13 +281,7 @@ where
                 self.shutdown = None;
                 self.shutting_down = true;
             }
-            if let Some((sender, _)) = &mut self.parked
-                && let Poll::Ready(ready) = sender.poll_ready(cx)
-            {
-                if let (Ok(()), Some((mut sender, item))) = (ready, self.parked.take()) {
-                    let _ = sender.start_send(item);
-                }
-                self.parked = None;
+            if self.parked.is_some() && self.poll_parked(cx) {
                 progress = true;
             }
             // Input: decode what is buffered, read more while under every limit.
@@ -357,6 +355,28 @@ where
         Poll::Pending
     }
 
+    /// Hands the parked request to its rpc once its buffer has room; drops it when the rpc is
+    /// gone or no longer takes requests. True when the connection may read again.
+    fn poll_parked(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some((id, _)) = &self.parked else {
+            return true;
+        };
+        let ready = match self.rpcs.get_mut(*id).and_then(|slot| slot.extra.as_mut()) {
+            Some(sender) => sender.poll_ready(cx),
+            None => Poll::Ready(Ok(())),
+        };
+        let Poll::Ready(ready) = ready else {
+            return false;
+        };
+        if let Some((id, request)) = self.parked.take()
+            && ready.is_ok()
+            && let Some(sender) = self.rpcs.get_mut(id).and_then(|slot| slot.extra.as_mut())
+        {
+            let _ = sender.start_send(request);
+        }
+        true
+    }
+
     fn may_take_input(&self) -> bool {
         self.parked.is_none() && self.wq.queued() < self.config.send_budget
     }
@@ -381,7 +401,7 @@ where
                             if let Err(e) = sender.try_send(request)
                                 && e.is_full()
                             {
-                                self.parked = Some((sender.clone(), e.into_inner()));
+                                self.parked = Some((id, e.into_inner()));
                             }
                         }
                         None => tracing::debug!(id, "request for an rpc in flight ignored"),

@@ -1,0 +1,249 @@
+//! Limits and deadlines of rpc connections: bounded stream buffers with backpressure, bounded
+//! read buffers, connect and handshake deadlines, the shutdown grace period and idle shedding.
+#![cfg(all(feature = "rpc", feature = "prost"))]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::{FutureExt, StreamExt};
+use missive::rpc::echo::{self, Request, Response};
+use missive::rpc::{
+    CallContext, Client, ClientConfig, RequestStream, Reply, Server, ServerConfig, Service, Status,
+};
+use tokio::sync::mpsc;
+
+type EchoClient = Client<Request, Response>;
+type BoxFut = Pin<Box<dyn Future<Output = Result<Response, Status>> + Send>>;
+
+/// Items a stream test pushes through one call.
+const ITEMS: usize = 1_000_000;
+
+/// Waits until every task of this (paused-clock, current-thread) runtime is idle: the paused
+/// clock only moves when no task can run, so the sleep ends once the drivers have gone as far
+/// as they can.
+async fn until_idle() {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// Takes every item a stream holds right now, without letting any other task run.
+fn take_buffered<S: futures_core::Stream + Unpin>(stream: &mut S) -> usize {
+    let mut n = 0;
+    while n <= ITEMS {
+        match stream.next().now_or_never() {
+            Some(Some(_)) => n += 1,
+            _ => break,
+        }
+    }
+    n
+}
+
+/// Streams `ITEMS` small responses to every rpc, counting what it produced.
+struct Firehose(Arc<AtomicUsize>);
+
+impl Service for Firehose {
+    type Request = Request;
+    type Response = Response;
+    type Unary = BoxFut;
+    type Stream = BoxStream<'static, Result<Response, Status>>;
+    fn call(&mut self, _: Request, _: &mut CallContext<Request>) -> Reply<BoxFut, Self::Stream> {
+        let produced = self.0.clone();
+        Reply::Stream(
+            futures_util::stream::iter(0..ITEMS)
+                .map(move |_| {
+                    produced.fetch_add(1, Ordering::Relaxed);
+                    Ok(Response {
+                        body: Bytes::from_static(b"x"),
+                        ..Response::default()
+                    })
+                })
+                .boxed(),
+        )
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn rpc_response_stream_nobody_polls_stays_bounded_and_pauses_the_server() {
+    let produced = Arc::new(AtomicUsize::new(0));
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let server = Server::new(ServerConfig::default().with_send_budget(64 * 1024));
+    tokio::spawn(server.connection(
+        b,
+        echo::ServerCodec::default(),
+        Firehose(produced.clone()),
+    ));
+    let config = ClientConfig::default().with_stream_buffer(16);
+    let client: EchoClient = Client::spawn(a, echo::ClientCodec::default(), config);
+    let mut stream = client
+        .server_stream(Request::unary("go"))
+        .await
+        .expect("stream");
+    until_idle().await;
+    let at_rest = produced.load(Ordering::Relaxed);
+    let buffered = take_buffered(&mut stream);
+    // The stream's buffer, its sender's own slot, and the one item the connection holds back.
+    assert!(buffered <= 16 + 2, "{buffered} responses buffered for the consumer");
+    // Paused by backpressure: the pipe (64 KiB), the send budget (64 KiB) and the client's read
+    // buffer hold a few thousand frames of a few bytes each, far from a million.
+    assert!(at_rest < ITEMS / 20, "the server produced {at_rest} responses");
+    until_idle().await;
+    assert!(
+        produced.load(Ordering::Relaxed) < ITEMS / 20,
+        "taking a few items must release only a few more"
+    );
+    // Reading resumes the stream and loses nothing.
+    let mut total = buffered;
+    while let Some(item) = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("the stream goes on")
+    {
+        item.expect("item");
+        total += 1;
+    }
+    assert_eq!(total, ITEMS);
+}
+
+/// Hands each rpc's request stream to the test, which does not read it; the rpc never answers.
+struct Hoard(mpsc::UnboundedSender<RequestStream<Request>>);
+
+impl Service for Hoard {
+    type Request = Request;
+    type Response = Response;
+    type Unary = BoxFut;
+    type Stream = BoxStream<'static, Result<Response, Status>>;
+    fn call(&mut self, r: Request, c: &mut CallContext<Request>) -> Reply<BoxFut, Self::Stream> {
+        if &r.body[..] != b"hoard" {
+            return Reply::Unary(Box::pin(async move {
+                Ok(Response {
+                    body: r.body,
+                    ..Response::default()
+                })
+            }));
+        }
+        let _ = self.0.send(c.requests());
+        Reply::Unary(Box::pin(std::future::pending()))
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn rpc_request_stream_nobody_reads_stays_bounded_and_pauses_the_client() {
+    let (tx, mut streams) = mpsc::unbounded_channel();
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let server = Server::new(ServerConfig::default().with_request_stream_buffer(16));
+    tokio::spawn(server.connection(b, echo::ServerCodec::default(), Hoard(tx)));
+    let client: EchoClient = Client::spawn(
+        a,
+        echo::ClientCodec::default(),
+        ClientConfig::default()
+            .with_deadline(None)
+            .with_send_budget(64 * 1024),
+    );
+    let (mut sink, _response) = client
+        .client_stream(Request::unary("hoard"))
+        .await
+        .expect("call");
+    let mut requests = streams.recv().await.expect("the rpc started");
+    let sent = Arc::new(AtomicUsize::new(0));
+    let sending = tokio::spawn({
+        let sent = sent.clone();
+        async move {
+            for _ in 0..ITEMS {
+                if sink.send(Request::unary("x")).await.is_err() {
+                    break;
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+            sink
+        }
+    });
+    until_idle().await;
+    let at_rest = sent.load(Ordering::Relaxed);
+    let buffered = take_buffered(&mut requests);
+    assert!(buffered <= 16 + 2, "{buffered} requests buffered for the handler");
+    // Paused by backpressure: the client's send budget (64 KiB), the pipe (64 KiB) and the
+    // server's read buffer hold a few thousand frames of a few bytes each, far from a million.
+    assert!(at_rest < ITEMS / 20, "the client sent {at_rest} requests");
+    // Reading resumes the sender and loses nothing.
+    let mut total = buffered;
+    while total < ITEMS {
+        let item = tokio::time::timeout(Duration::from_secs(5), requests.next())
+            .await
+            .expect("the requests go on");
+        assert!(item.is_some(), "the request stream ended after {total}");
+        total += 1;
+    }
+    let sink = sending.await.expect("join");
+    assert_eq!(sent.load(Ordering::Relaxed), ITEMS);
+    drop(sink);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn rpc_dropping_a_stalled_response_stream_resumes_the_connection() {
+    let produced = Arc::new(AtomicUsize::new(0));
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let server = Server::new(ServerConfig::default().with_send_budget(64 * 1024));
+    tokio::spawn(server.connection(
+        b,
+        echo::ServerCodec::default(),
+        Firehose(produced.clone()),
+    ));
+    let config = ClientConfig::default().with_stream_buffer(4);
+    let client: EchoClient = Client::spawn(a, echo::ClientCodec::default(), config);
+    let stream = client
+        .server_stream(Request::unary("go"))
+        .await
+        .expect("stream");
+    until_idle().await;
+    // The connection holds back reads for the stalled stream; a second stream waits behind it.
+    let mut second = client
+        .server_stream(Request::unary("again"))
+        .await
+        .expect("second stream");
+    until_idle().await;
+    assert!(second.next().now_or_never().is_none());
+    // Dropping the stalled stream cancels it on the server and frees the connection.
+    drop(stream);
+    let first = tokio::time::timeout(Duration::from_secs(5), second.next())
+        .await
+        .expect("the connection reads again");
+    assert!(matches!(first, Some(Ok(_))), "{first:?}");
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn rpc_dropping_a_stalled_request_stream_resumes_the_connection() {
+    let (tx, mut streams) = mpsc::unbounded_channel();
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let server = Server::new(ServerConfig::default().with_request_stream_buffer(4));
+    tokio::spawn(server.connection(b, echo::ServerCodec::default(), Hoard(tx)));
+    let client: EchoClient = Client::spawn(
+        a,
+        echo::ClientCodec::default(),
+        ClientConfig::default().with_deadline(None),
+    );
+    let (mut sink, _response) = client
+        .client_stream(Request::unary("hoard"))
+        .await
+        .expect("call");
+    let requests = streams.recv().await.expect("the rpc started");
+    let sending = tokio::spawn(async move {
+        for _ in 0..ITEMS {
+            if sink.send(Request::unary("x")).await.is_err() {
+                break;
+            }
+        }
+    });
+    until_idle().await;
+    // The handler drops its request stream: the held-back request is discarded and the
+    // connection reads again, so a new call gets through.
+    drop(requests);
+    let r = tokio::time::timeout(Duration::from_secs(5), client.call(Request::unary("hi")))
+        .await
+        .expect("the connection reads again")
+        .expect("call");
+    assert_eq!(&r.body[..], b"hi");
+    sending.abort();
+}
