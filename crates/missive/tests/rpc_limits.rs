@@ -247,3 +247,123 @@ async fn rpc_dropping_a_stalled_request_stream_resumes_the_connection() {
     assert_eq!(&r.body[..], b"hi");
     sending.abort();
 }
+
+/// Decodes nothing, ever: a custom decoder that waits for a frame that never completes.
+#[derive(Default)]
+struct NeverComplete(echo::ServerCodec);
+
+impl missive::rpc::Encoder for NeverComplete {
+    type Message = Response;
+    type Serialized = <echo::ServerCodec as missive::rpc::Encoder>::Serialized;
+    fn encode(
+        &mut self,
+        message: Response,
+    ) -> Result<Self::Serialized, missive::rpc::EncodeError> {
+        self.0.encode(message)
+    }
+}
+
+impl missive::rpc::Decoder for NeverComplete {
+    type Message = Request;
+    fn decode(
+        &mut self,
+        _: &mut bytes::BytesMut,
+    ) -> Result<Option<Request>, missive::rpc::DecodeError> {
+        Ok(None)
+    }
+}
+
+#[tokio::test]
+async fn rpc_read_buffer_is_capped_at_the_max_message_size_whatever_the_decoder() {
+    use tokio::io::AsyncWriteExt;
+    let (mut peer, b) = tokio::io::duplex(64 * 1024);
+    let task = tokio::spawn(Server::default().connection(
+        b,
+        NeverComplete::default(),
+        echo::EchoService,
+    ));
+    // Twice the 4 MiB limit, in pieces; the server ends the connection on the way.
+    let piece = vec![0u8; 64 * 1024];
+    for _ in 0..128 {
+        if peer.write_all(&piece).await.is_err() {
+            break;
+        }
+    }
+    let r = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the server ends the connection")
+        .expect("join");
+    let cap = missive::rpc::codec::DEFAULT_MAX_MESSAGE_SIZE + missive::rpc::codec::MAX_PREFIX_LEN;
+    match r {
+        Err(missive::rpc::server::ServeError::Decode(missive::rpc::DecodeError::Unframed {
+            buffered,
+            max,
+        })) => {
+            assert_eq!(max, cap);
+            // Stopped at the first read past the cap.
+            assert!(buffered > cap && buffered <= cap + 64 * 1024, "{buffered}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The client's side of [`NeverComplete`].
+#[derive(Default)]
+struct NeverCompleteClient(echo::ClientCodec);
+
+impl missive::rpc::Encoder for NeverCompleteClient {
+    type Message = Request;
+    type Serialized = <echo::ClientCodec as missive::rpc::Encoder>::Serialized;
+    fn encode(&mut self, message: Request) -> Result<Self::Serialized, missive::rpc::EncodeError> {
+        self.0.encode(message)
+    }
+}
+
+impl missive::rpc::Decoder for NeverCompleteClient {
+    type Message = Response;
+    fn decode(
+        &mut self,
+        _: &mut bytes::BytesMut,
+    ) -> Result<Option<Response>, missive::rpc::DecodeError> {
+        Ok(None)
+    }
+    fn max_message_size(&self) -> usize {
+        1 << 20
+    }
+}
+
+#[tokio::test]
+async fn rpc_client_read_buffer_is_capped_at_its_decoders_max_message_size() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (a, mut peer) = tokio::io::duplex(64 * 1024);
+    let (client, driver): (EchoClient, _) =
+        Client::new(a, NeverCompleteClient::default(), ClientConfig::default());
+    let driver = tokio::spawn(driver);
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move { client.call(Request::unary("x")).await }
+    });
+    let mut buf = [0u8; 64];
+    assert!(peer.read(&mut buf).await.expect("read request") > 0);
+    let piece = vec![0u8; 64 * 1024];
+    for _ in 0..64 {
+        if peer.write_all(&piece).await.is_err() {
+            break;
+        }
+    }
+    let d = tokio::time::timeout(Duration::from_secs(10), driver)
+        .await
+        .expect("the client ends the connection")
+        .expect("join");
+    let cap = (1 << 20) + missive::rpc::codec::MAX_PREFIX_LEN;
+    assert!(
+        matches!(
+            d,
+            Err(missive::rpc::client::ConnectionError::Decode(
+                missive::rpc::DecodeError::Unframed { max, .. }
+            )) if max == cap
+        ),
+        "{d:?}"
+    );
+    assert!(call.await.expect("join").is_err());
+}

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::calls::{ClientCalls, CompletionKind, Delivery};
 use super::codec::{DecodeError, Decoder, EncodeError, Encoder};
 use super::inbox;
-use super::io::{WriteQueue, poll_read_into};
+use super::io::{WriteQueue, check_unframed, poll_read_into};
 use super::message::{Message, Status};
 use super::slots::{SlotReceiver, SlotSender, Slots};
 
@@ -984,7 +984,7 @@ where
         while self.parked.is_none() {
             match self.codec.decode(&mut self.read_buf)? {
                 Some(response) => self.dispatch(response),
-                None => break,
+                None => return check_unframed(&self.read_buf, self.codec.max_message_size()),
             }
         }
         Ok(())

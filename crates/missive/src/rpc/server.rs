@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::codec::{DecodeError, Decoder, Encoder};
-use super::io::{WriteQueue, poll_read_into};
+use super::io::{WriteQueue, check_unframed, poll_read_into};
 use super::message::{ControlCode, Message, Status, StatusCode};
 use super::rpcs::{Rpcs, Step};
 
@@ -385,7 +385,7 @@ where
         while self.may_take_input() {
             match self.codec.decode(&mut self.read_buf)? {
                 Some(request) => self.on_request(request),
-                None => break,
+                None => return check_unframed(&self.read_buf, self.codec.max_message_size()),
             }
         }
         Ok(())
