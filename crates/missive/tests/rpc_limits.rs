@@ -367,3 +367,128 @@ async fn rpc_client_read_buffer_is_capped_at_its_decoders_max_message_size() {
     );
     assert!(call.await.expect("join").is_err());
 }
+
+/// A loopback listener whose accept queue is full: a new connection's SYN is dropped, so
+/// connecting hangs until a deadline ends it. Keep the returned values alive.
+fn full_backlog() -> (socket2::Socket, Vec<std::net::TcpStream>, std::net::SocketAddr) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .expect("socket");
+    socket
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    socket.listen(0).expect("listen");
+    let addr = socket
+        .local_addr()
+        .expect("addr")
+        .as_socket()
+        .expect("inet");
+    // Never accepted: each one that completes takes a place in the queue, until one hangs.
+    let mut queued = Vec::new();
+    for _ in 0..8 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            Ok(s) => queued.push(s),
+            Err(_) => break,
+        }
+    }
+    assert!(queued.len() < 8, "the accept queue never filled");
+    (socket, queued, addr)
+}
+
+#[tokio::test(start_paused = true)]
+async fn rpc_connect_to_a_full_backlog_ends_at_the_default_deadline() {
+    let (_listener, _queued, addr) = full_backlog();
+    let started = tokio::time::Instant::now();
+    let r: std::io::Result<EchoClient> = tokio::time::timeout(
+        Duration::from_secs(60),
+        Client::connect_tcp(addr, echo::ClientCodec::default(), ClientConfig::default()),
+    )
+    .await
+    .expect("connecting ends at its own deadline");
+    let e = r.expect_err("connected to a full backlog");
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+    assert!(started.elapsed() >= Duration::from_secs(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn rpc_tls_handshake_with_a_silent_server_ends_at_the_default_deadline() {
+    // Accepted by the kernel, never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("addr");
+    let cert = missive::transport::tls::SelfSigned::generate(&["localhost"]).expect("cert");
+    let started = tokio::time::Instant::now();
+    let r: Result<EchoClient, _> = tokio::time::timeout(
+        Duration::from_secs(60),
+        Client::connect_tls(
+            addr,
+            "localhost",
+            cert.client_config().expect("cfg"),
+            echo::ClientCodec::default(),
+            ClientConfig::default(),
+        ),
+    )
+    .await
+    .expect("the handshake ends at its own deadline");
+    assert!(
+        matches!(r, Err(missive::transport::tls::TlsError::HandshakeTimeout(d)) if d == Duration::from_secs(10)),
+        "{r:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn rpc_connect_and_handshake_deadlines_are_settable() {
+    use missive::transport::tls::{SelfSigned, TlsError};
+    let (_listener, _queued, addr) = full_backlog();
+    let config = ClientConfig::default()
+        .with_connect_timeout(Duration::from_secs(3))
+        .with_handshake_timeout(Duration::from_secs(2));
+    let started = tokio::time::Instant::now();
+    let r: std::io::Result<EchoClient> = tokio::time::timeout(
+        Duration::from_secs(60),
+        Client::connect_tcp(addr, echo::ClientCodec::default(), config.clone()),
+    )
+    .await
+    .expect("ends");
+    assert_eq!(
+        r.expect_err("connected").kind(),
+        std::io::ErrorKind::TimedOut
+    );
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let cert = SelfSigned::generate(&["localhost"]).expect("cert");
+    let tls = cert.client_config().expect("cfg");
+    let r: Result<EchoClient, _> = tokio::time::timeout(
+        Duration::from_secs(60),
+        Client::connect_tls(
+            addr,
+            "localhost",
+            tls.clone(),
+            echo::ClientCodec::default(),
+            config.clone(),
+        ),
+    )
+    .await
+    .expect("ends");
+    assert!(
+        matches!(r, Err(TlsError::ConnectTimeout(d)) if d == Duration::from_secs(3)),
+        "{r:?}"
+    );
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_addr = silent.local_addr().expect("addr");
+    let r: Result<EchoClient, _> = tokio::time::timeout(
+        Duration::from_secs(60),
+        Client::connect_tls(
+            silent_addr,
+            "localhost",
+            tls,
+            echo::ClientCodec::default(),
+            config,
+        ),
+    )
+    .await
+    .expect("ends");
+    assert!(
+        matches!(r, Err(TlsError::HandshakeTimeout(d)) if d == Duration::from_secs(2)),
+        "{r:?}"
+    );
+}

@@ -41,6 +41,8 @@ pub struct ClientConfig {
     stream_buffer: usize,
     queued_stream_requests: usize,
     send_budget: usize,
+    connect_timeout: Duration,
+    handshake_timeout: Duration,
 }
 
 impl Default for ClientConfig {
@@ -52,6 +54,8 @@ impl Default for ClientConfig {
             stream_buffer: 64,
             queued_stream_requests: 1024,
             send_budget: 1024 * 1024,
+            connect_timeout: crate::transport::DEFAULT_CONNECT_TIMEOUT,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -101,6 +105,31 @@ impl ClientConfig {
     pub fn with_send_budget(mut self, bytes: usize) -> Self {
         self.send_budget = bytes.max(1);
         self
+    }
+
+    /// How long `Client::connect_tcp`, `connect_tls` and `connect_unix` wait for the connection
+    /// to be made (default 10 s). Past it: an error of kind `TimedOut` (TCP, Unix) or
+    /// `TlsError::ConnectTimeout`.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long `Client::connect_tls` waits for the server to finish the TLS handshake (default
+    /// 10 s). Past it: `TlsError::HandshakeTimeout`.
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// The connect deadline.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// The TLS handshake deadline.
+    pub fn handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
     }
 
     /// The in-flight limit.

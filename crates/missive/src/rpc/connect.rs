@@ -21,7 +21,8 @@ where
     /// Connects over TCP (with `TCP_NODELAY`) and spawns the driver on the current runtime.
     ///
     /// # Errors
-    /// The connection could not be made.
+    /// The connection could not be made; an error of kind [`std::io::ErrorKind::TimedOut`] when
+    /// it was not made within `ClientConfig::with_connect_timeout` (10 s by default).
     #[cfg(feature = "tcp")]
     pub async fn connect_tcp<C>(
         addr: impl tokio::net::ToSocketAddrs,
@@ -32,7 +33,7 @@ where
         C: Encoder<Message = Req> + Decoder<Message = Resp> + Send + 'static,
         C::Serialized: Send,
     {
-        let stream = crate::transport::tcp::connect(addr).await?;
+        let stream = crate::transport::tcp::connect_within(addr, config.connect_timeout()).await?;
         Ok(Self::spawn(stream, codec, config))
     }
 
@@ -40,7 +41,10 @@ where
     /// on the current runtime.
     ///
     /// # Errors
-    /// The server name is invalid, the TCP connection failed, or the handshake failed.
+    /// The server name is invalid, the TCP connection failed or was not made within
+    /// `ClientConfig::with_connect_timeout` ([`TlsError::ConnectTimeout`]), or the handshake
+    /// failed or did not finish within `ClientConfig::with_handshake_timeout`
+    /// ([`TlsError::HandshakeTimeout`]); 10 s each by default.
     #[cfg(feature = "tls")]
     pub async fn connect_tls<C>(
         addr: impl tokio::net::ToSocketAddrs,
@@ -53,14 +57,22 @@ where
         C: Encoder<Message = Req> + Decoder<Message = Resp> + Send + 'static,
         C::Serialized: Send,
     {
-        let stream = tls::connect(addr, server_name, tls_config).await?;
+        let stream = tls::connect_within(
+            addr,
+            server_name,
+            tls_config,
+            config.connect_timeout(),
+            config.handshake_timeout(),
+        )
+        .await?;
         Ok(Self::spawn(stream, codec, config))
     }
 
     /// Connects to the Unix socket at `path` and spawns the driver on the current runtime.
     ///
     /// # Errors
-    /// The connection could not be made.
+    /// The connection could not be made; an error of kind [`std::io::ErrorKind::TimedOut`] when
+    /// it was not made within `ClientConfig::with_connect_timeout` (10 s by default).
     #[cfg(feature = "unix")]
     pub async fn connect_unix<C>(
         path: impl AsRef<std::path::Path>,
@@ -71,7 +83,7 @@ where
         C: Encoder<Message = Req> + Decoder<Message = Resp> + Send + 'static,
         C::Serialized: Send,
     {
-        let stream = crate::transport::unix::connect(path).await?;
+        let stream = crate::transport::unix::connect_within(path, config.connect_timeout()).await?;
         Ok(Self::spawn(stream, codec, config))
     }
 }
