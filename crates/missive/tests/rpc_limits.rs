@@ -492,3 +492,105 @@ async fn rpc_connect_and_handshake_deadlines_are_settable() {
         "{r:?}"
     );
 }
+
+/// A pool whose dials hang while `hang` is set, and otherwise connect to an echo server over a
+/// pipe. Counts the dials.
+fn hanging_pool(
+    hang: Arc<std::sync::atomic::AtomicBool>,
+    dials: Arc<AtomicUsize>,
+) -> missive::rpc::pool::Pool<
+    Request,
+    Response,
+    impl Fn() -> Pin<Box<dyn Future<Output = std::io::Result<EchoClient>> + Send>>,
+> {
+    missive::rpc::pool::Pool::new(2, move || {
+        dials.fetch_add(1, Ordering::SeqCst);
+        let hang = hang.load(Ordering::SeqCst);
+        Box::pin(async move {
+            if hang {
+                std::future::pending::<()>().await;
+            }
+            let (a, b) = tokio::io::duplex(64 * 1024);
+            tokio::spawn(Server::default().connection(
+                b,
+                echo::ServerCodec::default(),
+                echo::EchoService,
+            ));
+            Ok(Client::spawn(
+                a,
+                echo::ClientCodec::default(),
+                ClientConfig::default(),
+            ))
+        }) as Pin<Box<dyn Future<Output = _> + Send>>
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn rpc_pool_hung_dial_fails_every_waiting_caller_at_one_deadline() {
+    use missive::rpc::pool::PoolError;
+    let hang = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let dials = Arc::new(AtomicUsize::new(0));
+    let pool = Arc::new(hanging_pool(hang.clone(), dials.clone()));
+    let started = tokio::time::Instant::now();
+    let first = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.client_at(0).await.map(|_| ()) }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(dials.load(Ordering::SeqCst), 1);
+    let second = tokio::spawn({
+        let pool = pool.clone();
+        async move { (pool.client_at(0).await.map(|_| ()), started.elapsed()) }
+    });
+    let first = tokio::time::timeout(Duration::from_secs(60), first)
+        .await
+        .expect("the hung dial ends at the pool's deadline")
+        .expect("join");
+    assert!(matches!(first, Err(PoolError::ConnectTimeout(_))), "{first:?}");
+    let (second, at) = tokio::time::timeout(Duration::from_secs(60), second)
+        .await
+        .expect("the waiting caller is not stuck behind the dial")
+        .expect("join");
+    // It shared the first dial and its deadline, rather than dialing again after it.
+    assert!(matches!(second, Err(PoolError::ConnectTimeout(_))), "{second:?}");
+    assert!(at <= Duration::from_secs(11), "the second caller waited {at:?}");
+    assert_eq!(dials.load(Ordering::SeqCst), 1);
+    // The next caller dials again, and gets through.
+    hang.store(false, Ordering::SeqCst);
+    let client = tokio::time::timeout(Duration::from_secs(60), pool.client_at(0))
+        .await
+        .expect("dial")
+        .expect("client");
+    let r = client.call(Request::unary("hi")).await.expect("call");
+    assert_eq!(&r.body[..], b"hi");
+}
+
+#[tokio::test(start_paused = true)]
+async fn rpc_pool_caller_that_gives_up_on_a_dial_hands_it_to_the_next() {
+    let hang = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let dials = Arc::new(AtomicUsize::new(0));
+    let pool = Arc::new(hanging_pool(hang.clone(), dials.clone()));
+    // The first caller gives up after a second, its dial still hanging.
+    let first = tokio::spawn({
+        let pool = pool.clone();
+        async move { tokio::time::timeout(Duration::from_secs(1), pool.client_at(0)).await }
+    });
+    tokio::task::yield_now().await;
+    assert_eq!(dials.load(Ordering::SeqCst), 1);
+    // Later dials connect.
+    hang.store(false, Ordering::SeqCst);
+    let started = tokio::time::Instant::now();
+    let second = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.client_at(0).await.map(|_| ()) }
+    });
+    assert!(first.await.expect("join").is_err(), "the first dial hangs");
+    // The waiting caller takes the dial over when the first one gives up, not at the deadline.
+    let second = tokio::time::timeout(Duration::from_secs(60), second)
+        .await
+        .expect("the waiting caller is not stuck")
+        .expect("join");
+    assert!(second.is_ok(), "{second:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(dials.load(Ordering::SeqCst), 2);
+}
