@@ -594,3 +594,103 @@ async fn rpc_pool_caller_that_gives_up_on_a_dial_hands_it_to_the_next() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(dials.load(Ordering::SeqCst), 2);
 }
+
+/// Streams one response a second, forever; a unary request "hang" never finishes.
+struct Endless;
+
+impl Service for Endless {
+    type Request = Request;
+    type Response = Response;
+    type Unary = BoxFut;
+    type Stream = BoxStream<'static, Result<Response, Status>>;
+    fn call(&mut self, r: Request, _: &mut CallContext<Request>) -> Reply<BoxFut, Self::Stream> {
+        if &r.body[..] == b"hang" {
+            return Reply::Unary(Box::pin(std::future::pending()));
+        }
+        Reply::Stream(
+            futures_util::stream::unfold((), |()| async {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Some((Ok(Response::default()), ()))
+            })
+            .boxed(),
+        )
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn rpc_shutdown_fails_an_endless_stream_after_the_default_grace() {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let server = Server::default();
+    let connection = tokio::spawn(server.connection(b, echo::ServerCodec::default(), Endless));
+    let client: EchoClient = Client::spawn(a, echo::ClientCodec::default(), ClientConfig::default());
+    let mut stream = client
+        .server_stream(Request::unary("go"))
+        .await
+        .expect("stream");
+    let reading = tokio::spawn(async move {
+        let mut items = 0;
+        loop {
+            match stream.next().await {
+                Some(Ok(_)) => items += 1,
+                other => return (items, other),
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(60), server.shutdown())
+        .await
+        .expect("shutdown ends after its grace period");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(10) && took < Duration::from_secs(11),
+        "{took:?}"
+    );
+    // The stream went on during the grace period, then was failed with a status.
+    let (items, end) = reading.await.expect("join");
+    assert!(items >= 10, "{items} items");
+    match end {
+        Some(Err(missive::rpc::CallError::Failed(status))) => {
+            assert_eq!(status.code(), missive::rpc::StatusCode::Unavailable);
+        }
+        other => panic!("{other:?}"),
+    }
+    let served = connection.await.expect("join");
+    assert!(served.is_ok(), "{served:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn rpc_shutdown_grace_is_settable_and_fails_open_unary_calls() {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let server = Server::new(ServerConfig::default().with_shutdown_grace(Duration::from_secs(2)));
+    tokio::spawn(server.connection(b, echo::ServerCodec::default(), Endless));
+    let client: EchoClient = Client::spawn(
+        a,
+        echo::ClientCodec::default(),
+        ClientConfig::default().with_deadline(None),
+    );
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move { client.call(Request::unary("hang")).await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(60), server.shutdown())
+        .await
+        .expect("shutdown ends after its grace period");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    let r = call.await.expect("join");
+    assert!(
+        matches!(&r, Err(missive::rpc::CallError::Failed(s)) if s.code() == missive::rpc::StatusCode::Unavailable),
+        "{r:?}"
+    );
+    // The connection is closed: new calls fail.
+    let r = tokio::time::timeout(Duration::from_secs(5), client.call(Request::unary("x")))
+        .await
+        .expect("ends");
+    assert!(r.is_err(), "{r:?}");
+}

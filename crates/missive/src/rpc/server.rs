@@ -6,6 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_core::Stream;
@@ -100,6 +101,7 @@ pub struct ServerConfig {
     max_rpcs: usize,
     send_budget: usize,
     request_stream_buffer: usize,
+    shutdown_grace: Duration,
 }
 
 impl Default for ServerConfig {
@@ -108,6 +110,7 @@ impl Default for ServerConfig {
             max_rpcs: 4096,
             send_budget: 1024 * 1024,
             request_stream_buffer: 16,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -133,6 +136,13 @@ impl ServerConfig {
         self.request_stream_buffer = requests.max(1);
         self
     }
+
+    /// How long [`Server::shutdown`] lets running rpcs finish (default 10 s). After it, every
+    /// rpc still open is failed with [`StatusCode::Unavailable`] and its connection closed.
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
 }
 
 /// Why a server connection stopped.
@@ -152,6 +162,8 @@ pub enum ServeError {
 pub struct Server {
     config: ServerConfig,
     shutdown: CancellationToken,
+    /// Cancelled when the shutdown grace period is over: connections fail what is still open.
+    abort: CancellationToken,
     connections: Arc<watch::Sender<()>>,
 }
 
@@ -167,6 +179,7 @@ impl Server {
         Self {
             config,
             shutdown: CancellationToken::new(),
+            abort: CancellationToken::new(),
             connections: Arc::new(watch::channel(()).0),
         }
     }
@@ -190,6 +203,7 @@ impl Server {
             parked: None,
             read_closed: false,
             shutdown: Some(Box::pin(self.shutdown.clone().cancelled_owned())),
+            abort: Box::pin(self.abort.clone().cancelled_owned()),
             shutting_down: false,
             _alive: self.connections.subscribe(),
         }
@@ -201,11 +215,24 @@ impl Server {
         self.shutdown.cancelled()
     }
 
-    /// Stops taking new rpcs on every connection, lets the running ones finish, and waits
-    /// until every connection made by this server has flushed and closed.
+    /// Stops taking new rpcs on every connection, lets the running ones finish for the grace
+    /// period (`ServerConfig::with_shutdown_grace`, 10 s by default), and waits until every
+    /// connection made by this server has flushed and closed. When the grace period is over,
+    /// every rpc still open is failed with [`StatusCode::Unavailable`] and its connection is
+    /// closed at once (what the socket does not take then is dropped).
+    ///
+    /// Connections must be running (spawned or awaited) to close; accept loops stop at once.
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
-        self.connections.closed().await;
+        let grace = self.config.shutdown_grace;
+        if tokio::time::timeout(grace, self.connections.closed())
+            .await
+            .is_err()
+        {
+            tracing::debug!(?grace, "rpc shutdown grace period over: failing open rpcs");
+            self.abort.cancel();
+            self.connections.closed().await;
+        }
     }
 }
 
@@ -247,6 +274,7 @@ pub struct ServerConnection<T, C: Encoder, S: Service> {
     parked: Option<(u64, S::Request)>,
     read_closed: bool,
     shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    abort: Pin<Box<WaitForCancellationFutureOwned>>,
     shutting_down: bool,
     _alive: watch::Receiver<()>,
 }
@@ -280,6 +308,9 @@ where
             {
                 self.shutdown = None;
                 self.shutting_down = true;
+            }
+            if self.shutting_down && self.abort.as_mut().poll(cx).is_ready() {
+                return self.abort_open_rpcs(cx);
             }
             if self.parked.is_some() && self.poll_parked(cx) {
                 progress = true;
@@ -353,6 +384,24 @@ where
         }
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// The shutdown grace period is over: fails every open rpc, writes what the socket takes
+    /// now, and closes.
+    fn abort_open_rpcs(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServeError>> {
+        let open = self.rpcs.take_all();
+        self.parked = None;
+        if !open.is_empty() {
+            tracing::debug!(rpcs = open.len(), "rpcs failed at the end of the shutdown grace");
+        }
+        for id in open {
+            let status = Status::new(StatusCode::Unavailable, "server shut down");
+            self.send(S::Response::failed(id, status));
+        }
+        if let Poll::Ready(Ok(())) = self.wq.poll_write(&mut self.io, &mut self.codec, cx) {
+            let _ = Pin::new(&mut self.io).poll_shutdown(cx);
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Hands the parked request to its rpc once its buffer has room; drops it when the rpc is
