@@ -694,3 +694,95 @@ async fn rpc_shutdown_grace_is_settable_and_fails_open_unary_calls() {
         .expect("ends");
     assert!(r.is_err(), "{r:?}");
 }
+
+/// Serves TLS with `config` and an acceptor whose handshake deadline is `deadline`; reports the
+/// time of each accepted TCP connection.
+async fn serve_tls(
+    config: ServerConfig,
+    deadline: Duration,
+) -> (
+    Server,
+    std::net::SocketAddr,
+    mpsc::UnboundedReceiver<std::time::Instant>,
+    missive::transport::tls::SelfSigned,
+) {
+    let cert = missive::transport::tls::SelfSigned::generate(&["localhost"]).expect("cert");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let acceptor = missive::transport::tls::Acceptor::new(cert.server_config().expect("cfg"))
+        .with_handshake_timeout(deadline);
+    let server = Server::new(config);
+    let (tx, accepted) = mpsc::unbounded_channel();
+    tokio::spawn({
+        let server = server.clone();
+        async move {
+            server
+                .serve_tls(listener, acceptor, move |_| {
+                    let _ = tx.send(std::time::Instant::now());
+                    (echo::ServerCodec::default(), echo::EchoService)
+                })
+                .await
+        }
+    });
+    (server, addr, accepted, cert)
+}
+
+async fn next_accept(accepted: &mut mpsc::UnboundedReceiver<std::time::Instant>) -> std::time::Instant {
+    tokio::time::timeout(Duration::from_secs(10), accepted.recv())
+        .await
+        .expect("accepted in time")
+        .expect("serving")
+}
+
+#[tokio::test]
+async fn rpc_tls_accept_runs_at_most_the_cap_of_handshakes_at_once() {
+    let deadline = Duration::from_millis(500);
+    let config = ServerConfig::default().with_max_pending_handshakes(2);
+    let (_server, addr, mut accepted, cert) = serve_tls(config, deadline).await;
+    // Three clients that never start their handshake.
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    let first = next_accept(&mut accepted).await;
+    next_accept(&mut accepted).await;
+    // The third is taken only when a handshake slot frees, at the first one's deadline.
+    let third = next_accept(&mut accepted).await;
+    assert!(
+        third.duration_since(first) >= deadline - Duration::from_millis(50),
+        "the third handshake started {:?} after the first",
+        third.duration_since(first)
+    );
+    // An honest client still gets through.
+    let client: EchoClient = Client::connect_tls(
+        addr,
+        "localhost",
+        cert.client_config().expect("cfg"),
+        echo::ClientCodec::default(),
+        ClientConfig::default(),
+    )
+    .await
+    .expect("connect");
+    let r = client.call(Request::unary("hi")).await.expect("call");
+    assert_eq!(&r.body[..], b"hi");
+}
+
+#[tokio::test]
+async fn rpc_shutdown_ends_tls_handshakes_in_progress() {
+    use tokio::io::AsyncReadExt;
+    let (server, addr, mut accepted, _cert) =
+        serve_tls(ServerConfig::default(), Duration::from_secs(10)).await;
+    let mut silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    next_accept(&mut accepted).await;
+    tokio::time::timeout(Duration::from_secs(5), server.shutdown())
+        .await
+        .expect("shutdown");
+    // The handshake was ended with the shutdown, not left to its 10 s deadline.
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(2), silent.read(&mut buf))
+        .await
+        .expect("the server closed the handshaking connection");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+}

@@ -90,8 +90,9 @@ where
 
 #[cfg(any(feature = "tcp", feature = "unix"))]
 impl Server {
-    /// Accepts TCP connections (with `TCP_NODELAY`) until [`Server::shutdown`], and runs each on
-    /// its own task; `new_connection` gives the codec and service for each peer address.
+    /// Accepts TCP connections (with `TCP_NODELAY`, and keepalive per
+    /// `ServerConfig::with_tcp_keepalive`) until [`Server::shutdown`], and runs each on its own
+    /// task; `new_connection` gives the codec and service for each peer address.
     ///
     /// # Errors
     /// None so far: accept errors (such as running out of file descriptors) are logged and
@@ -116,7 +117,7 @@ impl Server {
             self,
             || listener.accept(),
             |socket, peer| {
-                let _ = socket.set_nodelay(true);
+                self.prepare_accepted(&socket);
                 let (codec, service) = new_connection(peer);
                 spawn_connection(self.connection(socket, codec, service));
             },
@@ -144,7 +145,7 @@ impl Server {
             self,
             || listener.accept(),
             |socket, peer| {
-                let _ = socket.set_nodelay(true);
+                self.prepare_accepted(&socket);
                 let (codec, service) = new_connection(peer);
                 tokio::task::spawn_local(run_connection(self.connection(socket, codec, service)));
             },
@@ -152,10 +153,13 @@ impl Server {
         .await
     }
 
-    /// Accepts TCP connections (with `TCP_NODELAY`), completes each TLS handshake on the
-    /// connection's own task under `acceptor`'s deadline, and serves it, until
-    /// [`Server::shutdown`]. A failed or stalled handshake ends that connection only; it is
-    /// logged, and the listener goes on.
+    /// Accepts TCP connections (with `TCP_NODELAY` and keepalive, as [`Server::serve_tcp`]),
+    /// completes each TLS handshake on the connection's own task under `acceptor`'s deadline,
+    /// and serves it, until [`Server::shutdown`]. A failed or stalled handshake ends that
+    /// connection only; it is logged, and the listener goes on. At most
+    /// `ServerConfig::with_max_pending_handshakes` (64 by default) run at once: past that, no
+    /// connection is accepted until one finishes. Shutdown ends the handshakes under way, and
+    /// waits for them as for connections.
     ///
     /// # Errors
     /// None so far, as in [`Server::serve_tcp`].
@@ -176,16 +180,42 @@ impl Server {
         C::Serialized: Send,
         F: FnMut(std::net::SocketAddr) -> (C, S),
     {
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(
+            self.config().max_pending_handshakes(),
+        ));
         accept_loop(
             self,
-            || listener.accept(),
-            |socket, peer| {
-                let _ = socket.set_nodelay(true);
+            || {
+                let handshakes = handshakes.clone();
+                let listener = &listener;
+                async move {
+                    // A slot first: past the cap, connections wait in the kernel's backlog.
+                    let slot = handshakes
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| std::io::Error::other("handshake slots closed"))?;
+                    let (socket, peer) = listener.accept().await?;
+                    Ok((socket, (peer, slot)))
+                }
+            },
+            |socket, (peer, slot)| {
+                self.prepare_accepted(&socket);
                 let (codec, service) = new_connection(peer);
                 let acceptor = acceptor.clone();
                 let server = self.clone();
+                // Shutdown waits for this task as for a connection.
+                let tracked = self.track();
                 tokio::spawn(async move {
-                    match acceptor.accept(socket).await {
+                    let _tracked = tracked;
+                    let handshake = tokio::select! {
+                        handshake = acceptor.accept(socket) => handshake,
+                        () = server.stopping() => {
+                            tracing::debug!(%peer, "rpc TLS handshake ended by shutdown");
+                            return;
+                        }
+                    };
+                    drop(slot);
+                    match handshake {
                         Ok(stream) => {
                             run_connection(server.connection(stream, codec, service)).await
                         }

@@ -102,6 +102,9 @@ pub struct ServerConfig {
     send_budget: usize,
     request_stream_buffer: usize,
     shutdown_grace: Duration,
+    max_pending_handshakes: usize,
+    tcp_keepalive: Option<Duration>,
+    idle_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -111,6 +114,9 @@ impl Default for ServerConfig {
             send_budget: 1024 * 1024,
             request_stream_buffer: 16,
             shutdown_grace: Duration::from_secs(10),
+            max_pending_handshakes: 64,
+            tcp_keepalive: Some(Duration::from_secs(30)),
+            idle_timeout: None,
         }
     }
 }
@@ -142,6 +148,50 @@ impl ServerConfig {
     pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
         self
+    }
+
+    /// TLS handshakes `Server::serve_tls` runs at once (default 64, as the queue listener).
+    /// Past that it accepts no more TCP connections until one finishes (each is bounded by the
+    /// acceptor's deadline); the kernel's backlog holds the rest.
+    pub fn with_max_pending_handshakes(mut self, n: usize) -> Self {
+        self.max_pending_handshakes = n.max(1);
+        self
+    }
+
+    /// TCP keepalive on the connections `Server::serve_tcp` and `serve_tls` accept (default:
+    /// probes after 30 s without traffic; `None` turns it off). It notices a peer that vanished
+    /// without closing, at the cost of a few probe packets per idle connection.
+    pub fn with_tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.tcp_keepalive = idle;
+        self
+    }
+
+    /// Closes a connection that has had no rpc running and received nothing for this long
+    /// (default `None`: never). A connection with an rpc in flight, a stream for instance, is
+    /// never idle.
+    pub fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// The shutdown grace period.
+    pub fn shutdown_grace(&self) -> Duration {
+        self.shutdown_grace
+    }
+
+    /// The cap on TLS handshakes at once.
+    pub fn max_pending_handshakes(&self) -> usize {
+        self.max_pending_handshakes
+    }
+
+    /// The TCP keepalive of accepted connections.
+    pub fn tcp_keepalive(&self) -> Option<Duration> {
+        self.tcp_keepalive
+    }
+
+    /// The idle timeout.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
     }
 }
 
@@ -206,6 +256,27 @@ impl Server {
             abort: Box::pin(self.abort.clone().cancelled_owned()),
             shutting_down: false,
             _alive: self.connections.subscribe(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// A token that [`Server::shutdown`] waits for, as for a connection.
+    #[cfg(feature = "tls")]
+    pub(super) fn track(&self) -> watch::Receiver<()> {
+        self.connections.subscribe()
+    }
+
+    /// TCP options of an accepted connection: `TCP_NODELAY` and keepalive. A failure is logged:
+    /// the connection works without them.
+    #[cfg(feature = "tcp")]
+    pub(super) fn prepare_accepted(&self, socket: &tokio::net::TcpStream) {
+        if let Err(e) = crate::transport::tcp::prepare_accepted(socket, self.config.tcp_keepalive)
+        {
+            tracing::debug!(error = %e, "rpc connection: socket options not set");
         }
     }
 
