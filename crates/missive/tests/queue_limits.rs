@@ -108,3 +108,63 @@ async fn queue_connect_and_handshake_deadlines_are_settable() {
         "{r:?}"
     );
 }
+
+/// The kernel's timer on the TCP socket from `local` to `remote` (`/proc/net/tcp`): which timer
+/// is armed (0 none, 1 retransmit, 2 keepalive) and when it fires, in seconds from now. The
+/// servers set socket options before they hand a connection on, so they show at once.
+#[cfg(target_os = "linux")]
+fn tcp_timer(local: std::net::SocketAddr, remote: std::net::SocketAddr) -> (u8, f64) {
+    let hex = |a: std::net::SocketAddr| match a {
+        std::net::SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        std::net::SocketAddr::V6(_) => panic!("IPv4 only"),
+    };
+    let (local, remote) = (hex(local), hex(remote));
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 5 && f[1] == local && f[2] == remote)
+        .map(|f| {
+            let (tr, when) = f[5].split_once(':').expect("tr:when");
+            let tr = u8::from_str_radix(tr, 16).expect("tr");
+            let when = u64::from_str_radix(when, 16).expect("when") as f64 / 100.0;
+            (tr, when)
+        })
+        .expect("the socket is in /proc/net/tcp")
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn queue_listener_sets_tcp_keepalive_on_accepted_connections() {
+    for keepalive in [Some(Duration::from_secs(30)), Some(Duration::from_secs(7)), None] {
+        let config = QueueConfig::default().with_tcp_keepalive(keepalive);
+        let mut listener = missive::queue::Listener::bind_tcp("127.0.0.1:0")
+            .await
+            .expect("bind")
+            .with_config(config);
+        let addr = listener
+            .local_addr()
+            .expect("addr")
+            .as_socket_addr()
+            .expect("tcp");
+        let (client, server) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let client = client.expect("connect");
+        let server = server.expect("accept");
+        let peer = client.local_addr().expect("addr");
+        assert_eq!(server.peer_addr().as_socket_addr(), Some(peer));
+        let (timer, when) = tcp_timer(addr, peer);
+        match keepalive {
+            Some(idle) => {
+                assert_eq!(timer, 2, "no keepalive timer on the server's socket");
+                let idle = idle.as_secs_f64();
+                assert!(when <= idle && when > idle - 5.0, "fires in {when} s");
+            }
+            None => assert_eq!(timer, 0, "a timer is armed: {timer}"),
+        }
+    }
+}

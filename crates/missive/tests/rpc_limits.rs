@@ -786,3 +786,89 @@ async fn rpc_shutdown_ends_tls_handshakes_in_progress() {
         .expect("the server closed the handshaking connection");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
 }
+
+/// The kernel's timer on the TCP socket from `local` to `remote` (`/proc/net/tcp`): which timer
+/// is armed (0 none, 1 retransmit, 2 keepalive) and when it fires, in seconds from now. The
+/// servers set socket options before they hand a connection on, so they show at once.
+#[cfg(target_os = "linux")]
+fn tcp_timer(local: std::net::SocketAddr, remote: std::net::SocketAddr) -> (u8, f64) {
+    let hex = |a: std::net::SocketAddr| match a {
+        std::net::SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        std::net::SocketAddr::V6(_) => panic!("IPv4 only"),
+    };
+    let (local, remote) = (hex(local), hex(remote));
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 5 && f[1] == local && f[2] == remote)
+        .map(|f| {
+            let (tr, when) = f[5].split_once(':').expect("tr:when");
+            let tr = u8::from_str_radix(tr, 16).expect("tr");
+            let when = u64::from_str_radix(when, 16).expect("when") as f64 / 100.0;
+            (tr, when)
+        })
+        .expect("the socket is in /proc/net/tcp")
+}
+
+/// Serves plain TCP with `config`; reports each accepted peer's address.
+async fn serve_tcp(
+    config: ServerConfig,
+) -> (
+    Server,
+    std::net::SocketAddr,
+    mpsc::UnboundedReceiver<std::net::SocketAddr>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = Server::new(config);
+    let (tx, accepted) = mpsc::unbounded_channel();
+    tokio::spawn({
+        let server = server.clone();
+        async move {
+            server
+                .serve_tcp(listener, move |peer| {
+                    let _ = tx.send(peer);
+                    (echo::ServerCodec::default(), echo::EchoService)
+                })
+                .await
+        }
+    });
+    (server, addr, accepted)
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn rpc_server_sets_tcp_keepalive_on_accepted_connections() {
+    for (keepalive, armed) in [
+        (Some(Duration::from_secs(30)), true),
+        (Some(Duration::from_secs(7)), true),
+        (None, false),
+    ] {
+        let config = ServerConfig::default().with_tcp_keepalive(keepalive);
+        let (_server, addr, mut accepted) = serve_tcp(config).await;
+        let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let peer = tokio::time::timeout(Duration::from_secs(5), accepted.recv())
+            .await
+            .expect("accepted")
+            .expect("serving");
+        assert_eq!(peer, client.local_addr().expect("addr"));
+        // The server's side of the connection: local = the listener, remote = the client.
+        let (timer, when) = tcp_timer(addr, peer);
+        match keepalive {
+            Some(idle) if armed => {
+                assert_eq!(timer, 2, "no keepalive timer on the server's socket");
+                let idle = idle.as_secs_f64();
+                assert!(when <= idle && when > idle - 5.0, "fires in {when} s");
+            }
+            _ => assert_eq!(timer, 0, "a timer is armed: {timer}"),
+        }
+    }
+}

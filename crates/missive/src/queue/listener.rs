@@ -173,7 +173,7 @@ impl Listener {
             #[cfg(feature = "tcp")]
             Socket::Tcp(l) => l.poll_accept(cx).map(|res| {
                 let (stream, _) = res?;
-                stream.set_nodelay(true)?;
+                crate::transport::tcp::prepare_accepted(&stream, config.tcp_keepalive)?;
                 Ok(Accepted::Ready(Box::new(Connection::from_tcp(
                     stream, config,
                 )?)))
@@ -181,7 +181,7 @@ impl Listener {
             #[cfg(feature = "tls")]
             Socket::Tls(l, acceptor) => l.poll_accept(cx).map(|res| {
                 let (stream, peer) = res?;
-                stream.set_nodelay(true)?;
+                crate::transport::tcp::prepare_accepted(&stream, config.tcp_keepalive)?;
                 let local = Address::Tcp(stream.local_addr()?);
                 let acceptor = acceptor.clone();
                 let handshake: Handshake = Box::pin(async move {
