@@ -168,3 +168,44 @@ async fn queue_listener_sets_tcp_keepalive_on_accepted_connections() {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn queue_reader_sheds_a_connection_idle_past_its_timeout() {
+    use missive::queue::{Datagram, RecvError};
+    let (a, b) = missive::transport::memory::pair(64 * 1024);
+    let mut peer = Connection::new(a, QueueConfig::default());
+    let idle = Duration::from_secs(5);
+    let mut server = Connection::new(b, QueueConfig::default().with_idle_timeout(Some(idle)));
+    // Traffic every 3 s keeps the connection.
+    for i in 0..4u16 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        peer.writer()
+            .send(Datagram::new(i, &b"ping"[..]))
+            .await
+            .expect("send");
+        let got = tokio::time::timeout(Duration::from_secs(60), server.reader().recv())
+            .await
+            .expect("received")
+            .expect("open")
+            .expect("datagram");
+        assert_eq!(got.tag(), i);
+    }
+    // Then silence: shed at the timeout.
+    let started = tokio::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(60), server.reader().recv())
+        .await
+        .expect("the idle connection is shed");
+    assert!(matches!(r, Some(Err(RecvError::Idle(d))) if d == idle), "{r:?}");
+    let took = started.elapsed();
+    assert!(took >= idle && took < idle + Duration::from_secs(1), "{took:?}");
+    assert!(server.reader().recv().await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn queue_reader_without_idle_timeout_waits_as_long_as_it_takes() {
+    let (_a, b) = missive::transport::memory::pair(64 * 1024);
+    let mut server = Connection::new(b, QueueConfig::default());
+    // Off by default: an hour of silence (on the paused clock) ends nothing.
+    let r = tokio::time::timeout(Duration::from_secs(3600), server.reader().recv()).await;
+    assert!(r.is_err(), "{r:?}");
+}

@@ -872,3 +872,61 @@ async fn rpc_server_sets_tcp_keepalive_on_accepted_connections() {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn rpc_server_sheds_a_connection_idle_past_its_timeout() {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let idle = Duration::from_secs(5);
+    let server = Server::new(ServerConfig::default().with_idle_timeout(Some(idle)));
+    let connection = tokio::spawn(server.connection(
+        b,
+        echo::ServerCodec::default(),
+        echo::EchoService,
+    ));
+    let client: EchoClient = Client::spawn(a, echo::ClientCodec::default(), ClientConfig::default());
+    // A call every 3 s keeps the connection.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        client.call(Request::unary("x")).await.expect("call");
+    }
+    let started = tokio::time::Instant::now();
+    let served = tokio::time::timeout(Duration::from_secs(60), connection)
+        .await
+        .expect("the idle connection is shed")
+        .expect("join");
+    assert!(served.is_ok(), "{served:?}");
+    let took = started.elapsed();
+    assert!(took >= idle && took < idle + Duration::from_secs(1), "{took:?}");
+    let r = client.call(Request::unary("late")).await;
+    assert!(r.is_err(), "{r:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn rpc_server_never_sheds_a_connection_with_an_rpc_in_flight_or_by_default() {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let server = Server::new(ServerConfig::default().with_idle_timeout(Some(Duration::from_secs(5))));
+    let mut connection = tokio::spawn(server.connection(b, echo::ServerCodec::default(), Endless));
+    let client: EchoClient = Client::spawn(
+        a,
+        echo::ClientCodec::default(),
+        ClientConfig::default().with_deadline(None),
+    );
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move { client.call(Request::unary("hang")).await }
+    });
+    // An hour (on the paused clock) with the rpc running: not idle.
+    let r = tokio::time::timeout(Duration::from_secs(3600), &mut connection).await;
+    assert!(r.is_err(), "shed with an rpc in flight: {r:?}");
+    assert!(!call.is_finished());
+    // Off by default: an hour of silence ends nothing.
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let default = tokio::spawn(Server::default().connection(
+        b,
+        echo::ServerCodec::default(),
+        echo::EchoService,
+    ));
+    let _client: EchoClient = Client::spawn(a, echo::ClientCodec::default(), ClientConfig::default());
+    let r = tokio::time::timeout(Duration::from_secs(3600), default).await;
+    assert!(r.is_err(), "{r:?}");
+}

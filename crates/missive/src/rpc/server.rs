@@ -255,6 +255,13 @@ impl Server {
             shutdown: Some(Box::pin(self.shutdown.clone().cancelled_owned())),
             abort: Box::pin(self.abort.clone().cancelled_owned()),
             shutting_down: false,
+            idle: self.config.idle_timeout.map(|timeout| Idle {
+                timeout,
+                since: tokio::time::Instant::now(),
+                busy: false,
+                timer: Box::pin(tokio::time::sleep(timeout)),
+            }),
+            shedding: false,
             _alive: self.connections.subscribe(),
         }
     }
@@ -347,7 +354,42 @@ pub struct ServerConnection<T, C: Encoder, S: Service> {
     shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     abort: Pin<Box<WaitForCancellationFutureOwned>>,
     shutting_down: bool,
+    idle: Option<Idle>,
+    /// The connection was idle past its timeout: it only closes now.
+    shedding: bool,
     _alive: watch::Receiver<()>,
+}
+
+/// The idle timeout of a server connection: idle means no rpc running, nothing to write and
+/// nothing received, since `since`.
+struct Idle {
+    timeout: Duration,
+    since: tokio::time::Instant,
+    busy: bool,
+    /// Fires no earlier than the timeout after `since`; reset only when it fires early.
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Idle {
+    /// Whether the connection has been idle for the timeout (registers for a wake-up if not).
+    fn poll_expired(&mut self, busy: bool, cx: &mut Context<'_>) -> bool {
+        if busy {
+            self.busy = true;
+            return false;
+        }
+        if self.busy {
+            self.busy = false;
+            self.since = tokio::time::Instant::now();
+        }
+        let due = self.since + self.timeout;
+        while self.timer.as_mut().poll(cx).is_ready() {
+            if tokio::time::Instant::now() >= due {
+                return true;
+            }
+            self.timer.as_mut().reset(due);
+        }
+        false
+    }
 }
 
 impl<T, C: Encoder, S: Service> std::fmt::Debug for ServerConnection<T, C, S> {
@@ -407,6 +449,9 @@ where
                     }
                     Poll::Ready(Ok(_)) => {
                         progress = true;
+                        if let Some(idle) = &mut self.idle {
+                            idle.since = tokio::time::Instant::now();
+                        }
                         if let Err(e) = self.decode_buffered() {
                             return Poll::Ready(Err(e.into()));
                         }
@@ -440,7 +485,15 @@ where
             if read_skipped && self.may_take_input() {
                 progress = true;
             }
-            if (self.read_closed || self.shutting_down)
+            let busy = self.rpcs.len() > 0 || !self.wq.is_empty() || self.parked.is_some();
+            if !self.shedding
+                && let Some(idle) = &mut self.idle
+                && idle.poll_expired(busy, cx)
+            {
+                tracing::debug!(timeout = ?idle.timeout, "rpc connection idle: closing it");
+                self.shedding = true;
+            }
+            if (self.read_closed || self.shutting_down || self.shedding)
                 && self.rpcs.len() == 0
                 && self.wq.is_empty()
             {
