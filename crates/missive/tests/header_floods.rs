@@ -3,7 +3,12 @@
 //!
 //! The figures are a process's own (`/proc/self/status`): each measurement runs in a fresh child
 //! process of this test binary.
-#![cfg(all(target_os = "linux", feature = "queue", feature = "rpc", feature = "prost"))]
+#![cfg(all(
+    target_os = "linux",
+    feature = "queue",
+    feature = "rpc",
+    feature = "prost"
+))]
 
 use std::time::Duration;
 
@@ -67,14 +72,22 @@ fn queue_headers_claiming_the_maximum_do_not_reserve_it() {
 
 fn in_child(which: &str) {
     let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args(["child_measures", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "child_measures",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD, which)
         .output()
         .expect("run the child");
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("{stderr}");
     assert!(out.status.success(), "the {which} measurement failed");
-    assert!(stderr.contains("connections:"), "the child measured nothing");
+    assert!(
+        stderr.contains("connections:"),
+        "the child measured nothing"
+    );
 }
 
 /// Runs in the child only (a no-op in the normal run).
@@ -97,7 +110,10 @@ fn child_measures() {
         rss < CONNECTIONS as u64 * RESIDENT_KIB_EACH,
         "resident +{rss} KiB"
     );
-    assert!(vm < CONNECTIONS as u64 * VIRTUAL_KIB_EACH, "virtual +{vm} KiB");
+    assert!(
+        vm < CONNECTIONS as u64 * VIRTUAL_KIB_EACH,
+        "virtual +{vm} KiB"
+    );
 }
 
 async fn rpc_flood() -> (u64, u64) {

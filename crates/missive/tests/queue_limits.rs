@@ -9,9 +9,13 @@ use missive::transport::tls::{SelfSigned, TlsError};
 
 /// A loopback listener whose accept queue is full: a new connection's SYN is dropped, so
 /// connecting hangs until a deadline ends it. Keep the returned values alive.
-fn full_backlog() -> (socket2::Socket, Vec<std::net::TcpStream>, std::net::SocketAddr) {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-        .expect("socket");
+fn full_backlog() -> (
+    socket2::Socket,
+    Vec<std::net::TcpStream>,
+    std::net::SocketAddr,
+) {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     socket
         .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
         .expect("bind");
@@ -141,7 +145,11 @@ fn tcp_timer(local: std::net::SocketAddr, remote: std::net::SocketAddr) -> (u8, 
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn queue_listener_sets_tcp_keepalive_on_accepted_connections() {
-    for keepalive in [Some(Duration::from_secs(30)), Some(Duration::from_secs(7)), None] {
+    for keepalive in [
+        Some(Duration::from_secs(30)),
+        Some(Duration::from_secs(7)),
+        None,
+    ] {
         let config = QueueConfig::default().with_tcp_keepalive(keepalive);
         let mut listener = missive::queue::Listener::bind_tcp("127.0.0.1:0")
             .await
@@ -152,7 +160,8 @@ async fn queue_listener_sets_tcp_keepalive_on_accepted_connections() {
             .expect("addr")
             .as_socket_addr()
             .expect("tcp");
-        let (client, server) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (client, server) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
         let client = client.expect("connect");
         let server = server.expect("accept");
         let peer = client.local_addr().expect("addr");
@@ -195,9 +204,15 @@ async fn queue_reader_sheds_a_connection_idle_past_its_timeout() {
     let r = tokio::time::timeout(Duration::from_secs(60), server.reader().recv())
         .await
         .expect("the idle connection is shed");
-    assert!(matches!(r, Some(Err(RecvError::Idle(d))) if d == idle), "{r:?}");
+    assert!(
+        matches!(r, Some(Err(RecvError::Idle(d))) if d == idle),
+        "{r:?}"
+    );
     let took = started.elapsed();
-    assert!(took >= idle && took < idle + Duration::from_secs(1), "{took:?}");
+    assert!(
+        took >= idle && took < idle + Duration::from_secs(1),
+        "{took:?}"
+    );
     assert!(server.reader().recv().await.is_none());
 }
 

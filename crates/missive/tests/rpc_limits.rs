@@ -13,7 +13,7 @@ use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
 use missive::rpc::echo::{self, Request, Response};
 use missive::rpc::{
-    CallContext, Client, ClientConfig, RequestStream, Reply, Server, ServerConfig, Service, Status,
+    CallContext, Client, ClientConfig, Reply, RequestStream, Server, ServerConfig, Service, Status,
 };
 use tokio::sync::mpsc;
 
@@ -71,11 +71,7 @@ async fn rpc_response_stream_nobody_polls_stays_bounded_and_pauses_the_server() 
     let produced = Arc::new(AtomicUsize::new(0));
     let (a, b) = tokio::io::duplex(64 * 1024);
     let server = Server::new(ServerConfig::default().with_send_budget(64 * 1024));
-    tokio::spawn(server.connection(
-        b,
-        echo::ServerCodec::default(),
-        Firehose(produced.clone()),
-    ));
+    tokio::spawn(server.connection(b, echo::ServerCodec::default(), Firehose(produced.clone())));
     let config = ClientConfig::default().with_stream_buffer(16);
     let client: EchoClient = Client::spawn(a, echo::ClientCodec::default(), config);
     let mut stream = client
@@ -86,10 +82,16 @@ async fn rpc_response_stream_nobody_polls_stays_bounded_and_pauses_the_server() 
     let at_rest = produced.load(Ordering::Relaxed);
     let buffered = take_buffered(&mut stream);
     // The stream's buffer, its sender's own slot, and the one item the connection holds back.
-    assert!(buffered <= 16 + 2, "{buffered} responses buffered for the consumer");
+    assert!(
+        buffered <= 16 + 2,
+        "{buffered} responses buffered for the consumer"
+    );
     // Paused by backpressure: the pipe (64 KiB), the send budget (64 KiB) and the client's read
     // buffer hold a few thousand frames of a few bytes each, far from a million.
-    assert!(at_rest < ITEMS / 20, "the server produced {at_rest} responses");
+    assert!(
+        at_rest < ITEMS / 20,
+        "the server produced {at_rest} responses"
+    );
     until_idle().await;
     assert!(
         produced.load(Ordering::Relaxed) < ITEMS / 20,
@@ -163,7 +165,10 @@ async fn rpc_request_stream_nobody_reads_stays_bounded_and_pauses_the_client() {
     until_idle().await;
     let at_rest = sent.load(Ordering::Relaxed);
     let buffered = take_buffered(&mut requests);
-    assert!(buffered <= 16 + 2, "{buffered} requests buffered for the handler");
+    assert!(
+        buffered <= 16 + 2,
+        "{buffered} requests buffered for the handler"
+    );
     // Paused by backpressure: the client's send budget (64 KiB), the pipe (64 KiB) and the
     // server's read buffer hold a few thousand frames of a few bytes each, far from a million.
     assert!(at_rest < ITEMS / 20, "the client sent {at_rest} requests");
@@ -186,11 +191,7 @@ async fn rpc_dropping_a_stalled_response_stream_resumes_the_connection() {
     let produced = Arc::new(AtomicUsize::new(0));
     let (a, b) = tokio::io::duplex(64 * 1024);
     let server = Server::new(ServerConfig::default().with_send_budget(64 * 1024));
-    tokio::spawn(server.connection(
-        b,
-        echo::ServerCodec::default(),
-        Firehose(produced.clone()),
-    ));
+    tokio::spawn(server.connection(b, echo::ServerCodec::default(), Firehose(produced.clone())));
     let config = ClientConfig::default().with_stream_buffer(4);
     let client: EchoClient = Client::spawn(a, echo::ClientCodec::default(), config);
     let stream = client
@@ -255,10 +256,7 @@ struct NeverComplete(echo::ServerCodec);
 impl missive::rpc::Encoder for NeverComplete {
     type Message = Response;
     type Serialized = <echo::ServerCodec as missive::rpc::Encoder>::Serialized;
-    fn encode(
-        &mut self,
-        message: Response,
-    ) -> Result<Self::Serialized, missive::rpc::EncodeError> {
+    fn encode(&mut self, message: Response) -> Result<Self::Serialized, missive::rpc::EncodeError> {
         self.0.encode(message)
     }
 }
@@ -277,11 +275,8 @@ impl missive::rpc::Decoder for NeverComplete {
 async fn rpc_read_buffer_is_capped_at_the_max_message_size_whatever_the_decoder() {
     use tokio::io::AsyncWriteExt;
     let (mut peer, b) = tokio::io::duplex(64 * 1024);
-    let task = tokio::spawn(Server::default().connection(
-        b,
-        NeverComplete::default(),
-        echo::EchoService,
-    ));
+    let task =
+        tokio::spawn(Server::default().connection(b, NeverComplete::default(), echo::EchoService));
     // Twice the 4 MiB limit, in pieces; the server ends the connection on the way.
     let piece = vec![0u8; 64 * 1024];
     for _ in 0..128 {
@@ -370,9 +365,13 @@ async fn rpc_client_read_buffer_is_capped_at_its_decoders_max_message_size() {
 
 /// A loopback listener whose accept queue is full: a new connection's SYN is dropped, so
 /// connecting hangs until a deadline ends it. Keep the returned values alive.
-fn full_backlog() -> (socket2::Socket, Vec<std::net::TcpStream>, std::net::SocketAddr) {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-        .expect("socket");
+fn full_backlog() -> (
+    socket2::Socket,
+    Vec<std::net::TcpStream>,
+    std::net::SocketAddr,
+) {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     socket
         .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
         .expect("bind");
@@ -546,14 +545,23 @@ async fn rpc_pool_hung_dial_fails_every_waiting_caller_at_one_deadline() {
         .await
         .expect("the hung dial ends at the pool's deadline")
         .expect("join");
-    assert!(matches!(first, Err(PoolError::ConnectTimeout(_))), "{first:?}");
+    assert!(
+        matches!(first, Err(PoolError::ConnectTimeout(_))),
+        "{first:?}"
+    );
     let (second, at) = tokio::time::timeout(Duration::from_secs(60), second)
         .await
         .expect("the waiting caller is not stuck behind the dial")
         .expect("join");
     // It shared the first dial and its deadline, rather than dialing again after it.
-    assert!(matches!(second, Err(PoolError::ConnectTimeout(_))), "{second:?}");
-    assert!(at <= Duration::from_secs(11), "the second caller waited {at:?}");
+    assert!(
+        matches!(second, Err(PoolError::ConnectTimeout(_))),
+        "{second:?}"
+    );
+    assert!(
+        at <= Duration::from_secs(11),
+        "the second caller waited {at:?}"
+    );
     assert_eq!(dials.load(Ordering::SeqCst), 1);
     // The next caller dials again, and gets through.
     hang.store(false, Ordering::SeqCst);
@@ -622,7 +630,8 @@ async fn rpc_shutdown_fails_an_endless_stream_after_the_default_grace() {
     let (a, b) = tokio::io::duplex(64 * 1024);
     let server = Server::default();
     let connection = tokio::spawn(server.connection(b, echo::ServerCodec::default(), Endless));
-    let client: EchoClient = Client::spawn(a, echo::ClientCodec::default(), ClientConfig::default());
+    let client: EchoClient =
+        Client::spawn(a, echo::ClientCodec::default(), ClientConfig::default());
     let mut stream = client
         .server_stream(Request::unary("go"))
         .await
@@ -729,7 +738,9 @@ async fn serve_tls(
     (server, addr, accepted, cert)
 }
 
-async fn next_accept(accepted: &mut mpsc::UnboundedReceiver<std::time::Instant>) -> std::time::Instant {
+async fn next_accept(
+    accepted: &mut mpsc::UnboundedReceiver<std::time::Instant>,
+) -> std::time::Instant {
     tokio::time::timeout(Duration::from_secs(10), accepted.recv())
         .await
         .expect("accepted in time")
@@ -878,12 +889,10 @@ async fn rpc_server_sheds_a_connection_idle_past_its_timeout() {
     let (a, b) = tokio::io::duplex(64 * 1024);
     let idle = Duration::from_secs(5);
     let server = Server::new(ServerConfig::default().with_idle_timeout(Some(idle)));
-    let connection = tokio::spawn(server.connection(
-        b,
-        echo::ServerCodec::default(),
-        echo::EchoService,
-    ));
-    let client: EchoClient = Client::spawn(a, echo::ClientCodec::default(), ClientConfig::default());
+    let connection =
+        tokio::spawn(server.connection(b, echo::ServerCodec::default(), echo::EchoService));
+    let client: EchoClient =
+        Client::spawn(a, echo::ClientCodec::default(), ClientConfig::default());
     // A call every 3 s keeps the connection.
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -896,7 +905,10 @@ async fn rpc_server_sheds_a_connection_idle_past_its_timeout() {
         .expect("join");
     assert!(served.is_ok(), "{served:?}");
     let took = started.elapsed();
-    assert!(took >= idle && took < idle + Duration::from_secs(1), "{took:?}");
+    assert!(
+        took >= idle && took < idle + Duration::from_secs(1),
+        "{took:?}"
+    );
     let r = client.call(Request::unary("late")).await;
     assert!(r.is_err(), "{r:?}");
 }
@@ -904,7 +916,8 @@ async fn rpc_server_sheds_a_connection_idle_past_its_timeout() {
 #[tokio::test(start_paused = true)]
 async fn rpc_server_never_sheds_a_connection_with_an_rpc_in_flight_or_by_default() {
     let (a, b) = tokio::io::duplex(64 * 1024);
-    let server = Server::new(ServerConfig::default().with_idle_timeout(Some(Duration::from_secs(5))));
+    let server =
+        Server::new(ServerConfig::default().with_idle_timeout(Some(Duration::from_secs(5))));
     let mut connection = tokio::spawn(server.connection(b, echo::ServerCodec::default(), Endless));
     let client: EchoClient = Client::spawn(
         a,
@@ -926,7 +939,8 @@ async fn rpc_server_never_sheds_a_connection_with_an_rpc_in_flight_or_by_default
         echo::ServerCodec::default(),
         echo::EchoService,
     ));
-    let _client: EchoClient = Client::spawn(a, echo::ClientCodec::default(), ClientConfig::default());
+    let _client: EchoClient =
+        Client::spawn(a, echo::ClientCodec::default(), ClientConfig::default());
     let r = tokio::time::timeout(Duration::from_secs(3600), default).await;
     assert!(r.is_err(), "{r:?}");
 }

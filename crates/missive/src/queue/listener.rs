@@ -45,7 +45,10 @@ struct HandshakeFailure {
 ///
 /// TLS handshakes run concurrently, inside [`Listener::accept`], each under a deadline
 /// (`QueueConfig::with_handshake_timeout`), and at most `QueueConfig::with_max_pending_handshakes`
-/// at once: a client that stalls or fails its handshake never holds up the others.
+/// at once: a client that stalls or fails its handshake never holds up the others. Accepted TCP
+/// and TLS connections get `TCP_NODELAY` and keepalive (`QueueConfig::with_tcp_keepalive`, probes
+/// after 30 s idle by default), and the listener's config, idle timeout included
+/// (`QueueConfig::with_idle_timeout`, off by default).
 pub struct Listener {
     socket: Socket,
     config: QueueConfig,

@@ -355,7 +355,11 @@ mod tests {
         write_varint(4 << 20, &mut b);
         b.extend_from_slice(&[1]);
         assert_eq!(check_and_reserve(&mut b, 3, 4 << 20, 4 << 20), Ok(None));
-        assert!(b.capacity() <= 2 * RESERVE_STEP, "reserved {}", b.capacity());
+        assert!(
+            b.capacity() <= 2 * RESERVE_STEP,
+            "reserved {}",
+            b.capacity()
+        );
         // As bytes arrive the reservation follows them, a step at a time.
         let arrived = 3 * RESERVE_STEP;
         b.resize(arrived, 0);

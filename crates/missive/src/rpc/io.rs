@@ -189,7 +189,10 @@ impl<S: Buf> WriteQueue<S> {
 ///
 /// # Errors
 /// [`DecodeError::Unframed`] when `buffer` holds more than `max_message_size` plus the prefix.
-pub(crate) fn check_unframed(buffer: &BytesMut, max_message_size: usize) -> Result<(), DecodeError> {
+pub(crate) fn check_unframed(
+    buffer: &BytesMut,
+    max_message_size: usize,
+) -> Result<(), DecodeError> {
     let max = max_message_size.saturating_add(MAX_PREFIX_LEN);
     if buffer.len() > max {
         return Err(DecodeError::Unframed {

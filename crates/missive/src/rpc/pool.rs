@@ -165,7 +165,11 @@ where
     }
 
     /// Runs dial number `dial` of `slot` and publishes its outcome to the callers waiting on it.
-    async fn dial(&self, slot: &Slot<Req, Resp>, dial: u64) -> Result<Client<Req, Resp>, PoolError> {
+    async fn dial(
+        &self,
+        slot: &Slot<Req, Resp>,
+        dial: u64,
+    ) -> Result<Client<Req, Resp>, PoolError> {
         /// Ends the dial however this future ends (a dropped caller hands the dial over).
         struct Dialing<'a, Req, Resp>(&'a Slot<Req, Resp>, u64);
         impl<Req, Resp> Drop for Dialing<'_, Req, Resp> {

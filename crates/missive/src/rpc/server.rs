@@ -281,8 +281,7 @@ impl Server {
     /// the connection works without them.
     #[cfg(feature = "tcp")]
     pub(super) fn prepare_accepted(&self, socket: &tokio::net::TcpStream) {
-        if let Err(e) = crate::transport::tcp::prepare_accepted(socket, self.config.tcp_keepalive)
-        {
+        if let Err(e) = crate::transport::tcp::prepare_accepted(socket, self.config.tcp_keepalive) {
             tracing::debug!(error = %e, "rpc connection: socket options not set");
         }
     }
@@ -516,7 +515,10 @@ where
         let open = self.rpcs.take_all();
         self.parked = None;
         if !open.is_empty() {
-            tracing::debug!(rpcs = open.len(), "rpcs failed at the end of the shutdown grace");
+            tracing::debug!(
+                rpcs = open.len(),
+                "rpcs failed at the end of the shutdown grace"
+            );
         }
         for id in open {
             let status = Status::new(StatusCode::Unavailable, "server shut down");
