@@ -492,16 +492,15 @@ async fn rpc_connect_and_handshake_deadlines_are_settable() {
     );
 }
 
+/// One dial of a test pool.
+type Dial = Pin<Box<dyn Future<Output = std::io::Result<EchoClient>> + Send>>;
+
 /// A pool whose dials hang while `hang` is set, and otherwise connect to an echo server over a
 /// pipe. Counts the dials.
 fn hanging_pool(
     hang: Arc<std::sync::atomic::AtomicBool>,
     dials: Arc<AtomicUsize>,
-) -> missive::rpc::pool::Pool<
-    Request,
-    Response,
-    impl Fn() -> Pin<Box<dyn Future<Output = std::io::Result<EchoClient>> + Send>>,
-> {
+) -> missive::rpc::pool::Pool<Request, Response, impl Fn() -> Dial> {
     missive::rpc::pool::Pool::new(2, move || {
         dials.fetch_add(1, Ordering::SeqCst);
         let hang = hang.load(Ordering::SeqCst);
@@ -520,7 +519,7 @@ fn hanging_pool(
                 echo::ClientCodec::default(),
                 ClientConfig::default(),
             ))
-        }) as Pin<Box<dyn Future<Output = _> + Send>>
+        }) as Dial
     })
 }
 

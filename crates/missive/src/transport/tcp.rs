@@ -31,6 +31,7 @@ pub fn set_keepalive(stream: &TcpStream, idle: Option<Duration>) -> io::Result<(
 }
 
 /// What servers do with every accepted connection: `TCP_NODELAY`, and keepalive after `idle`.
+#[cfg(any(feature = "queue", feature = "rpc"))]
 pub(crate) fn prepare_accepted(stream: &TcpStream, keepalive: Option<Duration>) -> io::Result<()> {
     stream.set_nodelay(true)?;
     set_keepalive(stream, keepalive)
