@@ -16,6 +16,9 @@ pub struct QueueConfig {
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_pending_handshakes: usize,
     pub(crate) linger: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) tcp_keepalive: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
 }
 
 impl Default for QueueConfig {
@@ -29,6 +32,9 @@ impl Default for QueueConfig {
             handshake_timeout: Duration::from_secs(10),
             max_pending_handshakes: 64,
             linger: Duration::from_secs(2),
+            connect_timeout: crate::transport::DEFAULT_CONNECT_TIMEOUT,
+            tcp_keepalive: Some(crate::transport::DEFAULT_TCP_KEEPALIVE),
+            idle_timeout: None,
         }
     }
 }
@@ -76,7 +82,9 @@ impl QueueConfig {
         self
     }
 
-    /// How long a TLS listener waits for a client to finish its handshake (default 10 s).
+    /// How long a TLS listener waits for a client to finish its handshake, and a TLS client
+    /// (`Connection::tls_client_with`) for the server (default 10 s). Past it the client gets
+    /// `TlsError::HandshakeTimeout`; the listener drops the connection and counts it.
     pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
@@ -91,6 +99,32 @@ impl QueueConfig {
     /// Zero skips the wait.
     pub fn with_linger(mut self, linger: Duration) -> Self {
         self.linger = linger;
+        self
+    }
+
+    /// How long a client waits for its TCP or Unix connection to be made (default 10 s); past it,
+    /// `ConnectError::Timeout` (TLS: `TlsError::ConnectTimeout`). A listener whose accept queue
+    /// is full drops the handshake, and the system would retry for minutes.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// TCP keepalive on the connections a [`Listener`](super::Listener) accepts (default: probes
+    /// after 30 s without traffic; `None` turns it off). It notices a peer that vanished without
+    /// closing (power loss, a dropped route) at the cost of a few probe packets per idle
+    /// connection.
+    pub fn with_tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.tcp_keepalive = idle;
+        self
+    }
+
+    /// Sheds a connection on which nothing arrives for this long (default `None`: never). The
+    /// reader then ends with `RecvError::Idle`, and the application drops the connection. Only
+    /// received bytes count: a connection that only sends is idle to its reader. The timer runs
+    /// while the reader is polled.
+    pub fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
         self
     }
 

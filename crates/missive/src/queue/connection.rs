@@ -22,6 +22,10 @@ pub enum ConnectError {
     /// The TCP or Unix connection could not be made.
     #[error("connect failed: {0}")]
     Io(#[from] io::Error),
+    /// The TCP or Unix connection was not made within the connect deadline
+    /// (`QueueConfig::with_connect_timeout`, 10 s by default).
+    #[error("connect did not complete within {0:?}")]
+    Timeout(Duration),
     /// The TLS handshake or configuration failed.
     #[cfg(feature = "tls")]
     #[error(transparent)]
@@ -72,11 +76,25 @@ impl Connection {
         }
     }
 
-    /// Connects over TCP (with `TCP_NODELAY`) with the default configuration.
+    /// Connects over TCP (with `TCP_NODELAY`) with the default configuration: the connection
+    /// must be made within 10 s.
     #[cfg(feature = "tcp")]
     pub async fn tcp_client(addr: impl tokio::net::ToSocketAddrs) -> Result<Self, ConnectError> {
-        let stream = crate::transport::tcp::connect(addr).await?;
-        Ok(Self::from_tcp(stream, QueueConfig::default())?)
+        Self::tcp_client_with(addr, QueueConfig::default()).await
+    }
+
+    /// Connects over TCP (with `TCP_NODELAY`) with `config`; [`ConnectError::Timeout`] when the
+    /// connection is not made within `QueueConfig::with_connect_timeout` (10 s by default).
+    #[cfg(feature = "tcp")]
+    pub async fn tcp_client_with(
+        addr: impl tokio::net::ToSocketAddrs,
+        config: QueueConfig,
+    ) -> Result<Self, ConnectError> {
+        let timeout = config.connect_timeout;
+        let stream = tokio::time::timeout(timeout, crate::transport::tcp::connect(addr))
+            .await
+            .map_err(|_| ConnectError::Timeout(timeout))??;
+        Ok(Self::from_tcp(stream, config)?)
     }
 
     /// A connection over an established TCP stream. Its halves are split without a lock.
@@ -92,30 +110,59 @@ impl Connection {
         })
     }
 
-    /// Connects over TLS to `addr`, verifying the server's certificate for `server_name`.
+    /// Connects over TLS to `addr`, verifying the server's certificate for `server_name`, with the
+    /// default configuration: 10 s to connect, then 10 s for the handshake.
     #[cfg(feature = "tls")]
     pub async fn tls_client(
         addr: impl tokio::net::ToSocketAddrs,
         server_name: &str,
         config: Arc<rustls::ClientConfig>,
     ) -> Result<Self, ConnectError> {
-        let stream = crate::transport::tls::connect(addr, server_name, config).await?;
+        Self::tls_client_with(addr, server_name, config, QueueConfig::default()).await
+    }
+
+    /// Connects over TLS with `queue_config`: `TlsError::ConnectTimeout` past its connect timeout,
+    /// `TlsError::HandshakeTimeout` when the server has not finished the handshake within its
+    /// handshake timeout (10 s each by default).
+    #[cfg(feature = "tls")]
+    pub async fn tls_client_with(
+        addr: impl tokio::net::ToSocketAddrs,
+        server_name: &str,
+        config: Arc<rustls::ClientConfig>,
+        queue_config: QueueConfig,
+    ) -> Result<Self, ConnectError> {
+        let stream = crate::transport::tls::connect_within(
+            addr,
+            server_name,
+            config,
+            queue_config.connect_timeout,
+            queue_config.handshake_timeout,
+        )
+        .await?;
         let (tcp, _) = stream.get_ref();
         let local = Address::Tcp(tcp.local_addr()?);
         let peer = Address::Tcp(tcp.peer_addr()?);
-        Ok(Self::with_addresses(
-            stream,
-            QueueConfig::default(),
-            local,
-            peer,
-        ))
+        Ok(Self::with_addresses(stream, queue_config, local, peer))
     }
 
-    /// Connects to the Unix domain socket at `path`.
+    /// Connects to the Unix domain socket at `path` with the default configuration.
     #[cfg(all(feature = "unix", unix))]
     pub async fn unix_client(path: impl AsRef<Path>) -> Result<Self, ConnectError> {
-        let stream = crate::transport::unix::connect(path.as_ref()).await?;
-        Ok(Self::from_unix(stream, QueueConfig::default()))
+        Self::unix_client_with(path, QueueConfig::default()).await
+    }
+
+    /// Connects to the Unix domain socket at `path` with `config`; [`ConnectError::Timeout`]
+    /// past its connect timeout (10 s by default).
+    #[cfg(all(feature = "unix", unix))]
+    pub async fn unix_client_with(
+        path: impl AsRef<Path>,
+        config: QueueConfig,
+    ) -> Result<Self, ConnectError> {
+        let timeout = config.connect_timeout;
+        let stream = tokio::time::timeout(timeout, crate::transport::unix::connect(path.as_ref()))
+            .await
+            .map_err(|_| ConnectError::Timeout(timeout))??;
+        Ok(Self::from_unix(stream, config))
     }
 
     /// A connection over an established Unix stream. Its halves are split without a lock.

@@ -16,6 +16,10 @@ pub const HEADER_LEN: usize = 8;
 /// Bytes the size field counts besides the payload: version and tag.
 const SIZE_OVERHEAD: usize = 4;
 
+/// The most the decoder reserves ahead of the bytes that arrived: the size field is the peer's
+/// claim, and memory follows what actually arrives.
+const RESERVE_STEP: usize = 64 * 1024;
+
 /// One message of the queue: a payload labelled with a tag chosen by the application.
 ///
 /// The payload is [`Bytes`], so a received datagram is a view into the connection's read buffer and
@@ -145,8 +149,9 @@ impl Decoder {
     /// Takes one complete frame off the front of `src`.
     ///
     /// Returns `Ok(None)` when `src` does not yet hold a whole frame; in that case nothing is consumed
-    /// and `src` has been reserved room for the rest of the frame (bounded by the limit, which is
-    /// checked first). On `Ok(Some(_))` the frame's bytes are consumed and the payload shares `src`'s
+    /// and `src` has room for the next bytes of the frame (at most 64 KiB more than it holds, and only
+    /// after the size field was checked against the limit: the buffer grows with the bytes that
+    /// arrive, never by the size a peer announces). On `Ok(Some(_))` the frame's bytes are consumed and the payload shares `src`'s
     /// allocation.
     pub fn decode(&self, src: &mut BytesMut) -> Result<Option<Datagram>, FrameError> {
         let Some(header) = src.get(..HEADER_LEN) else {
@@ -165,7 +170,9 @@ impl Decoder {
         let tag = u16::from_be_bytes([header[6], header[7]]);
         let frame_len = HEADER_LEN + payload_len;
         if src.len() < frame_len {
-            src.reserve(frame_len - src.len());
+            // Room for the next bytes, not for the whole announced frame: memory follows the
+            // bytes that arrive.
+            src.reserve((frame_len - src.len()).min(RESERVE_STEP));
             return Ok(None);
         }
         src.advance(HEADER_LEN);
@@ -232,6 +239,31 @@ mod tests {
             })
         );
         assert_eq!(buf.capacity(), capacity);
+    }
+
+    #[test]
+    fn a_header_alone_reserves_what_may_arrive_next_not_what_it_announces() {
+        // The largest frame announced, only its header arrived: no 8 MiB allocation.
+        let max = 8 << 20;
+        let mut buf = BytesMut::new();
+        buf.put_u32(max as u32);
+        buf.put_slice(&[0, 1, 0, 1]);
+        assert_eq!(Decoder::new(max).decode(&mut buf), Ok(None));
+        assert!(
+            buf.capacity() <= 2 * RESERVE_STEP,
+            "reserved {}",
+            buf.capacity()
+        );
+        // The reservation follows the bytes that arrive.
+        let arrived = 3 * RESERVE_STEP;
+        buf.resize(arrived, 0);
+        assert_eq!(Decoder::new(max).decode(&mut buf), Ok(None));
+        assert!(
+            buf.capacity() <= 2 * (arrived + RESERVE_STEP),
+            "reserved {}",
+            buf.capacity()
+        );
+        assert!(buf.capacity() - buf.len() >= RESERVE_STEP);
     }
 
     #[test]

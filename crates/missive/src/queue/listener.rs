@@ -45,7 +45,10 @@ struct HandshakeFailure {
 ///
 /// TLS handshakes run concurrently, inside [`Listener::accept`], each under a deadline
 /// (`QueueConfig::with_handshake_timeout`), and at most `QueueConfig::with_max_pending_handshakes`
-/// at once: a client that stalls or fails its handshake never holds up the others.
+/// at once: a client that stalls or fails its handshake never holds up the others. Accepted TCP
+/// and TLS connections get `TCP_NODELAY` and keepalive (`QueueConfig::with_tcp_keepalive`, probes
+/// after 30 s idle by default), and the listener's config, idle timeout included
+/// (`QueueConfig::with_idle_timeout`, off by default).
 pub struct Listener {
     socket: Socket,
     config: QueueConfig,
@@ -173,7 +176,7 @@ impl Listener {
             #[cfg(feature = "tcp")]
             Socket::Tcp(l) => l.poll_accept(cx).map(|res| {
                 let (stream, _) = res?;
-                stream.set_nodelay(true)?;
+                crate::transport::tcp::prepare_accepted(&stream, config.tcp_keepalive)?;
                 Ok(Accepted::Ready(Box::new(Connection::from_tcp(
                     stream, config,
                 )?)))
@@ -181,7 +184,7 @@ impl Listener {
             #[cfg(feature = "tls")]
             Socket::Tls(l, acceptor) => l.poll_accept(cx).map(|res| {
                 let (stream, peer) = res?;
-                stream.set_nodelay(true)?;
+                crate::transport::tcp::prepare_accepted(&stream, config.tcp_keepalive)?;
                 let local = Address::Tcp(stream.local_addr()?);
                 let acceptor = acceptor.clone();
                 let handshake: Handshake = Box::pin(async move {

@@ -3,11 +3,13 @@
 use std::fmt;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_core::Stream;
 use tokio::io::AsyncRead;
+use tokio::time::{Instant, Sleep};
 
 use super::config::QueueConfig;
 use super::datagram::{Datagram, Decoder, FrameError};
@@ -30,6 +32,10 @@ pub enum RecvError {
     /// Reading from the transport failed.
     #[error("read failed: {0}")]
     Io(#[from] io::Error),
+    /// Nothing arrived for the idle timeout (`QueueConfig::with_idle_timeout`): drop the
+    /// connection.
+    #[error("nothing received for {0:?}")]
+    Idle(std::time::Duration),
 }
 
 /// Receives datagrams in the order they were sent: a [`Stream`] of `Result<Datagram, RecvError>`.
@@ -45,8 +51,31 @@ pub struct Reader {
     decoder: Decoder,
     read_chunk: usize,
     finished: bool,
+    idle: Option<Idle>,
     local: Address,
     peer: Address,
+}
+
+/// The idle timeout: when the last bytes arrived, and a timer that fires no earlier than the
+/// timeout after that (reset only when it fires early, not at every read).
+struct Idle {
+    timeout: Duration,
+    last_read: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Idle {
+    /// Whether the connection has been idle for the timeout (registers for a wake-up if not).
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let due = self.last_read + self.timeout;
+        while self.timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= due {
+                return true;
+            }
+            self.timer.as_mut().reset(due);
+        }
+        false
+    }
 }
 
 impl Reader {
@@ -62,6 +91,11 @@ impl Reader {
             decoder: Decoder::new(config.max_frame_len).with_any_version(config.any_version),
             read_chunk: config.read_chunk,
             finished: false,
+            idle: config.idle_timeout.map(|timeout| Idle {
+                timeout,
+                last_read: Instant::now(),
+                timer: Box::pin(tokio::time::sleep(timeout)),
+            }),
             local,
             peer,
         }
@@ -106,11 +140,23 @@ impl Stream for Reader {
             if this.buf.capacity() - this.buf.len() < this.read_chunk / 4 {
                 this.buf.reserve(this.read_chunk);
             }
-            let read = ready!(tokio_util::io::poll_read_buf(
-                this.io.as_mut(),
-                cx,
-                &mut this.buf
-            ));
+            let read = match tokio_util::io::poll_read_buf(this.io.as_mut(), cx, &mut this.buf) {
+                Poll::Ready(read) => read,
+                Poll::Pending => {
+                    if let Some(idle) = &mut this.idle
+                        && idle.poll_expired(cx)
+                    {
+                        let timeout = idle.timeout;
+                        return this.finish(RecvError::Idle(timeout));
+                    }
+                    return Poll::Pending;
+                }
+            };
+            if let (Ok(n), Some(idle)) = (&read, &mut this.idle)
+                && *n > 0
+            {
+                idle.last_read = Instant::now();
+            }
             match read {
                 Ok(0) if this.buf.is_empty() => {
                     this.finished = true;

@@ -245,12 +245,13 @@ impl<C: CompletionKind> ClientCalls<C> {
         }
     }
 
-    /// The completion of streaming call `id`, for delivering one item without removing it.
-    pub(crate) fn stream(&mut self, id: u64) -> Option<&mut C> {
+    /// The key and completion of streaming call `id`, for delivering one item without removing
+    /// it.
+    pub(crate) fn stream(&mut self, id: u64) -> Option<(u64, &mut C)> {
         self.calls
             .get_mut(&id)
-            .map(|e| &mut e.completion)
-            .filter(|c| c.is_stream())
+            .map(|e| (e.key, &mut e.completion))
+            .filter(|(_, c)| c.is_stream())
     }
 
     /// Removes every call (the connection is gone).

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::calls::{ClientCalls, CompletionKind, Delivery};
 use super::codec::{DecodeError, Decoder, EncodeError, Encoder};
 use super::inbox;
-use super::io::{WriteQueue, poll_read_into};
+use super::io::{WriteQueue, check_unframed, poll_read_into};
 use super::message::{Message, Status};
 use super::slots::{SlotReceiver, SlotSender, Slots};
 
@@ -40,6 +40,9 @@ pub struct ClientConfig {
     deadline: Option<Duration>,
     stream_buffer: usize,
     queued_stream_requests: usize,
+    send_budget: usize,
+    connect_timeout: Duration,
+    handshake_timeout: Duration,
 }
 
 impl Default for ClientConfig {
@@ -50,6 +53,9 @@ impl Default for ClientConfig {
             deadline: Some(Duration::from_secs(10)),
             stream_buffer: 64,
             queued_stream_requests: 1024,
+            send_budget: 1024 * 1024,
+            connect_timeout: crate::transport::DEFAULT_CONNECT_TIMEOUT,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -77,7 +83,10 @@ impl ClientConfig {
     }
 
     /// Responses buffered per response stream (default 64). A consumer that falls behind by
-    /// more stops the connection's reads until it catches up: memory stays bounded.
+    /// more stops the connection's reads until it catches up: memory stays bounded (this many
+    /// responses, plus one the connection holds back), and the server, whose writes then wait,
+    /// stops producing. The other calls of the connection wait meanwhile; dropping the stream
+    /// cancels it and frees the connection.
     pub fn with_stream_buffer(mut self, responses: usize) -> Self {
         self.stream_buffer = responses.max(1);
         self
@@ -88,6 +97,39 @@ impl ClientConfig {
     pub fn with_queued_stream_requests(mut self, requests: usize) -> Self {
         self.queued_stream_requests = requests.clamp(1, Semaphore::MAX_PERMITS);
         self
+    }
+
+    /// Bytes queued for the socket above which streamed requests wait (default 1 MiB):
+    /// `RequestSink::send` waits while the peer does not take what is already queued, so a
+    /// server that stops reading stops the senders instead of growing the client's memory.
+    pub fn with_send_budget(mut self, bytes: usize) -> Self {
+        self.send_budget = bytes.max(1);
+        self
+    }
+
+    /// How long `Client::connect_tcp`, `connect_tls` and `connect_unix` wait for the connection
+    /// to be made (default 10 s). Past it: an error of kind `TimedOut` (TCP, Unix) or
+    /// `TlsError::ConnectTimeout`.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long `Client::connect_tls` waits for the server to finish the TLS handshake (default
+    /// 10 s). Past it: `TlsError::HandshakeTimeout`.
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// The connect deadline.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// The TLS handshake deadline.
+    pub fn handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
     }
 
     /// The in-flight limit.
@@ -305,6 +347,7 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
             wq: WriteQueue::new(),
             shared: shared.clone(),
             parked: None,
+            owed_stream_permits: 0,
             commands_closed: false,
             freed: 0,
             timer: None,
@@ -736,6 +779,8 @@ pub struct ClientConnection<T, C: Encoder + Decoder> {
     wq: WriteQueue<C::Serialized>,
     shared: Arc<Shared>,
     parked: Option<Parked<<C as Decoder>::Message>>,
+    /// Streamed-request permits held back while the write queue is over the send budget.
+    owed_stream_permits: usize,
     commands_closed: bool,
     freed: usize,
     /// The one timer of this connection, armed at the earliest deadline of the calls.
@@ -756,7 +801,19 @@ impl<T, C: Encoder + Decoder> std::fmt::Debug for ClientConnection<T, C> {
 
 /// A stream item waiting for room in its consumer's buffer (the connection stops reading
 /// meanwhile).
-type Parked<R> = (StreamSender<R>, StreamItem<R>);
+///
+/// It waits on the call's own sender: a futures-channel sender has one slot of its own beyond
+/// the shared buffer, so a clone would always take one more item and bound nothing.
+enum Parked<R> {
+    /// An item of a stream that is still in the call table (call `key`, wire id `id`).
+    InTable {
+        key: u64,
+        id: u64,
+        item: StreamItem<R>,
+    },
+    /// The last item (End or an error) of a stream already out of the table.
+    Owned(StreamSender<R>, StreamItem<R>),
+}
 
 type StreamSender<R> = futures_channel::mpsc::Sender<StreamItem<R>>;
 
@@ -798,13 +855,7 @@ where
                 }
                 self.commands = commands;
             }
-            if let Some((sender, _)) = &mut self.parked
-                && let Poll::Ready(ready) = sender.poll_ready(cx)
-            {
-                if let (Ok(()), Some((mut sender, item))) = (ready, self.parked.take()) {
-                    let _ = sender.start_send(item);
-                }
-                self.parked = None;
+            if self.parked.is_some() && self.poll_parked(cx) {
                 progress = true;
             }
             if self.parked.is_none()
@@ -832,6 +883,11 @@ where
                 && let Poll::Ready(Err(e)) = self.wq.poll_write(&mut self.io, &mut self.codec, cx)
             {
                 return Poll::Ready(Err(self.fail(e.into())));
+            }
+            if self.owed_stream_permits > 0 && self.wq.queued() < self.shared.config.send_budget {
+                self.shared
+                    .stream_permits
+                    .add_permits(std::mem::take(&mut self.owed_stream_permits));
             }
             if self.freed > 0 {
                 self.shared.permits.add_permits(self.freed);
@@ -879,7 +935,13 @@ where
                 id,
                 mut request,
             } => {
-                self.shared.stream_permits.add_permits(1);
+                // The permit goes back once the socket has taken what is queued (the sender
+                // waits meanwhile).
+                if self.wq.queued() < self.shared.config.send_budget {
+                    self.shared.stream_permits.add_permits(1);
+                } else {
+                    self.owed_stream_permits += 1;
+                }
                 if let Some(id) = self.calls.wire_id(key, id) {
                     request.set_message_id(id);
                     self.encode_for(key, id, request);
@@ -951,7 +1013,7 @@ where
         while self.parked.is_none() {
             match self.codec.decode(&mut self.read_buf)? {
                 Some(response) => self.dispatch(response),
-                None => break,
+                None => return check_unframed(&self.read_buf, self.codec.max_message_size()),
             }
         }
         Ok(())
@@ -970,14 +1032,21 @@ where
                     Completion::Unary(tx) => {
                         let _ = tx.send(Ok(response));
                     }
-                    Completion::Stream(tx) => self.deliver_to_stream(&tx, Ok(Some(response))),
+                    Completion::Stream(tx) => self.deliver_to_stream(tx, Ok(Some(response))),
                 }
             }
             Delivery::StreamItem(response) => {
                 let id = response.message_id();
-                if let Some(Completion::Stream(tx)) = self.calls.stream(id) {
-                    let tx = tx.clone();
-                    self.deliver_to_stream(&tx, Ok(Some(response)));
+                if let Some((key, Completion::Stream(tx))) = self.calls.stream(id)
+                    && let Err(e) = tx.try_send(Ok(Some(response)))
+                    && e.is_full()
+                {
+                    // A disconnected consumer dropped the stream; its Cancel is on its way.
+                    self.parked = Some(Parked::InTable {
+                        key,
+                        id,
+                        item: e.into_inner(),
+                    });
                 }
             }
             Delivery::Ended(completion) => {
@@ -987,7 +1056,7 @@ where
                     Completion::Unary(tx) => {
                         let _ = tx.send(Err(CallError::UnexpectedEnd));
                     }
-                    Completion::Stream(tx) => self.deliver_to_stream(&tx, Ok(None)),
+                    Completion::Stream(tx) => self.deliver_to_stream(tx, Ok(None)),
                 }
             }
             Delivery::Cancelled(completion, response) => {
@@ -1001,21 +1070,52 @@ where
                     Completion::Unary(tx) => {
                         let _ = tx.send(Err(error));
                     }
-                    Completion::Stream(tx) => self.deliver_to_stream(&tx, Err(error)),
+                    Completion::Stream(tx) => self.deliver_to_stream(tx, Err(error)),
                 }
             }
             Delivery::Unknown => {}
         }
     }
 
-    fn deliver_to_stream(&mut self, tx: &StreamSender<Resp>, item: StreamItem<Resp>) {
-        let mut tx = tx.clone();
+    /// Delivers the last item of a stream that has left the call table.
+    fn deliver_to_stream(&mut self, mut tx: StreamSender<Resp>, item: StreamItem<Resp>) {
         if let Err(e) = tx.try_send(item) {
             // A disconnected consumer dropped the stream; its Cancel is on its way.
             if e.is_full() {
-                self.parked = Some((tx, e.into_inner()));
+                self.parked = Some(Parked::Owned(tx, e.into_inner()));
             }
         }
+    }
+
+    /// Hands the parked item over once its stream has room; drops it when the stream is gone
+    /// (the consumer dropped it, or the call was cancelled or expired). True when the
+    /// connection may read again.
+    fn poll_parked(&mut self, cx: &mut Context<'_>) -> bool {
+        let ready = match &mut self.parked {
+            None => return true,
+            Some(Parked::InTable { key, id, .. }) => match self.calls.stream(*id) {
+                Some((k, Completion::Stream(tx))) if k == *key => tx.poll_ready(cx),
+                _ => Poll::Ready(Ok(())),
+            },
+            Some(Parked::Owned(tx, _)) => tx.poll_ready(cx),
+        };
+        let Poll::Ready(ready) = ready else {
+            return false;
+        };
+        match self.parked.take() {
+            Some(Parked::InTable { key, id, item }) if ready.is_ok() => {
+                if let Some((k, Completion::Stream(tx))) = self.calls.stream(id)
+                    && k == key
+                {
+                    let _ = tx.start_send(item);
+                }
+            }
+            Some(Parked::Owned(mut tx, item)) if ready.is_ok() => {
+                let _ = tx.start_send(item);
+            }
+            _ => {}
+        }
+        true
     }
 
     fn fail_calls(&mut self) {

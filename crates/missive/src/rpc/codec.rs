@@ -11,6 +11,10 @@ use bytes::{Buf, BytesMut};
 /// the protosocket-rpc client).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 
+/// The most a decoder reserves ahead of the bytes that arrived: a peer's length prefix is a
+/// claim, and memory follows what actually arrives.
+pub(crate) const RESERVE_STEP: usize = 64 * 1024;
+
 /// Turns messages into framed bytes.
 pub trait Encoder {
     /// The messages this encoder takes.
@@ -62,13 +66,27 @@ pub trait Decoder {
     type Message;
 
     /// Decodes the first complete frame of `buffer` and removes it; `Ok(None)` when the buffer
-    /// holds no complete frame yet (the decoder may reserve room for the rest of the frame, after
-    /// checking its length against its limit).
+    /// holds no complete frame yet (the decoder may reserve room for the next bytes of the
+    /// frame, after checking its length against its limit; [`check_and_reserve`] does both).
     ///
     /// # Errors
     /// A [`DecodeError`] is a fault of the peer; the connection is closed with it.
     fn decode(&mut self, buffer: &mut BytesMut) -> Result<Option<Self::Message>, DecodeError>;
+
+    /// The largest message this decoder accepts, without its length prefix (default 4 MiB,
+    /// [`DEFAULT_MAX_MESSAGE_SIZE`]). The connection holds at most this plus
+    /// [`MAX_PREFIX_LEN`] bytes that do not make a complete frame yet; a peer that sends more
+    /// without completing one is disconnected with [`DecodeError::Unframed`], whatever the
+    /// decoder does.
+    fn max_message_size(&self) -> usize {
+        DEFAULT_MAX_MESSAGE_SIZE
+    }
 }
+
+/// The room a frame's header may take besides the message, in the connection's read-buffer cap
+/// (see [`Decoder::max_message_size`]): a ten-byte varint or a five-byte msgpack prefix, and
+/// some to spare.
+pub const MAX_PREFIX_LEN: usize = 16;
 
 /// A message could not be encoded (a fault of the local caller).
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +120,15 @@ pub enum DecodeError {
     /// The length prefix is malformed.
     #[error("malformed length prefix: {0}")]
     BadPrefix(&'static str),
+    /// The peer sent more bytes than the largest frame without completing one (the connection's
+    /// read-buffer cap, [`Decoder::max_message_size`] plus [`MAX_PREFIX_LEN`]).
+    #[error("{buffered} bytes received without a complete message, over the limit of {max} bytes")]
+    Unframed {
+        /// The bytes buffered.
+        buffered: usize,
+        /// The cap.
+        max: usize,
+    },
     /// The frame's payload is not a valid message.
     #[error("undecodable message: {0}")]
     Malformed(String),
@@ -143,9 +170,10 @@ pub fn write_varint(mut value: u64, out: &mut BytesMut) {
 }
 
 /// For codecs: checks a peer-announced payload length against `max` *before* anything is
-/// allocated, then makes room for the rest of the frame. Returns the payload length when the
-/// whole frame (`prefix` bytes of header, then the payload) is in `buffer`, `Ok(None)` when more
-/// bytes are needed.
+/// allocated, then makes room for the next bytes of the frame: at most 64 KiB ahead of what has
+/// arrived, so that memory follows the bytes the peer actually sent, not the size it announced.
+/// Returns the payload length when the whole frame (`prefix` bytes of header, then the payload)
+/// is in `buffer`, `Ok(None)` when more bytes are needed.
 ///
 /// # Errors
 /// [`DecodeError::TooLarge`] when the length exceeds `max`.
@@ -161,7 +189,7 @@ pub fn check_and_reserve(
         .ok_or(DecodeError::TooLarge { size, max })?;
     let total = prefix + len;
     if buffer.len() < total {
-        buffer.reserve(total - buffer.len());
+        buffer.reserve((total - buffer.len()).min(RESERVE_STEP));
         return Ok(None);
     }
     Ok(Some(len))
@@ -318,6 +346,30 @@ mod tests {
         // Small buffers go to their own list.
         pool.give(BytesMut::with_capacity(256));
         assert_eq!(pool.free.len(), 1);
+    }
+
+    #[test]
+    fn a_header_alone_reserves_what_may_arrive_next_not_what_it_announces() {
+        // 4 MiB announced, five bytes arrived: the buffer grows by a read's worth at most.
+        let mut b = BytesMut::new();
+        write_varint(4 << 20, &mut b);
+        b.extend_from_slice(&[1]);
+        assert_eq!(check_and_reserve(&mut b, 3, 4 << 20, 4 << 20), Ok(None));
+        assert!(
+            b.capacity() <= 2 * RESERVE_STEP,
+            "reserved {}",
+            b.capacity()
+        );
+        // As bytes arrive the reservation follows them, a step at a time.
+        let arrived = 3 * RESERVE_STEP;
+        b.resize(arrived, 0);
+        assert_eq!(check_and_reserve(&mut b, 3, 4 << 20, 4 << 20), Ok(None));
+        assert!(
+            b.capacity() <= 2 * (arrived + RESERVE_STEP),
+            "reserved {}",
+            b.capacity()
+        );
+        assert!(b.capacity() - b.len() >= RESERVE_STEP.min((4 << 20) + 3 - arrived));
     }
 
     #[test]

@@ -21,7 +21,8 @@ where
     /// Connects over TCP (with `TCP_NODELAY`) and spawns the driver on the current runtime.
     ///
     /// # Errors
-    /// The connection could not be made.
+    /// The connection could not be made; an error of kind [`std::io::ErrorKind::TimedOut`] when
+    /// it was not made within `ClientConfig::with_connect_timeout` (10 s by default).
     #[cfg(feature = "tcp")]
     pub async fn connect_tcp<C>(
         addr: impl tokio::net::ToSocketAddrs,
@@ -32,7 +33,7 @@ where
         C: Encoder<Message = Req> + Decoder<Message = Resp> + Send + 'static,
         C::Serialized: Send,
     {
-        let stream = crate::transport::tcp::connect(addr).await?;
+        let stream = crate::transport::tcp::connect_within(addr, config.connect_timeout()).await?;
         Ok(Self::spawn(stream, codec, config))
     }
 
@@ -40,7 +41,10 @@ where
     /// on the current runtime.
     ///
     /// # Errors
-    /// The server name is invalid, the TCP connection failed, or the handshake failed.
+    /// The server name is invalid, the TCP connection failed or was not made within
+    /// `ClientConfig::with_connect_timeout` ([`TlsError::ConnectTimeout`]), or the handshake
+    /// failed or did not finish within `ClientConfig::with_handshake_timeout`
+    /// ([`TlsError::HandshakeTimeout`]); 10 s each by default.
     #[cfg(feature = "tls")]
     pub async fn connect_tls<C>(
         addr: impl tokio::net::ToSocketAddrs,
@@ -53,14 +57,22 @@ where
         C: Encoder<Message = Req> + Decoder<Message = Resp> + Send + 'static,
         C::Serialized: Send,
     {
-        let stream = tls::connect(addr, server_name, tls_config).await?;
+        let stream = tls::connect_within(
+            addr,
+            server_name,
+            tls_config,
+            config.connect_timeout(),
+            config.handshake_timeout(),
+        )
+        .await?;
         Ok(Self::spawn(stream, codec, config))
     }
 
     /// Connects to the Unix socket at `path` and spawns the driver on the current runtime.
     ///
     /// # Errors
-    /// The connection could not be made.
+    /// The connection could not be made; an error of kind [`std::io::ErrorKind::TimedOut`] when
+    /// it was not made within `ClientConfig::with_connect_timeout` (10 s by default).
     #[cfg(feature = "unix")]
     pub async fn connect_unix<C>(
         path: impl AsRef<std::path::Path>,
@@ -71,15 +83,16 @@ where
         C: Encoder<Message = Req> + Decoder<Message = Resp> + Send + 'static,
         C::Serialized: Send,
     {
-        let stream = crate::transport::unix::connect(path).await?;
+        let stream = crate::transport::unix::connect_within(path, config.connect_timeout()).await?;
         Ok(Self::spawn(stream, codec, config))
     }
 }
 
 #[cfg(any(feature = "tcp", feature = "unix"))]
 impl Server {
-    /// Accepts TCP connections (with `TCP_NODELAY`) until [`Server::shutdown`], and runs each on
-    /// its own task; `new_connection` gives the codec and service for each peer address.
+    /// Accepts TCP connections (with `TCP_NODELAY`, and keepalive per
+    /// `ServerConfig::with_tcp_keepalive`) until [`Server::shutdown`], and runs each on its own
+    /// task; `new_connection` gives the codec and service for each peer address.
     ///
     /// # Errors
     /// None so far: accept errors (such as running out of file descriptors) are logged and
@@ -104,7 +117,7 @@ impl Server {
             self,
             || listener.accept(),
             |socket, peer| {
-                let _ = socket.set_nodelay(true);
+                self.prepare_accepted(&socket);
                 let (codec, service) = new_connection(peer);
                 spawn_connection(self.connection(socket, codec, service));
             },
@@ -132,7 +145,7 @@ impl Server {
             self,
             || listener.accept(),
             |socket, peer| {
-                let _ = socket.set_nodelay(true);
+                self.prepare_accepted(&socket);
                 let (codec, service) = new_connection(peer);
                 tokio::task::spawn_local(run_connection(self.connection(socket, codec, service)));
             },
@@ -140,10 +153,13 @@ impl Server {
         .await
     }
 
-    /// Accepts TCP connections (with `TCP_NODELAY`), completes each TLS handshake on the
-    /// connection's own task under `acceptor`'s deadline, and serves it, until
-    /// [`Server::shutdown`]. A failed or stalled handshake ends that connection only; it is
-    /// logged, and the listener goes on.
+    /// Accepts TCP connections (with `TCP_NODELAY` and keepalive, as [`Server::serve_tcp`]),
+    /// completes each TLS handshake on the connection's own task under `acceptor`'s deadline,
+    /// and serves it, until [`Server::shutdown`]. A failed or stalled handshake ends that
+    /// connection only; it is logged, and the listener goes on. At most
+    /// `ServerConfig::with_max_pending_handshakes` (64 by default) run at once: past that, no
+    /// connection is accepted until one finishes. Shutdown ends the handshakes under way, and
+    /// waits for them as for connections.
     ///
     /// # Errors
     /// None so far, as in [`Server::serve_tcp`].
@@ -164,16 +180,42 @@ impl Server {
         C::Serialized: Send,
         F: FnMut(std::net::SocketAddr) -> (C, S),
     {
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(
+            self.config().max_pending_handshakes(),
+        ));
         accept_loop(
             self,
-            || listener.accept(),
-            |socket, peer| {
-                let _ = socket.set_nodelay(true);
+            || {
+                let handshakes = handshakes.clone();
+                let listener = &listener;
+                async move {
+                    // A slot first: past the cap, connections wait in the kernel's backlog.
+                    let slot = handshakes
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| std::io::Error::other("handshake slots closed"))?;
+                    let (socket, peer) = listener.accept().await?;
+                    Ok((socket, (peer, slot)))
+                }
+            },
+            |socket, (peer, slot)| {
+                self.prepare_accepted(&socket);
                 let (codec, service) = new_connection(peer);
                 let acceptor = acceptor.clone();
                 let server = self.clone();
+                // Shutdown waits for this task as for a connection.
+                let tracked = self.track();
                 tokio::spawn(async move {
-                    match acceptor.accept(socket).await {
+                    let _tracked = tracked;
+                    let handshake = tokio::select! {
+                        handshake = acceptor.accept(socket) => handshake,
+                        () = server.stopping() => {
+                            tracing::debug!(%peer, "rpc TLS handshake ended by shutdown");
+                            return;
+                        }
+                    };
+                    drop(slot);
+                    match handshake {
                         Ok(stream) => {
                             run_connection(server.connection(stream, codec, service)).await
                         }

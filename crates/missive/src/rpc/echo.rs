@@ -229,6 +229,10 @@ impl<Out, In: ::prost::Message + Default> Decoder for Codec<Out, In> {
     fn decode(&mut self, buffer: &mut BytesMut) -> Result<Option<In>, DecodeError> {
         self.inner.decode(buffer)
     }
+
+    fn max_message_size(&self) -> usize {
+        self.inner.max_message_size
+    }
 }
 
 /// Answers every request with its body (unary), or `stream_count` times (a stream).

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::codec::{EncodeError, Encoder};
+use super::codec::{DecodeError, EncodeError, Encoder, MAX_PREFIX_LEN};
 
 /// Messages up to this size are copied into one contiguous staging buffer (cheaper than one
 /// I/O slice each); larger ones are written from the encoder's buffer without a copy.
@@ -182,6 +182,25 @@ impl<S: Buf> WriteQueue<S> {
             }
         }
     }
+}
+
+/// After the decoder found no complete frame in `buffer`: the peer may not make the connection
+/// hold more than one frame of the largest size.
+///
+/// # Errors
+/// [`DecodeError::Unframed`] when `buffer` holds more than `max_message_size` plus the prefix.
+pub(crate) fn check_unframed(
+    buffer: &BytesMut,
+    max_message_size: usize,
+) -> Result<(), DecodeError> {
+    let max = max_message_size.saturating_add(MAX_PREFIX_LEN);
+    if buffer.len() > max {
+        return Err(DecodeError::Unframed {
+            buffered: buffer.len(),
+            max,
+        });
+    }
+    Ok(())
 }
 
 /// Reads once into `buffer`; `Ready(Ok(0))` is end of stream.

@@ -50,10 +50,22 @@
 //!
 //! # Limits
 //! Messages: 4 MiB by default, on both sides, checked against the length prefix before anything
-//! is allocated. Client: 4,096 calls in flight (wait or fail fast). Server: 4,096 running rpcs
-//! per connection (a request beyond is refused with a status, and the connection goes on) and a
-//! 1 MiB send budget: above it the server stops reading and stops polling rpcs, so a peer that
-//! stops reading cannot make it buffer without bound.
+//! is allocated; buffers grow at most 64 KiB ahead of the bytes that arrived, and a connection
+//! holds at most one message's worth (the decoder's `max_message_size` plus 16 bytes) without a
+//! complete frame. Client: 4,096 calls in flight (wait or fail fast); 64 responses buffered per
+//! response stream and 1 MiB of streamed requests queued before the sender waits. Server: 4,096
+//! running rpcs per connection (a request beyond is refused with a status, and the connection goes
+//! on), 16 requests buffered per request stream, and a 1 MiB send budget: above it the server
+//! stops reading and stops polling rpcs, so a peer that stops reading cannot make it buffer
+//! without bound. A full stream buffer pauses reading that connection until the consumer catches
+//! up.
+//!
+//! # Deadlines
+//! Clients connect within 10 s and finish a TLS handshake within 10 s; the pool's dials share a
+//! 10 s deadline. [`Server::shutdown`] waits 10 s for running rpcs, then fails them with
+//! `Unavailable`. `serve_tls` runs at most 64 handshakes at once. Accepted TCP connections get
+//! keepalive after 30 s idle; an idle timeout (off by default) closes idle connections. Each has
+//! a setter on [`ClientConfig`], [`ServerConfig`] or [`pool::Pool`].
 
 mod calls;
 pub mod client;

@@ -51,6 +51,10 @@ impl<Out: Serialize, In> Encoder for MessagePackCodec<Out, In> {
 impl<Out, In: DeserializeOwned> Decoder for MessagePackCodec<Out, In> {
     type Message = In;
 
+    fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
     fn decode(&mut self, buffer: &mut BytesMut) -> Result<Option<In>, DecodeError> {
         let Some(prefix) = buffer.get(..PREFIX) else {
             return Ok(None);

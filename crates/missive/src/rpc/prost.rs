@@ -64,6 +64,10 @@ impl<Out: prost::Message, In> Encoder for ProstCodec<Out, In> {
 impl<Out, In: prost::Message + Default> Decoder for ProstCodec<Out, In> {
     type Message = In;
 
+    fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
     fn decode(&mut self, buffer: &mut BytesMut) -> Result<Option<In>, DecodeError> {
         let Some((size, prefix)) = read_varint(buffer)? else {
             return Ok(None);

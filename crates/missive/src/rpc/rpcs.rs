@@ -181,10 +181,16 @@ impl<W, X> Rpcs<W, X> {
 
     /// Drops every rpc.
     pub(crate) fn clear(&mut self) {
+        self.take_all();
+    }
+
+    /// Removes every rpc, dropping its work; returns their ids.
+    pub(crate) fn take_all(&mut self) -> Vec<u64> {
         let ids: Vec<u64> = self.ids.keys().copied().collect();
-        for id in ids {
+        for &id in &ids {
             self.remove(id);
         }
+        ids
     }
 
     /// Collects woken slots; registers the driver's waker for later wakes.

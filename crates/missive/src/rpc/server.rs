@@ -6,6 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_core::Stream;
@@ -14,7 +15,7 @@ use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::codec::{DecodeError, Decoder, Encoder};
-use super::io::{WriteQueue, poll_read_into};
+use super::io::{WriteQueue, check_unframed, poll_read_into};
 use super::message::{ControlCode, Message, Status, StatusCode};
 use super::rpcs::{Rpcs, Step};
 
@@ -100,6 +101,10 @@ pub struct ServerConfig {
     max_rpcs: usize,
     send_budget: usize,
     request_stream_buffer: usize,
+    shutdown_grace: Duration,
+    max_pending_handshakes: usize,
+    tcp_keepalive: Option<Duration>,
+    idle_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -108,6 +113,10 @@ impl Default for ServerConfig {
             max_rpcs: 4096,
             send_budget: 1024 * 1024,
             request_stream_buffer: 16,
+            shutdown_grace: Duration::from_secs(10),
+            max_pending_handshakes: 64,
+            tcp_keepalive: Some(Duration::from_secs(30)),
+            idle_timeout: None,
         }
     }
 }
@@ -133,6 +142,57 @@ impl ServerConfig {
         self.request_stream_buffer = requests.max(1);
         self
     }
+
+    /// How long [`Server::shutdown`] lets running rpcs finish (default 10 s). After it, every
+    /// rpc still open is failed with [`StatusCode::Unavailable`] and its connection closed.
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// TLS handshakes `Server::serve_tls` runs at once (default 64, as the queue listener).
+    /// Past that it accepts no more TCP connections until one finishes (each is bounded by the
+    /// acceptor's deadline); the kernel's backlog holds the rest.
+    pub fn with_max_pending_handshakes(mut self, n: usize) -> Self {
+        self.max_pending_handshakes = n.max(1);
+        self
+    }
+
+    /// TCP keepalive on the connections `Server::serve_tcp` and `serve_tls` accept (default:
+    /// probes after 30 s without traffic; `None` turns it off). It notices a peer that vanished
+    /// without closing, at the cost of a few probe packets per idle connection.
+    pub fn with_tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.tcp_keepalive = idle;
+        self
+    }
+
+    /// Closes a connection that has had no rpc running and received nothing for this long
+    /// (default `None`: never). A connection with an rpc in flight, a stream for instance, is
+    /// never idle.
+    pub fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// The shutdown grace period.
+    pub fn shutdown_grace(&self) -> Duration {
+        self.shutdown_grace
+    }
+
+    /// The cap on TLS handshakes at once.
+    pub fn max_pending_handshakes(&self) -> usize {
+        self.max_pending_handshakes
+    }
+
+    /// The TCP keepalive of accepted connections.
+    pub fn tcp_keepalive(&self) -> Option<Duration> {
+        self.tcp_keepalive
+    }
+
+    /// The idle timeout.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
 }
 
 /// Why a server connection stopped.
@@ -152,6 +212,8 @@ pub enum ServeError {
 pub struct Server {
     config: ServerConfig,
     shutdown: CancellationToken,
+    /// Cancelled when the shutdown grace period is over: connections fail what is still open.
+    abort: CancellationToken,
     connections: Arc<watch::Sender<()>>,
 }
 
@@ -167,6 +229,7 @@ impl Server {
         Self {
             config,
             shutdown: CancellationToken::new(),
+            abort: CancellationToken::new(),
             connections: Arc::new(watch::channel(()).0),
         }
     }
@@ -190,8 +253,36 @@ impl Server {
             parked: None,
             read_closed: false,
             shutdown: Some(Box::pin(self.shutdown.clone().cancelled_owned())),
+            abort: Box::pin(self.abort.clone().cancelled_owned()),
             shutting_down: false,
+            idle: self.config.idle_timeout.map(|timeout| Idle {
+                timeout,
+                since: tokio::time::Instant::now(),
+                busy: false,
+                timer: Box::pin(tokio::time::sleep(timeout)),
+            }),
+            shedding: false,
             _alive: self.connections.subscribe(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// A token that [`Server::shutdown`] waits for, as for a connection.
+    #[cfg(feature = "tls")]
+    pub(super) fn track(&self) -> watch::Receiver<()> {
+        self.connections.subscribe()
+    }
+
+    /// TCP options of an accepted connection: `TCP_NODELAY` and keepalive. A failure is logged:
+    /// the connection works without them.
+    #[cfg(feature = "tcp")]
+    pub(super) fn prepare_accepted(&self, socket: &tokio::net::TcpStream) {
+        if let Err(e) = crate::transport::tcp::prepare_accepted(socket, self.config.tcp_keepalive) {
+            tracing::debug!(error = %e, "rpc connection: socket options not set");
         }
     }
 
@@ -201,11 +292,24 @@ impl Server {
         self.shutdown.cancelled()
     }
 
-    /// Stops taking new rpcs on every connection, lets the running ones finish, and waits
-    /// until every connection made by this server has flushed and closed.
+    /// Stops taking new rpcs on every connection, lets the running ones finish for the grace
+    /// period (`ServerConfig::with_shutdown_grace`, 10 s by default), and waits until every
+    /// connection made by this server has flushed and closed. When the grace period is over,
+    /// every rpc still open is failed with [`StatusCode::Unavailable`] and its connection is
+    /// closed at once (what the socket does not take then is dropped).
+    ///
+    /// Connections must be running (spawned or awaited) to close; accept loops stop at once.
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
-        self.connections.closed().await;
+        let grace = self.config.shutdown_grace;
+        if tokio::time::timeout(grace, self.connections.closed())
+            .await
+            .is_err()
+        {
+            tracing::debug!(?grace, "rpc shutdown grace period over: failing open rpcs");
+            self.abort.cancel();
+            self.connections.closed().await;
+        }
     }
 }
 
@@ -240,11 +344,51 @@ pub struct ServerConnection<T, C: Encoder, S: Service> {
     read_buf: BytesMut,
     wq: WriteQueue<<C as Encoder>::Serialized>,
     rpcs: RpcTable<S>,
-    parked: Option<(RequestSender<S::Request>, S::Request)>,
+    /// A request whose rpc's buffer is full, with the rpc's id: reading stops until the handler
+    /// takes one, or drops its request stream, or the rpc ends. It waits on the rpc's own sender
+    /// (a clone of a futures-channel sender always has a slot of its own, so it would bound
+    /// nothing).
+    parked: Option<(u64, S::Request)>,
     read_closed: bool,
     shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    abort: Pin<Box<WaitForCancellationFutureOwned>>,
     shutting_down: bool,
+    idle: Option<Idle>,
+    /// The connection was idle past its timeout: it only closes now.
+    shedding: bool,
     _alive: watch::Receiver<()>,
+}
+
+/// The idle timeout of a server connection: idle means no rpc running, nothing to write and
+/// nothing received, since `since`.
+struct Idle {
+    timeout: Duration,
+    since: tokio::time::Instant,
+    busy: bool,
+    /// Fires no earlier than the timeout after `since`; reset only when it fires early.
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Idle {
+    /// Whether the connection has been idle for the timeout (registers for a wake-up if not).
+    fn poll_expired(&mut self, busy: bool, cx: &mut Context<'_>) -> bool {
+        if busy {
+            self.busy = true;
+            return false;
+        }
+        if self.busy {
+            self.busy = false;
+            self.since = tokio::time::Instant::now();
+        }
+        let due = self.since + self.timeout;
+        while self.timer.as_mut().poll(cx).is_ready() {
+            if tokio::time::Instant::now() >= due {
+                return true;
+            }
+            self.timer.as_mut().reset(due);
+        }
+        false
+    }
 }
 
 impl<T, C: Encoder, S: Service> std::fmt::Debug for ServerConnection<T, C, S> {
@@ -277,13 +421,10 @@ where
                 self.shutdown = None;
                 self.shutting_down = true;
             }
-            if let Some((sender, _)) = &mut self.parked
-                && let Poll::Ready(ready) = sender.poll_ready(cx)
-            {
-                if let (Ok(()), Some((mut sender, item))) = (ready, self.parked.take()) {
-                    let _ = sender.start_send(item);
-                }
-                self.parked = None;
+            if self.shutting_down && self.abort.as_mut().poll(cx).is_ready() {
+                return self.abort_open_rpcs(cx);
+            }
+            if self.parked.is_some() && self.poll_parked(cx) {
                 progress = true;
             }
             // Input: decode what is buffered, read more while under every limit.
@@ -307,6 +448,9 @@ where
                     }
                     Poll::Ready(Ok(_)) => {
                         progress = true;
+                        if let Some(idle) = &mut self.idle {
+                            idle.since = tokio::time::Instant::now();
+                        }
                         if let Err(e) = self.decode_buffered() {
                             return Poll::Ready(Err(e.into()));
                         }
@@ -340,7 +484,15 @@ where
             if read_skipped && self.may_take_input() {
                 progress = true;
             }
-            if (self.read_closed || self.shutting_down)
+            let busy = self.rpcs.len() > 0 || !self.wq.is_empty() || self.parked.is_some();
+            if !self.shedding
+                && let Some(idle) = &mut self.idle
+                && idle.poll_expired(busy, cx)
+            {
+                tracing::debug!(timeout = ?idle.timeout, "rpc connection idle: closing it");
+                self.shedding = true;
+            }
+            if (self.read_closed || self.shutting_down || self.shedding)
                 && self.rpcs.len() == 0
                 && self.wq.is_empty()
             {
@@ -357,6 +509,49 @@ where
         Poll::Pending
     }
 
+    /// The shutdown grace period is over: fails every open rpc, writes what the socket takes
+    /// now, and closes.
+    fn abort_open_rpcs(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServeError>> {
+        let open = self.rpcs.take_all();
+        self.parked = None;
+        if !open.is_empty() {
+            tracing::debug!(
+                rpcs = open.len(),
+                "rpcs failed at the end of the shutdown grace"
+            );
+        }
+        for id in open {
+            let status = Status::new(StatusCode::Unavailable, "server shut down");
+            self.send(S::Response::failed(id, status));
+        }
+        if let Poll::Ready(Ok(())) = self.wq.poll_write(&mut self.io, &mut self.codec, cx) {
+            let _ = Pin::new(&mut self.io).poll_shutdown(cx);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Hands the parked request to its rpc once its buffer has room; drops it when the rpc is
+    /// gone or no longer takes requests. True when the connection may read again.
+    fn poll_parked(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some((id, _)) = &self.parked else {
+            return true;
+        };
+        let ready = match self.rpcs.get_mut(*id).and_then(|slot| slot.extra.as_mut()) {
+            Some(sender) => sender.poll_ready(cx),
+            None => Poll::Ready(Ok(())),
+        };
+        let Poll::Ready(ready) = ready else {
+            return false;
+        };
+        if let Some((id, request)) = self.parked.take()
+            && ready.is_ok()
+            && let Some(sender) = self.rpcs.get_mut(id).and_then(|slot| slot.extra.as_mut())
+        {
+            let _ = sender.start_send(request);
+        }
+        true
+    }
+
     fn may_take_input(&self) -> bool {
         self.parked.is_none() && self.wq.queued() < self.config.send_budget
     }
@@ -365,7 +560,7 @@ where
         while self.may_take_input() {
             match self.codec.decode(&mut self.read_buf)? {
                 Some(request) => self.on_request(request),
-                None => break,
+                None => return check_unframed(&self.read_buf, self.codec.max_message_size()),
             }
         }
         Ok(())
@@ -381,7 +576,7 @@ where
                             if let Err(e) = sender.try_send(request)
                                 && e.is_full()
                             {
-                                self.parked = Some((sender.clone(), e.into_inner()));
+                                self.parked = Some((id, e.into_inner()));
                             }
                         }
                         None => tracing::debug!(id, "request for an rpc in flight ignored"),

@@ -7,6 +7,31 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long the ready-made clients (queue, rpc) wait for a TCP or Unix connection to be made, by
+/// default: 10 s, as rust-libp2p and hyper.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The TCP keepalive the queue and rpc servers set on the connections they accept, by default:
+/// probes after 30 s without traffic (the interval and count of probes are the system's), so a
+/// peer that vanished without a FIN or RST is noticed.
+pub const DEFAULT_TCP_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// Runs `connecting` under `timeout`; past it, an error of kind [`std::io::ErrorKind::TimedOut`].
+#[cfg(any(feature = "tcp", all(feature = "unix", unix)))]
+pub(crate) async fn within<T>(
+    timeout: Duration,
+    connecting: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    match tokio::time::timeout(timeout, connecting).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("connect did not complete within {timeout:?}"),
+        )),
+    }
+}
 
 pub mod memory;
 #[cfg(feature = "tcp")]

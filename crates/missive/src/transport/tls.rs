@@ -26,7 +26,8 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 pub use tokio_rustls::client::TlsStream as ClientTlsStream;
 pub use tokio_rustls::server::TlsStream as ServerTlsStream;
 
-/// How long a server waits for a client to complete its TLS handshake, by default.
+/// How long a server waits for a client to complete its TLS handshake, and a client for the
+/// server, by default: 10 s.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a TLS configuration could not be built or a handshake failed.
@@ -64,6 +65,9 @@ pub enum TlsError {
     /// The TCP connection could not be made.
     #[error("connect failed: {0}")]
     Connect(#[source] io::Error),
+    /// The TCP connection was not made within the connect deadline.
+    #[error("connect did not complete within {0:?}")]
+    ConnectTimeout(Duration),
     /// The handshake failed: a bad certificate, a protocol error from the peer, or the connection
     /// closed during the handshake.
     #[error("TLS handshake failed: {0}")]
@@ -73,19 +77,45 @@ pub enum TlsError {
     HandshakeTimeout(Duration),
 }
 
-/// Dials `addr` over TCP (with `TCP_NODELAY`) and completes a TLS handshake for `server_name`.
+/// Dials `addr` over TCP (with `TCP_NODELAY`) and completes a TLS handshake for `server_name`,
+/// each under its default deadline of 10 s ([`super::DEFAULT_CONNECT_TIMEOUT`],
+/// [`DEFAULT_HANDSHAKE_TIMEOUT`]).
 pub async fn connect(
     addr: impl ToSocketAddrs,
     server_name: &str,
     config: Arc<ClientConfig>,
 ) -> Result<ClientTlsStream<TcpStream>, TlsError> {
+    connect_within(
+        addr,
+        server_name,
+        config,
+        super::DEFAULT_CONNECT_TIMEOUT,
+        DEFAULT_HANDSHAKE_TIMEOUT,
+    )
+    .await
+}
+
+/// As [`connect`], with these deadlines: [`TlsError::ConnectTimeout`] when the TCP connection is
+/// not made within `connect_timeout`, [`TlsError::HandshakeTimeout`] when the server has not
+/// finished the handshake within `handshake_timeout` after that.
+pub async fn connect_within(
+    addr: impl ToSocketAddrs,
+    server_name: &str,
+    config: Arc<ClientConfig>,
+    connect_timeout: Duration,
+    handshake_timeout: Duration,
+) -> Result<ClientTlsStream<TcpStream>, TlsError> {
     let name = ServerName::try_from(server_name.to_owned())
         .map_err(|_| TlsError::InvalidServerName(server_name.to_owned()))?;
-    let tcp = super::tcp::connect(addr).await.map_err(TlsError::Connect)?;
-    TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .map_err(TlsError::Handshake)
+    let tcp = match tokio::time::timeout(connect_timeout, super::tcp::connect(addr)).await {
+        Ok(tcp) => tcp.map_err(TlsError::Connect)?,
+        Err(_) => return Err(TlsError::ConnectTimeout(connect_timeout)),
+    };
+    let handshake = TlsConnector::from(config).connect(name, tcp);
+    match tokio::time::timeout(handshake_timeout, handshake).await {
+        Ok(stream) => stream.map_err(TlsError::Handshake),
+        Err(_) => Err(TlsError::HandshakeTimeout(handshake_timeout)),
+    }
 }
 
 /// Completes server-side TLS handshakes under a deadline.
