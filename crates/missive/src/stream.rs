@@ -54,6 +54,7 @@ use tokio_util::compat::Compat;
 use crate::p2p::connection::StreamGuard;
 use crate::p2p::negotiate::{MAX_MESSAGE_LEN, NegotiationError, Version};
 use crate::p2p::negotiated::Negotiated;
+use crate::p2p::stream_ends::end_of_stream;
 use crate::p2p::node::Shared;
 use crate::p2p::{ConnectionId, DialError, Multiaddr, Node, PeerId};
 
@@ -184,7 +185,15 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        std::task::ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+        if buf.filled().len() == before && buf.remaining() > 0 {
+            // yamux reads a FIN, a RST and a dead connection alike as the end of the stream;
+            // only the first is one.
+            return Poll::Ready(end_of_stream(this._guard.end()));
+        }
+        Poll::Ready(Ok(()))
     }
 }
 

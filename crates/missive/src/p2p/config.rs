@@ -30,7 +30,7 @@ impl Default for NodeConfig {
             idle_timeout: Duration::from_secs(10),
             max_connections_per_peer: 8,
             max_pending_incoming: 64,
-            max_pending_incoming_per_ip: 8,
+            max_pending_incoming_per_ip: 32,
             first_bytes_timeout: Duration::from_secs(3),
             max_negotiating_inbound_streams: 128,
             max_streams_per_connection: 512,
@@ -80,9 +80,10 @@ impl NodeConfig {
         self
     }
 
-    /// Inbound connections in their handshake at once from one IP address (default 8). A
-    /// newcomer from an address at its share takes the place of that address's least advanced
-    /// connection, so one address cannot fill the table at others' expense.
+    /// Inbound connections in their handshake at once from one IP address (default 32, half the
+    /// table). A newcomer from an address at its share takes the place of that address's least
+    /// advanced connection, so one address cannot fill the table at others' expense. Keep it
+    /// above the dials one honest host makes at once (behind a NAT, many hosts share one).
     pub fn with_max_pending_incoming_per_ip(mut self, n: usize) -> Self {
         self.max_pending_incoming_per_ip = n.max(1);
         self

@@ -13,7 +13,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::node::Shared;
-use super::upgrade::{Endpoint, Muxed};
+use super::stream_ends::{End, StreamEnds};
+use super::upgrade::{Endpoint, MuxConnection, Muxed};
 use super::{NodeEvent, PeerId};
 
 /// Identifies one connection of a node.
@@ -59,13 +60,15 @@ pub(crate) struct Activity {
     streams: AtomicUsize,
     negotiating: AtomicUsize,
     idle_since: Mutex<Instant>,
+    ends: Arc<StreamEnds>,
 }
 
 impl Activity {
-    fn new(id: ConnectionId, closed: CancellationToken) -> Self {
+    fn new(id: ConnectionId, closed: CancellationToken, ends: Arc<StreamEnds>) -> Self {
         Self {
             id,
             closed,
+            ends,
             streams: AtomicUsize::new(0),
             negotiating: AtomicUsize::new(0),
             idle_since: Mutex::new(Instant::now()),
@@ -85,9 +88,10 @@ impl Activity {
     }
 }
 
-/// Counts one open stream of a connection for as long as it lives.
+/// Counts one open stream of a connection for as long as it lives, and tells how the peer
+/// ended it.
 #[derive(Debug)]
-pub(crate) struct StreamGuard(Arc<Activity>);
+pub(crate) struct StreamGuard(Arc<Activity>, Option<u32>);
 
 impl StreamGuard {
     /// Counts a new stream unless `max` are open already. Checked and counted in one step,
@@ -99,7 +103,19 @@ impl StreamGuard {
                 (n < max).then_some(n + 1)
             })
             .ok()?;
-        Some(Self(activity.clone()))
+        Some(Self(activity.clone(), None))
+    }
+
+    /// Notes from now on how the peer ends yamux stream `id`.
+    pub(crate) fn watch(&mut self, id: yamux::StreamId) {
+        let id = id.val();
+        self.0.ends.watch(id);
+        self.1 = Some(id);
+    }
+
+    /// How the peer ended the stream, as far as its frames tell.
+    pub(crate) fn end(&self) -> End {
+        self.1.map_or(End::Open, |id| self.0.ends.end(id))
     }
 }
 
@@ -118,6 +134,9 @@ impl StreamGuard {
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
+        if let Some(id) = self.1 {
+            self.0.ends.forget(id);
+        }
         if self.0.streams.fetch_sub(1, Ordering::AcqRel) == 1 {
             *self.0.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         }
@@ -162,6 +181,8 @@ impl ConnectionHandle {
             .await
             .map_err(|_| StreamOpenFailure::Closed)?;
         let s = rx.await.map_err(|_| StreamOpenFailure::Closed)??;
+        let mut guard = guard;
+        guard.watch(s.id());
         Ok((s, guard))
     }
 }
@@ -170,7 +191,7 @@ impl ConnectionHandle {
 pub(crate) struct Driver {
     pub(crate) handle: ConnectionHandle,
     pub(crate) endpoint: Endpoint,
-    pub(crate) conn: Muxed,
+    pub(crate) conn: MuxConnection,
     pub(crate) commands: mpsc::Receiver<Command>,
 }
 
@@ -187,7 +208,7 @@ pub(crate) fn new_connection(
     id: ConnectionId,
     peer: PeerId,
     endpoint: Endpoint,
-    conn: Muxed,
+    muxed: Muxed,
     close: CancellationToken,
 ) -> Driver {
     let (tx, rx) = mpsc::channel(32);
@@ -196,11 +217,11 @@ pub(crate) fn new_connection(
             id,
             peer,
             commands: tx,
-            activity: Arc::new(Activity::new(id, close.clone())),
+            activity: Arc::new(Activity::new(id, close.clone(), muxed.ends)),
             close,
         },
         endpoint,
-        conn,
+        conn: muxed.conn,
         commands: rx,
     }
 }
@@ -296,7 +317,8 @@ impl Driver {
     fn on_inbound(&self, shared: &Arc<Shared>, s: yamux::Stream) {
         let activity = &self.handle.activity;
         let config = &shared.config;
-        let Some(guard) = StreamGuard::try_new(activity, config.max_streams_per_connection) else {
+        let Some(mut guard) = StreamGuard::try_new(activity, config.max_streams_per_connection)
+        else {
             shared.emit(NodeEvent::InboundStreamRefused {
                 peer: self.handle.peer,
                 reason: StreamRefusal::TooManyStreams,
@@ -310,6 +332,7 @@ impl Driver {
             });
             return;
         }
+        guard.watch(s.id());
         activity.negotiating.fetch_add(1, Ordering::AcqRel);
         let negotiating = NegotiatingGuard(activity.clone());
         let shared = shared.clone();
@@ -351,7 +374,11 @@ mod tests {
     /// count taken at each open never exceeds the limit.
     #[test]
     fn the_stream_limit_holds_under_concurrent_opens() {
-        let activity = Arc::new(Activity::new(ConnectionId(1), CancellationToken::new()));
+        let activity = Arc::new(Activity::new(
+            ConnectionId(1),
+            CancellationToken::new(),
+            Arc::default(),
+        ));
         let overshoots = AtomicUsize::new(0);
         std::thread::scope(|s| {
             for _ in 0..2 {

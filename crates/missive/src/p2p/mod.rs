@@ -31,6 +31,7 @@ pub(crate) mod negotiated;
 pub(crate) mod node;
 pub mod noise;
 pub(crate) mod protobuf;
+pub(crate) mod stream_ends;
 mod upgrade;
 
 pub use config::NodeConfig;

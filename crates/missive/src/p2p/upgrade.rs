@@ -1,12 +1,15 @@
 //! Connection upgrade: TCP → multistream-select `/noise` → Noise XX → multistream-select
 //! `/yamux/1.0.0` → yamux.
 
+use std::sync::Arc;
+
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt as _};
 
 use super::negotiate::Version;
 use super::negotiated::{NegotiateError, Negotiated, dialer_select, listener_select};
 use super::noise::{NoiseConfig, NoiseError, NoiseStream};
+use super::stream_ends::{EndWatch, StreamEnds};
 use super::{NodeConfig, PeerId};
 
 /// The security protocol.
@@ -14,8 +17,15 @@ pub(crate) const NOISE: &str = "/noise";
 /// The stream multiplexer.
 pub(crate) const YAMUX: &str = "/yamux/1.0.0";
 
-/// A secured, multiplexed connection.
-pub(crate) type Muxed = yamux::Connection<Compat<Negotiated<NoiseStream<Negotiated<TcpStream>>>>>;
+/// The yamux connection over the secured bytes.
+pub(crate) type MuxConnection =
+    yamux::Connection<Compat<EndWatch<Negotiated<NoiseStream<Negotiated<TcpStream>>>>>>;
+
+/// A secured, multiplexed connection, and the ends of its streams as the peer's frames tell.
+pub(crate) struct Muxed {
+    pub(crate) conn: MuxConnection,
+    pub(crate) ends: Arc<StreamEnds>,
+}
 
 /// Why a connection could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -76,12 +86,13 @@ pub(crate) async fn upgrade(
         yamux::Mode::Server
     };
     // yamux flushes after every frame; gather the frames of one poll into one flush.
+    let ends = Arc::new(StreamEnds::default());
     let conn = yamux::Connection::new(
-        muxable.flush_on_yield().compat(),
+        EndWatch::new(muxable.flush_on_yield(), ends.clone()).compat(),
         yamux_config(config),
         mode,
     );
-    Ok((conn, peer))
+    Ok((Muxed { conn, ends }, peer))
 }
 
 /// Yamux settings: the stream cap sits above the node's own per-connection limit, so that the

@@ -23,6 +23,7 @@ use super::events::{
 };
 use super::limits::{Limits, SlotGuard};
 use crate::p2p::negotiated::is_protocol_refused;
+use crate::p2p::stream_ends::is_connection_lost;
 use crate::p2p::{ConnectionId, Multiaddr, Node, PeerId};
 use crate::stream::{
     AlreadyRegistered, InlineRegistration, InvalidProtocol, OpenStreamError, Stream, StreamProtocol,
@@ -467,7 +468,7 @@ impl<C: Codec> Core<C> {
                 match codec.read_response(&protocol, &mut counted).await {
                     // Whatever the codec makes of an empty stream, the responder sent nothing:
                     // it refused the request (a limit) or dropped it without an answer.
-                    Err(e) if counted.read == 0 && !is_protocol_refused(&e) => {
+                    Err(e) if counted.read == 0 && !is_protocol_refused(&e) && !is_connection_lost(&e) => {
                         Err(io::Error::new(io::ErrorKind::UnexpectedEof, NoResponse(e)))
                     }
                     r => r,
@@ -482,7 +483,7 @@ impl<C: Codec> Core<C> {
             // codec's or the stream's, whatever its kind.
             let response = result.map_err(|e| match e {
                 e if is_protocol_refused(&e) => OutboundFailure::UnsupportedProtocols,
-                e if stream.is_connection_closed() => {
+                e if is_connection_lost(&e) || stream.is_connection_closed() => {
                     tracing::debug!(%peer, error = %e, "request failed as its connection closed");
                     OutboundFailure::ConnectionClosed
                 }
@@ -625,7 +626,7 @@ impl<C: Codec> Core<C> {
             }
             Ok(Err(Failure::Omission)) => InboundFailure::ResponseOmission,
             Ok(Err(Failure::Closed)) => InboundFailure::ConnectionClosed,
-            Ok(Err(Failure::Io(_))) if stream.is_connection_closed() => {
+            Ok(Err(Failure::Io(e))) if is_connection_lost(&e) || stream.is_connection_closed() => {
                 InboundFailure::ConnectionClosed
             }
             Ok(Err(Failure::Io(e))) => InboundFailure::Io(Arc::new(e)),
