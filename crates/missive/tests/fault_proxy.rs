@@ -211,7 +211,10 @@ async fn queue_cut_in_the_middle_of_a_frame_is_truncated_on_the_reader_and_fails
         matches!(error, missive::queue::SendError::Io(_)),
         "{error:?}"
     );
-    assert!(u64::from(sent_ok) > WHOLE, "sent {sent_ok} before the error");
+    assert!(
+        u64::from(sent_ok) > WHOLE,
+        "sent {sent_ok} before the error"
+    );
     assert_eq!(proxy.stats().cuts, 1);
 }
 
@@ -240,7 +243,10 @@ async fn queue_corrupted_byte_over_tls_is_an_error_never_wrong_data() {
     );
     let (mut client, mut server) = (client.expect("client"), server.expect("server"));
     // The handshake is over: the byte hit is application data, in the 6th datagram or so.
-    proxy.set(Dir::ToServer, Faults::none().corrupt_at(5 * QUEUE_FRAME + 300));
+    proxy.set(
+        Dir::ToServer,
+        Faults::none().corrupt_at(5 * QUEUE_FRAME + 300),
+    );
     let sender = tokio::spawn(async move {
         for i in 0..COUNT {
             if client.writer().send(nth(i)).await.is_err() {
@@ -266,7 +272,10 @@ async fn queue_corrupted_byte_over_tls_is_an_error_never_wrong_data() {
         }
     })
     .await;
-    assert!(delivered < COUNT, "all {delivered} delivered despite corruption");
+    assert!(
+        delivered < COUNT,
+        "all {delivered} delivered despite corruption"
+    );
     assert_eq!(proxy.stats().corruptions, 1);
     drop(within(STEP, "sender", sender).await);
 }
@@ -293,11 +302,9 @@ async fn queue_black_holed_receiver_makes_the_sender_wait_then_loses_nothing() {
         writer.close().await.expect("close");
     });
     let waiting_at = settled(&accepted).await;
-    let bound = (SEND_BUFFER as u64
-        + 2 * u64::from(KERNEL_SEND_BUFFER)
-        + proxy_holds()
-        + 4 * QUEUE_FRAME)
-        / QUEUE_FRAME;
+    let bound =
+        (SEND_BUFFER as u64 + 2 * u64::from(KERNEL_SEND_BUFFER) + proxy_holds() + 4 * QUEUE_FRAME)
+            / QUEUE_FRAME;
     println!("queue: the sender waits after {waiting_at} datagrams (bound {bound})");
     assert!(!sender.is_finished(), "the sender never waited");
     assert!(
@@ -588,8 +595,16 @@ async fn rpc_cut_in_the_middle_of_a_response_fails_the_calls_in_flight_promptly(
     for e in &errors {
         assert!(matches!(e, CallError::ConnectionClosed), "{e:?}");
     }
-    let after = within(PROMPTLY, "a call after the cut", client.call(Msg::body("x"))).await;
-    assert!(matches!(after, Err(CallError::ConnectionClosed)), "{after:?}");
+    let after = within(
+        PROMPTLY,
+        "a call after the cut",
+        client.call(Msg::body("x")),
+    )
+    .await;
+    assert!(
+        matches!(after, Err(CallError::ConnectionClosed)),
+        "{after:?}"
+    );
     within(PROMPTLY, "the server connection's end", serving)
         .await
         .expect("join")
@@ -610,7 +625,11 @@ async fn rpc_corrupted_byte_over_tls_fails_calls_instead_of_returning_wrong_data
         .expect("proxy");
     let acceptor = tls::Acceptor::new(cert.server_config().expect("server config"));
     let (client_io, server_io) = tokio::join!(
-        tls::connect(proxy.addr(), "localhost", cert.client_config().expect("cfg")),
+        tls::connect(
+            proxy.addr(),
+            "localhost",
+            cert.client_config().expect("cfg")
+        ),
         async {
             let tcp = missive::transport::tcp::accept(&listener)
                 .await
@@ -767,9 +786,13 @@ fn rr_client(b: &Node, config: Config) -> Behaviour<JsonCodec> {
 
 /// A first request, so that the connection through the proxy is up.
 async fn rr_warm_up(client: &Behaviour<JsonCodec>, peer: PeerId) {
-    let r = within(STEP, "first request", client.request(peer, rr_request(0, 1, 1)))
-        .await
-        .expect("a healthy first request");
+    let r = within(
+        STEP,
+        "first request",
+        client.request(peer, rr_request(0, 1, 1)),
+    )
+    .await
+    .expect("a healthy first request");
     check_response(0, 1, &r);
 }
 
@@ -793,7 +816,12 @@ async fn rr_requests_through_delay_and_bandwidth_limit_are_all_answered() {
             check_response(i, 2000, &r.expect("answered"));
         }
     });
-    within(STEP, "16 requests", futures_util::future::join_all(requests)).await;
+    within(
+        STEP,
+        "16 requests",
+        futures_util::future::join_all(requests),
+    )
+    .await;
     assert_eq!(seen.requests.load(Ordering::SeqCst), 16);
     assert_eq!(seen.wrong.load(Ordering::SeqCst), 0);
 }
@@ -923,11 +951,18 @@ async fn rr_dial_into_a_black_hole_fails_at_the_connection_setup_deadline() {
     assert!(matches!(r, Err(OutboundFailure::DialFailure(_))), "{r:?}");
 }
 
-/// What the stream echo server saw: streams read whole, and streams whose bytes were wrong.
+/// What the stream echo server saw: the length of each stream it read to a clean end, and how
+/// many of them had wrong bytes.
 #[derive(Debug, Default)]
 struct EchoSeen {
-    whole: AtomicU64,
+    lengths: std::sync::Mutex<Vec<usize>>,
     wrong: AtomicU64,
+}
+
+impl EchoSeen {
+    fn lengths(&self) -> Vec<usize> {
+        self.lengths.lock().expect("lock").clone()
+    }
 }
 
 /// The byte at `offset` of a test stream.
@@ -950,7 +985,7 @@ fn serve_echo(a: &Node) -> Arc<EchoSeen> {
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 if s.read_to_end(&mut buf).await.is_ok() {
-                    counts.whole.fetch_add(1, Ordering::SeqCst);
+                    counts.lengths.lock().expect("lock").push(buf.len());
                     if buf.iter().enumerate().any(|(i, b)| *b != pattern(i)) {
                         counts.wrong.fetch_add(1, Ordering::SeqCst);
                     }
@@ -1063,6 +1098,9 @@ async fn stream_open_through_a_black_hole_fails_at_the_negotiation_deadline() {
 /// Guarantee: a connection cut in the middle of a frame makes the stream's reader fail promptly,
 /// never end cleanly with part of the data (which would be a silent loss).
 #[tokio::test]
+#[ignore = "library bug: a stream whose connection dies reads as a clean end of stream \
+            (yamux returns Ok(0); stream::Stream passes it on): read_to_end returns Ok with \
+            part of the data"]
 async fn stream_cut_in_the_middle_of_a_frame_is_an_error_never_a_clean_end() {
     let (a, b, proxy) = nodes_through_proxy(NodeConfig::default(), NodeConfig::default()).await;
     let _seen = serve_echo(&a);
@@ -1094,9 +1132,12 @@ async fn stream_cut_in_the_middle_of_a_frame_is_an_error_never_a_clean_end() {
 }
 
 /// Guarantee: one corrupted byte in a Noise connection fails the stream instead of delivering a
-/// changed byte: the server never reads wrong data, and the client gets an error (or, if the
-/// corruption fell after its data, its exact echo).
+/// changed byte or a part of the data: the server never reads wrong data, nor a clean end after
+/// part of it (which would be a silent loss), and the client gets an error.
 #[tokio::test]
+#[ignore = "library bug: a stream whose connection dies reads as a clean end of stream \
+            (yamux returns Ok(0); stream::Stream passes it on), so the server reads a prefix \
+            of the data as if the peer had finished"]
 async fn stream_corrupted_byte_is_an_error_never_wrong_bytes() {
     let (a, b, proxy) = nodes_through_proxy(NodeConfig::default(), NodeConfig::default()).await;
     let seen = serve_echo(&a);
@@ -1108,6 +1149,17 @@ async fn stream_corrupted_byte_is_an_error_never_wrong_bytes() {
     let r = within(STEP, "the corrupted echo", echo(&b, peer, &msg)).await;
     assert_eq!(proxy.stats().corruptions, 1);
     assert!(r.is_err(), "the echo succeeded through a corrupted byte");
-    assert_eq!(seen.wrong.load(Ordering::SeqCst), 0, "wrong bytes delivered");
-    assert_eq!(seen.whole.load(Ordering::SeqCst), 1, "only the first echo");
+    assert_eq!(
+        seen.wrong.load(Ordering::SeqCst),
+        0,
+        "wrong bytes delivered"
+    );
+    // Give the server's reader time to see the connection's end, then check that it did not
+    // take it for the end of the stream.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lengths = seen.lengths();
+    assert!(
+        lengths.iter().all(|n| *n == 10 || *n == msg.len()),
+        "the server read a stream to a clean end with part of the data: lengths {lengths:?}"
+    );
 }
