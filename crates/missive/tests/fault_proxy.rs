@@ -21,20 +21,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use missive::p2p::{Keypair, Multiaddr, Node, NodeConfig, PeerId};
 use missive::queue::{Connection, Datagram, Listener, QueueConfig, RecvError};
 use missive::request_response::{Behaviour, Config, Event, OutboundFailure, ProtocolSupport, json};
-use missive::rpc::{
-    CallError, Client, ClientConfig, ControlCode, DecodeError, Decoder, EncodeError, Encoder,
-    Message, Reply, Server, Service, Status,
-};
+use missive::rpc::{CallError, Client, ClientConfig, Reply, Server, Service, Status};
 use missive::stream::{OpenStreamError, StreamProtocol};
 use missive::transport::tls::{self, SelfSigned};
 use serde_json::{Value, json};
 use support::fault_proxy::{CHUNK, CHUNKS, Dir, FaultProxy, Faults, SOCKET_BUFFER};
+use support::rpc_wire::{Msg, WireCodec};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::{Instant, timeout};
 
@@ -324,105 +322,9 @@ async fn queue_black_holed_receiver_makes_the_sender_wait_then_loses_nothing() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// rpc: a small length-prefixed wire (u32 length | u64 id | u8 code | body), so that these tests
-// need no optional codec feature.
+// rpc, with the small wire of tests/support/rpc_wire.rs, so that these tests need no optional
+// codec feature
 // ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Msg {
-    id: u64,
-    code: u8,
-    body: Bytes,
-}
-
-impl Msg {
-    fn body(body: impl Into<Bytes>) -> Self {
-        Self {
-            body: body.into(),
-            ..Self::default()
-        }
-    }
-}
-
-impl Message for Msg {
-    fn message_id(&self) -> u64 {
-        self.id
-    }
-    fn control_code(&self) -> ControlCode {
-        ControlCode::from_u8(self.code)
-    }
-    fn set_message_id(&mut self, message_id: u64) {
-        self.id = message_id;
-    }
-    fn cancelled(message_id: u64) -> Self {
-        Self {
-            id: message_id,
-            code: ControlCode::Cancel.as_u8(),
-            body: Bytes::new(),
-        }
-    }
-    fn ended(message_id: u64) -> Self {
-        Self {
-            id: message_id,
-            code: ControlCode::End.as_u8(),
-            body: Bytes::new(),
-        }
-    }
-}
-
-const RPC_MAX: usize = 1 << 20;
-
-#[derive(Debug, Clone, Copy, Default)]
-struct WireCodec;
-
-impl Encoder for WireCodec {
-    type Message = Msg;
-    type Serialized = Bytes;
-
-    fn encode(&mut self, m: Msg) -> Result<Bytes, EncodeError> {
-        let len = 9 + m.body.len();
-        if len > RPC_MAX {
-            return Err(EncodeError::TooLarge {
-                size: len,
-                max: RPC_MAX,
-            });
-        }
-        let mut out = BytesMut::with_capacity(4 + len);
-        out.put_u32(u32::try_from(len).expect("under the limit"));
-        out.put_u64(m.id);
-        out.put_u8(m.code);
-        out.put_slice(&m.body);
-        Ok(out.freeze())
-    }
-}
-
-impl Decoder for WireCodec {
-    type Message = Msg;
-
-    fn decode(&mut self, buffer: &mut BytesMut) -> Result<Option<Msg>, DecodeError> {
-        let Some(prefix) = buffer.get(..4) else {
-            return Ok(None);
-        };
-        let len = u32::from_be_bytes(prefix.try_into().expect("4 bytes")) as usize;
-        if len > RPC_MAX {
-            return Err(DecodeError::TooLarge {
-                size: len as u64,
-                max: RPC_MAX,
-            });
-        }
-        if len < 9 {
-            return Err(DecodeError::BadPrefix("shorter than its id and code"));
-        }
-        if buffer.len() < 4 + len {
-            return Ok(None);
-        }
-        buffer.advance(4);
-        let id = buffer.get_u64();
-        let code = buffer.get_u8();
-        let body = buffer.split_to(len - 9).freeze();
-        Ok(Some(Msg { id, code, body }))
-    }
-}
 
 const RPC_ITEM: usize = 1024;
 
