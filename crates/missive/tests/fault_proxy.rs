@@ -1000,9 +1000,6 @@ async fn stream_open_through_a_black_hole_fails_at_the_negotiation_deadline() {
 /// Guarantee: a connection cut in the middle of a frame makes the stream's reader fail promptly,
 /// never end cleanly with part of the data (which would be a silent loss).
 #[tokio::test]
-#[ignore = "library bug: a stream whose connection dies reads as a clean end of stream \
-            (yamux returns Ok(0); stream::Stream passes it on): read_to_end returns Ok with \
-            part of the data"]
 async fn stream_cut_in_the_middle_of_a_frame_is_an_error_never_a_clean_end() {
     let (a, b, proxy) = nodes_through_proxy(NodeConfig::default(), NodeConfig::default()).await;
     let _seen = serve_echo(&a);
@@ -1037,9 +1034,6 @@ async fn stream_cut_in_the_middle_of_a_frame_is_an_error_never_a_clean_end() {
 /// changed byte or a part of the data: the server never reads wrong data, nor a clean end after
 /// part of it (which would be a silent loss), and the client gets an error.
 #[tokio::test]
-#[ignore = "library bug: a stream whose connection dies reads as a clean end of stream \
-            (yamux returns Ok(0); stream::Stream passes it on), so the server reads a prefix \
-            of the data as if the peer had finished"]
 async fn stream_corrupted_byte_is_an_error_never_wrong_bytes() {
     let (a, b, proxy) = nodes_through_proxy(NodeConfig::default(), NodeConfig::default()).await;
     let seen = serve_echo(&a);
