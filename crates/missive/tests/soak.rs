@@ -16,6 +16,13 @@
 //! server's memory before and after, per connection, the failures (which must be zero) and the
 //! rate. The two checks run one after the other. About 10,000 file descriptors are used per
 //! process; the test checks the limit (`ulimit -n`) first and says so when it is too low.
+//! `MISSIVE_SOAK_DIVISOR=10` divides the connection counts for a quick trial.
+//!
+//! One run on a shared 2-core machine (release build, `ulimit -n` 20,000): the node held 5,000
+//! connections (0 dial failures, 2,300 dials/s) at 4.5 kB of server RSS each when idle and 6.1 kB
+//! while 500 of them carried 100,000 requests (44,000 requests/s, 0 failures); the rpc server
+//! held 2,000 connections at 9.9 kB each when idle and 33.9 kB with 64 calls in flight on each
+//! (128,000 in flight, 448,000 calls/s, 0 failures).
 #![cfg(all(feature = "rpc", feature = "json", feature = "tcp"))]
 
 #[path = "support/rpc_wire.rs"]
