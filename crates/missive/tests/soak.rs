@@ -16,6 +16,13 @@
 //! server's memory before and after, per connection, the failures (which must be zero) and the
 //! rate. The two checks run one after the other. About 10,000 file descriptors are used per
 //! process; the test checks the limit (`ulimit -n`) first and says so when it is too low.
+//! `MISSIVE_SOAK_DIVISOR=10` divides the connection counts for a quick trial.
+//!
+//! One run on a shared 2-core machine (release build, `ulimit -n` 20,000): the node held 5,000
+//! connections (0 dial failures, 2,300 dials/s) at 4.5 kB of server RSS each when idle and 6.1 kB
+//! while 500 of them carried 100,000 requests (44,000 requests/s, 0 failures); the rpc server
+//! held 2,000 connections at 9.9 kB each when idle and 33.9 kB with 64 calls in flight on each
+//! (128,000 in flight, 448,000 calls/s, 0 failures).
 #![cfg(all(feature = "rpc", feature = "json", feature = "tcp"))]
 
 #[path = "support/rpc_wire.rs"]
@@ -37,19 +44,30 @@ use serde_json::{Value, json};
 
 const NODE_CONNECTIONS: usize = 5_000;
 const NODE_REQUESTERS: usize = 500;
-const REQUESTS_EACH: usize = 40;
+const REQUESTS_EACH: usize = 200;
 const REQUESTS_IN_FLIGHT_EACH: usize = 8;
 const RPC_CONNECTIONS: usize = 2_000;
 const RPC_IN_FLIGHT_EACH: usize = 64;
 const RPC_LOAD: Duration = Duration::from_secs(10);
-/// Dials and handshakes at once (the node admits 64 pending handshakes).
-const DIAL_CONCURRENCY: usize = 32;
+/// Dials and handshakes at once. The node admits 64 pending inbound handshakes and closes the
+/// ones beyond; a client's dial can complete before the server's side of it, so the server's
+/// count runs ahead of the clients': with 32 at once, 2 dials in 5,000 were refused.
+const DIAL_CONCURRENCY: usize = 16;
 /// Every soak ends by itself within this.
 const SOAK_LIMIT: Duration = Duration::from_secs(300);
 const ROLE: &str = "MISSIVE_SOAK_ROLE";
 const PROTOCOL: &str = "/soak/rr/1";
 
 type JsonCodec = json::Codec<Value, Value>;
+
+/// `n` divided by `MISSIVE_SOAK_DIVISOR` (default 1), for a quick trial run of the soaks.
+fn scale(n: usize) -> usize {
+    let divisor: usize = std::env::var("MISSIVE_SOAK_DIVISOR")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(1);
+    (n / divisor.max(1)).max(1)
+}
 
 /// The soaks measure memory: one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -58,44 +76,46 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 #[ignore = "load check, run by hand (see the file's docs)"]
 fn soak_node_holds_5000_connections_while_serving_requests() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    check_fd_limit(NODE_CONNECTIONS);
+    check_fd_limit(scale(NODE_CONNECTIONS));
     let mut server = ServerProcess::spawn("node-server", "soak_role_node_server");
     let addr: Multiaddr = server.line("ADDR").parse().expect("multiaddr");
     let peer = addr.peer_id().expect("a /p2p/ address");
     let before = server.measure();
     runtime().block_on(async {
         let started = Instant::now();
-        let (clients, dial_failures) = dial_nodes(&addr, NODE_CONNECTIONS).await;
+        let (clients, dial_failures) = dial_nodes(&addr, scale(NODE_CONNECTIONS)).await;
         let dial_secs = started.elapsed().as_secs_f64();
-        let idle = server.measure();
+        let idle = server.measure_at(clients.len());
         println!(
             "node: {} connections in {dial_secs:.1} s ({:.0}/s), {dial_failures} dial failures",
             clients.len(),
             clients.len() as f64 / dial_secs,
         );
         let started = Instant::now();
-        let (ok, failed) = request_load(&clients[..NODE_REQUESTERS], peer).await;
+        let (ok, failed) = request_load(&clients[..scale(NODE_REQUESTERS)], peer).await;
         let load_secs = started.elapsed().as_secs_f64();
         let loaded = server.measure();
         println!(
             "node: {ok} requests answered, {failed} failed, {:.0} requests/s over {} connections \
              (while {} held)",
             ok as f64 / load_secs,
-            NODE_REQUESTERS,
+            scale(NODE_REQUESTERS),
             clients.len()
         );
-        report("node", &before, &idle, &loaded, NODE_CONNECTIONS);
+        report("node", &before, &idle, &loaded);
         assert_eq!(dial_failures, 0, "dial failures");
         assert_eq!(
-            idle.connections, NODE_CONNECTIONS as u64,
+            idle.connections,
+            scale(NODE_CONNECTIONS) as u64,
             "connections held"
         );
         assert_eq!(
-            loaded.connections, NODE_CONNECTIONS as u64,
+            loaded.connections,
+            scale(NODE_CONNECTIONS) as u64,
             "connections held under load"
         );
         assert_eq!(failed, 0, "request failures");
-        assert_eq!(ok, (NODE_REQUESTERS * REQUESTS_EACH) as u64);
+        assert_eq!(ok, (scale(NODE_REQUESTERS) * REQUESTS_EACH) as u64);
         drop(clients);
     });
     server.quit();
@@ -105,12 +125,12 @@ fn soak_node_holds_5000_connections_while_serving_requests() {
 #[ignore = "load check, run by hand (see the file's docs)"]
 fn soak_rpc_server_with_2000_connections_and_64_calls_in_flight_each() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    check_fd_limit(RPC_CONNECTIONS);
+    check_fd_limit(scale(RPC_CONNECTIONS));
     let mut server = ServerProcess::spawn("rpc-server", "soak_role_rpc_server");
     let addr: std::net::SocketAddr = server.line("ADDR").parse().expect("socket address");
     let before = server.measure();
     runtime().block_on(async {
-        let connects = futures_util::stream::iter(0..RPC_CONNECTIONS)
+        let connects = futures_util::stream::iter(0..scale(RPC_CONNECTIONS))
             .map(|_| Client::connect_tcp(addr, WireCodec, ClientConfig::default()))
             .buffer_unordered(DIAL_CONCURRENCY)
             .collect::<Vec<_>>()
@@ -120,12 +140,12 @@ fn soak_rpc_server_with_2000_connections_and_64_calls_in_flight_each() {
         // One call each, so that every connection is up on the server before measuring.
         let warm = futures_util::future::join_all(clients.iter().map(|c| c.call(Msg::body("w"))));
         let warm_failures = warm.await.iter().filter(|r| r.is_err()).count();
-        let idle = server.measure();
+        let idle = server.measure_at(clients.len());
         let ok = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
         let stop = started + RPC_LOAD;
-        let mut loops = Vec::with_capacity(RPC_CONNECTIONS * RPC_IN_FLIGHT_EACH);
+        let mut loops = Vec::with_capacity(scale(RPC_CONNECTIONS) * RPC_IN_FLIGHT_EACH);
         for client in &clients {
             for i in 0..RPC_IN_FLIGHT_EACH {
                 let (client, ok, failed) = (client.clone(), ok.clone(), failed.clone());
@@ -155,12 +175,13 @@ fn soak_rpc_server_with_2000_connections_and_64_calls_in_flight_each() {
         println!(
             "rpc: {ok} calls answered, {failed} failed, {:.0} calls/s with {} in flight",
             ok as f64 / secs,
-            RPC_CONNECTIONS * RPC_IN_FLIGHT_EACH
+            scale(RPC_CONNECTIONS) * RPC_IN_FLIGHT_EACH
         );
-        report("rpc", &before, &idle, &loaded, RPC_CONNECTIONS);
+        report("rpc", &before, &idle, &loaded);
         assert_eq!(connect_failures + warm_failures, 0, "connect failures");
         assert_eq!(
-            idle.connections, RPC_CONNECTIONS as u64,
+            idle.connections,
+            scale(RPC_CONNECTIONS) as u64,
             "connections served"
         );
         assert_eq!(failed, 0, "call failures");
@@ -297,7 +318,8 @@ struct Measure {
     connections: u64,
 }
 
-fn report(layer: &str, before: &Measure, idle: &Measure, loaded: &Measure, n: usize) {
+fn report(layer: &str, before: &Measure, idle: &Measure, loaded: &Measure) {
+    let n = idle.connections.max(1);
     let per = |m: &Measure| (m.rss_kb.saturating_sub(before.rss_kb) * 1024) as f64 / n as f64;
     println!(
         "{layer}: server RSS {} kB before, {} kB with {n} connections idle ({:.1} kB per \
@@ -349,8 +371,9 @@ impl ServerProcess {
             let mut line = String::new();
             let n = self.stdout.read_line(&mut line).expect("read the server");
             assert!(n > 0, "the server process ended before saying {key}");
-            if let Some(rest) = line.trim_end().strip_prefix(&prefix) {
-                return rest.to_owned();
+            // The test harness may print `test NAME ... ` on the same line first.
+            if let Some(at) = line.find(&prefix) {
+                return line[at + prefix.len()..].trim_end().to_owned();
             }
         }
         panic!("the server process never said {key}");
@@ -370,6 +393,20 @@ impl ServerProcess {
             peak_kb: figures[1],
             connections: figures[2],
         }
+    }
+
+    /// Measures once the server counts `connections` (its side of a connection may register a
+    /// moment after the client's), or after 5 s.
+    fn measure_at(&mut self, connections: usize) -> Measure {
+        let mut m = self.measure();
+        for _ in 0..50 {
+            if m.connections >= connections as u64 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            m = self.measure();
+        }
+        m
     }
 
     fn quit(mut self) {
