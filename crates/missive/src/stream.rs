@@ -54,8 +54,8 @@ use tokio_util::compat::Compat;
 use crate::p2p::connection::StreamGuard;
 use crate::p2p::negotiate::{MAX_MESSAGE_LEN, NegotiationError, Version};
 use crate::p2p::negotiated::Negotiated;
-use crate::p2p::stream_ends::end_of_stream;
 use crate::p2p::node::Shared;
+use crate::p2p::stream_ends::end_of_stream;
 use crate::p2p::{ConnectionId, DialError, Multiaddr, Node, PeerId};
 
 /// The name of a stream protocol, such as `/echo/1.0.0`. It starts with `/`.

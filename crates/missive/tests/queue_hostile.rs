@@ -217,6 +217,35 @@ async fn tls_listener(handshake_timeout: Duration) -> (Listener, std::net::Socke
 }
 
 #[tokio::test]
+async fn tls_listener_serves_honest_clients_at_once_through_a_flood_of_silent_connections() {
+    let (listener, addr, cert) = tls_listener(Duration::from_secs(10)).await;
+    let _server = spawn_echo_server(listener);
+    let mut silent = Vec::new();
+    for round in 0..3u16 {
+        // The flood is renewed before each honest client: 150 sockets that never speak.
+        silent.clear();
+        for _ in 0..150 {
+            silent.push(TcpStream::connect(addr).await.expect("silent"));
+        }
+        let exchange = async {
+            let mut good =
+                Connection::tls_client(addr, "localhost", cert.client_config().expect("cfg"))
+                    .await
+                    .expect("honest client");
+            good.writer()
+                .send(Datagram::new(round, "through the flood"))
+                .await
+                .expect("send");
+            good.reader().next().await.expect("echo").expect("ok")
+        };
+        let back = tokio::time::timeout(Duration::from_secs(1), exchange)
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: not served within 1 s"));
+        assert_eq!(back.tag(), round);
+    }
+}
+
+#[tokio::test]
 async fn tls_listener_keeps_serving_after_garbage_and_stalled_handshakes() {
     let (listener, addr, cert) = tls_listener(Duration::from_millis(300)).await;
     let server = spawn_echo_server(listener);

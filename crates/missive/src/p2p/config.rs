@@ -31,7 +31,7 @@ impl Default for NodeConfig {
             max_connections_per_peer: 8,
             max_pending_incoming: 64,
             max_pending_incoming_per_ip: 32,
-            first_bytes_timeout: Duration::from_secs(3),
+            first_bytes_timeout: crate::transport::DEFAULT_FIRST_BYTES_TIMEOUT,
             max_negotiating_inbound_streams: 128,
             max_streams_per_connection: 512,
             inbound_backlog: 16,

@@ -22,7 +22,7 @@ use super::connection::{
     StreamRefusal, new_connection,
 };
 use super::events::{DialError, Events, IncomingError, ListenError, NewNodeError, NodeEvent};
-use super::inbound::{Pending, accept_loop};
+use super::inbound::accept_loop;
 use super::multiaddr::{DnsFamily, TcpHost};
 use super::negotiate::{NegotiationError, Version};
 use super::negotiated::{NegotiateError, dialer_select, listener_select};
@@ -32,6 +32,7 @@ use super::{Keypair, Multiaddr, NodeConfig, PeerId};
 use crate::stream::{
     AlreadyRegistered, Control, IncomingStreams, OpenStreamError, Stream, StreamProtocol,
 };
+use crate::transport::pending::Pending;
 
 /// A libp2p-compatible node: TCP + Noise + Yamux, one task per connection.
 ///

@@ -83,7 +83,9 @@ impl FrameScanner {
     fn scan(&mut self, mut bytes: &[u8], mut on_end: impl FnMut(u32, End)) {
         while !bytes.is_empty() {
             if self.skip > 0 {
-                let n = usize::try_from(self.skip).unwrap_or(usize::MAX).min(bytes.len());
+                let n = usize::try_from(self.skip)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
                 self.skip -= n as u64;
                 bytes = &bytes[n..];
                 continue;
@@ -188,7 +190,8 @@ pub(crate) struct ConnectionLost;
 /// Whether `e` says that a stream's connection ended under it.
 #[cfg_attr(not(feature = "request-response"), allow(dead_code))]
 pub(crate) fn is_connection_lost(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| inner.is::<ConnectionLost>())
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<ConnectionLost>())
 }
 
 /// The read result for a stream whose yamux reader reached its end, given how it ended.

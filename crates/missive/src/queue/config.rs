@@ -15,6 +15,8 @@ pub struct QueueConfig {
     pub(crate) empty_payloads: bool,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_pending_handshakes: usize,
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) first_bytes_timeout: Duration,
     pub(crate) linger: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) tcp_keepalive: Option<Duration>,
@@ -31,6 +33,7 @@ impl Default for QueueConfig {
             empty_payloads: false,
             handshake_timeout: Duration::from_secs(10),
             max_pending_handshakes: 64,
+            first_bytes_timeout: crate::transport::DEFAULT_FIRST_BYTES_TIMEOUT,
             linger: Duration::from_secs(2),
             connect_timeout: crate::transport::DEFAULT_CONNECT_TIMEOUT,
             tcp_keepalive: Some(crate::transport::DEFAULT_TCP_KEEPALIVE),
@@ -128,10 +131,21 @@ impl QueueConfig {
         self
     }
 
-    /// How many TLS handshakes a listener runs at once (default 64). Past that, it stops accepting
-    /// new TCP connections until one finishes; the kernel's backlog holds the rest.
+    /// How many TLS handshakes a listener runs at once (default 64); past that, a new connection
+    /// is still accepted and the least advanced handshake in progress (one whose client has sent
+    /// nothing, before one that has; the oldest first) is closed to make room, as is the oldest
+    /// of one IP address holding half of them. So clients that never speak cannot lock honest
+    /// ones out.
     pub fn with_max_pending_handshakes(mut self, n: usize) -> Self {
         self.max_pending_handshakes = n.max(1);
+        self
+    }
+
+    /// How long a new TLS connection may stay silent before its client hello (default 3 s):
+    /// a client that has sent nothing by then is dropped and counted as a failed handshake,
+    /// without waiting for the whole handshake deadline.
+    pub fn with_first_bytes_timeout(mut self, timeout: Duration) -> Self {
+        self.first_bytes_timeout = timeout;
         self
     }
 }

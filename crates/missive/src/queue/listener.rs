@@ -52,6 +52,9 @@ struct HandshakeFailure {
 pub struct Listener {
     socket: Socket,
     config: QueueConfig,
+    /// Admission of TLS handshakes in progress.
+    #[cfg(feature = "tls")]
+    pending: Arc<crate::transport::pending::Pending>,
     handshakes: FuturesUnordered<Handshake>,
     failed_handshakes: u64,
 }
@@ -93,9 +96,12 @@ impl Listener {
     }
 
     fn new(socket: Socket) -> Self {
+        let config = QueueConfig::default();
         Listener {
             socket,
-            config: QueueConfig::default(),
+            #[cfg(feature = "tls")]
+            pending: pending_table(&config),
+            config,
             handshakes: FuturesUnordered::new(),
             failed_handshakes: 0,
         }
@@ -108,6 +114,10 @@ impl Listener {
             *acceptor = acceptor
                 .clone()
                 .with_handshake_timeout(config.handshake_timeout);
+        }
+        #[cfg(feature = "tls")]
+        {
+            self.pending = pending_table(&config);
         }
         self.config = config;
         self
@@ -150,10 +160,6 @@ impl Listener {
                     }
                 }
             }
-            if self.handshakes.len() >= self.config.max_pending_handshakes {
-                // Woken when a handshake finishes.
-                return Poll::Pending;
-            }
             match self.poll_socket(cx) {
                 Poll::Ready(Ok(Accepted::Ready(connection))) => {
                     return Poll::Ready(Ok(*connection));
@@ -187,19 +193,37 @@ impl Listener {
                 crate::transport::tcp::prepare_accepted(&stream, config.tcp_keepalive)?;
                 let local = Address::Tcp(stream.local_addr()?);
                 let acceptor = acceptor.clone();
+                // Admitted at once: when the table is full, a less advanced handshake yields.
+                let slot = self.pending.admit(peer.ip());
                 let handshake: Handshake = Box::pin(async move {
-                    match acceptor.accept(stream).await {
-                        Ok(tls) => Ok(Connection::with_addresses(
-                            tls,
-                            config,
-                            local,
-                            Address::Tcp(peer),
+                    let failure = |reason: String| HandshakeFailure {
+                        peer: Address::Tcp(peer),
+                        reason,
+                    };
+                    let evicted = slot.evicted();
+                    let work = async {
+                        let silence = config.first_bytes_timeout.min(config.handshake_timeout);
+                        if !crate::transport::pending::first_bytes(&stream, silence, &slot).await {
+                            return Err(failure(format!("sent nothing within {silence:?}")));
+                        }
+                        acceptor
+                            .accept(stream)
+                            .await
+                            .map_err(|e| failure(e.to_string()))
+                    };
+                    let tls = tokio::select! {
+                        () = evicted.cancelled() => Err(failure(
+                            "closed to make room: too many pending handshakes".to_owned(),
                         )),
-                        Err(e) => Err(HandshakeFailure {
-                            peer: Address::Tcp(peer),
-                            reason: e.to_string(),
-                        }),
-                    }
+                        r = work => r,
+                    }?;
+                    drop(slot);
+                    Ok(Connection::with_addresses(
+                        tls,
+                        config,
+                        local,
+                        Address::Tcp(peer),
+                    ))
                 });
                 Ok(Accepted::Handshaking(handshake))
             }),
@@ -212,6 +236,16 @@ impl Listener {
             }),
         }
     }
+}
+
+/// The handshake admission table for `config`: its cap, half of it per IP address.
+#[cfg(feature = "tls")]
+fn pending_table(config: &QueueConfig) -> Arc<crate::transport::pending::Pending> {
+    let max = config.max_pending_handshakes;
+    Arc::new(crate::transport::pending::Pending::new(
+        max,
+        max.div_ceil(2),
+    ))
 }
 
 enum Accepted {

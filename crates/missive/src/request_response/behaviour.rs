@@ -468,7 +468,11 @@ impl<C: Codec> Core<C> {
                 match codec.read_response(&protocol, &mut counted).await {
                     // Whatever the codec makes of an empty stream, the responder sent nothing:
                     // it refused the request (a limit) or dropped it without an answer.
-                    Err(e) if counted.read == 0 && !is_protocol_refused(&e) && !is_connection_lost(&e) => {
+                    Err(e)
+                        if counted.read == 0
+                            && !is_protocol_refused(&e)
+                            && !is_connection_lost(&e) =>
+                    {
                         Err(io::Error::new(io::ErrorKind::UnexpectedEof, NoResponse(e)))
                     }
                     r => r,

@@ -180,25 +180,21 @@ impl Server {
         C::Serialized: Send,
         F: FnMut(std::net::SocketAddr) -> (C, S),
     {
-        let handshakes = Arc::new(tokio::sync::Semaphore::new(
-            self.config().max_pending_handshakes(),
+        let max = self.config().max_pending_handshakes();
+        let pending = Arc::new(crate::transport::pending::Pending::new(
+            max,
+            max.div_ceil(2),
         ));
+        let silence = self
+            .config()
+            .first_bytes_timeout()
+            .min(acceptor.handshake_timeout());
         accept_loop(
             self,
-            || {
-                let handshakes = handshakes.clone();
-                let listener = &listener;
-                async move {
-                    // A slot first: past the cap, connections wait in the kernel's backlog.
-                    let slot = handshakes
-                        .acquire_owned()
-                        .await
-                        .map_err(|_| std::io::Error::other("handshake slots closed"))?;
-                    let (socket, peer) = listener.accept().await?;
-                    Ok((socket, (peer, slot)))
-                }
-            },
-            |socket, (peer, slot)| {
+            || listener.accept(),
+            |socket, peer| {
+                // Admitted at once: when the table is full, a less advanced handshake yields.
+                let slot = pending.admit(peer.ip());
                 self.prepare_accepted(&socket);
                 let (codec, service) = new_connection(peer);
                 let acceptor = acceptor.clone();
@@ -207,8 +203,25 @@ impl Server {
                 let tracked = self.track();
                 tokio::spawn(async move {
                     let _tracked = tracked;
+                    let evicted = slot.evicted();
+                    let work = async {
+                        if !crate::transport::pending::first_bytes(&socket, silence, &slot).await {
+                            return None;
+                        }
+                        Some(acceptor.accept(socket).await)
+                    };
                     let handshake = tokio::select! {
-                        handshake = acceptor.accept(socket) => handshake,
+                        handshake = work => match handshake {
+                            Some(h) => h,
+                            None => {
+                                tracing::debug!(%peer, "rpc TLS client sent nothing; closed");
+                                return;
+                            }
+                        },
+                        () = evicted.cancelled() => {
+                            tracing::debug!(%peer, "rpc TLS handshake closed to make room");
+                            return;
+                        }
                         () = server.stopping() => {
                             tracing::debug!(%peer, "rpc TLS handshake ended by shutdown");
                             return;

@@ -103,6 +103,7 @@ pub struct ServerConfig {
     request_stream_buffer: usize,
     shutdown_grace: Duration,
     max_pending_handshakes: usize,
+    first_bytes_timeout: Duration,
     tcp_keepalive: Option<Duration>,
     idle_timeout: Option<Duration>,
 }
@@ -115,6 +116,7 @@ impl Default for ServerConfig {
             request_stream_buffer: 16,
             shutdown_grace: Duration::from_secs(10),
             max_pending_handshakes: 64,
+            first_bytes_timeout: crate::transport::DEFAULT_FIRST_BYTES_TIMEOUT,
             tcp_keepalive: Some(Duration::from_secs(30)),
             idle_timeout: None,
         }
@@ -150,12 +152,27 @@ impl ServerConfig {
         self
     }
 
-    /// TLS handshakes `Server::serve_tls` runs at once (default 64, as the queue listener).
-    /// Past that it accepts no more TCP connections until one finishes (each is bounded by the
-    /// acceptor's deadline); the kernel's backlog holds the rest.
+    /// TLS handshakes `Server::serve_tls` runs at once (default 64, as the queue listener);
+    /// past that, a new connection is still accepted and the least advanced handshake in
+    /// progress (one whose client has sent nothing, before one that has; the oldest first) is
+    /// closed to make room, as is the oldest of one IP address holding half of them. So clients
+    /// that never speak cannot lock honest ones out.
     pub fn with_max_pending_handshakes(mut self, n: usize) -> Self {
         self.max_pending_handshakes = n.max(1);
         self
+    }
+
+    /// How long a new TLS connection of `Server::serve_tls` may stay silent before its client
+    /// hello (default 3 s); one that has sent nothing by then is closed, without waiting for the
+    /// acceptor's whole handshake deadline.
+    pub fn with_first_bytes_timeout(mut self, timeout: Duration) -> Self {
+        self.first_bytes_timeout = timeout;
+        self
+    }
+
+    /// The first-bytes deadline of TLS connections.
+    pub fn first_bytes_timeout(&self) -> Duration {
+        self.first_bytes_timeout
     }
 
     /// TCP keepalive on the connections `Server::serve_tcp` and `serve_tls` accept (default:

@@ -33,7 +33,24 @@ pub(crate) async fn within<T>(
     }
 }
 
+/// How long a new inbound connection may stay silent before its handshake's first bytes, by
+/// default (see [`pending`]).
+#[cfg_attr(
+    not(any(
+        feature = "p2p",
+        all(feature = "tls", any(feature = "queue", feature = "rpc"))
+    )),
+    allow(dead_code)
+)]
+pub(crate) const DEFAULT_FIRST_BYTES_TIMEOUT: std::time::Duration =
+    std::time::Duration::from_secs(3);
+
 pub mod memory;
+#[cfg(any(
+    feature = "p2p",
+    all(feature = "tls", any(feature = "queue", feature = "rpc"))
+))]
+pub(crate) mod pending;
 #[cfg(feature = "tcp")]
 pub mod tcp;
 #[cfg(feature = "tls")]
