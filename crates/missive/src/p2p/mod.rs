@@ -42,3 +42,6 @@ pub use multiaddr::{DecodeMultiaddrError, Multiaddr, ParseMultiaddrError, Protoc
 pub use negotiated::NegotiateError;
 pub use node::Node;
 pub use upgrade::{Endpoint, UpgradeError};
+
+#[doc(hidden)]
+pub use stream_ends::scan_for_fuzzing as scan_stream_ends_for_fuzzing;

@@ -117,6 +117,19 @@ impl FrameScanner {
     }
 }
 
+/// The FIN and RST headers found in `bytes` when it arrives in pieces of `piece` bytes, as
+/// (stream, reset) pairs. For the fuzz target, which checks that the cut of the reads never
+/// matters; not part of the API.
+#[doc(hidden)]
+pub fn scan_for_fuzzing(bytes: &[u8], piece: usize) -> Vec<(u32, bool)> {
+    let mut scanner = FrameScanner::default();
+    let mut found = Vec::new();
+    for chunk in bytes.chunks(piece.max(1)) {
+        scanner.scan(chunk, |id, end| found.push((id, end == End::Reset)));
+    }
+    found
+}
+
 /// The connection's byte stream under yamux, with the stream ends noted on the way in.
 #[derive(Debug)]
 pub(crate) struct EndWatch<T> {
