@@ -57,3 +57,6 @@ pub mod stream;
 
 #[cfg(feature = "rpc")]
 pub mod rpc;
+
+#[cfg(all(feature = "queue", feature = "tcp"))]
+pub mod compat;
