@@ -60,3 +60,5 @@ pub mod rpc;
 
 #[cfg(all(feature = "queue", feature = "tcp"))]
 pub mod compat;
+
+pub mod guide;

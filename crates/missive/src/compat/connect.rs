@@ -1,4 +1,4 @@
-//! connect 0.2.4's client shapes on the [`queue`](crate::queue): [`Connection::tcp_client`],
+//! connect 0.2.4's client shapes on the [`queue`] layer: [`Connection::tcp_client`],
 //! [`ConnectDatagram::with_tag`], `writer().send(..)` through [`SinkExt`], and `reader().next()`
 //! through [`StreamExt`] yielding datagrams, not results.
 //!
