@@ -7,7 +7,7 @@
 //! | you use | read | missive layer | stays wire-compatible with it |
 //! |---|---|---|---|
 //! | connect 0.2.4 | [`from_connect`] | [`queue`](crate::queue) (and [`compat::connect`](crate::compat::connect) for connect's exact shapes) | yes, TCP and TLS |
-//! | protosocket-rpc 2.0 | [`from_protosocket_rpc`] | [`rpc`](crate::rpc) | yes, with the prost and messagepack codecs |
+//! | protosocket-rpc 2.0 | `from_protosocket_rpc` (feature `prost`) | [`rpc`](crate::rpc) | yes, with the prost and messagepack codecs |
 //! | libp2p-request-response 0.29 / 0.30 (and the old `Throttled`) | [`from_libp2p_request_response`] | [`request_response`](crate::request_response) | yes, cbor and json codecs, both negotiation versions |
 //! | libp2p-stream 0.5 | [`from_libp2p_stream`] | [`stream`](crate::stream) on the [`p2p`](crate::p2p) node | yes, TCP + Noise + Yamux |
 //!

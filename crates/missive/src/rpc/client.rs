@@ -1,4 +1,27 @@
 //! The rpc client: a cheap-to-clone handle and one driver per connection.
+//!
+//! ```
+//! # #[cfg(feature = "prost")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use missive::rpc::echo::{self, EchoService, Request};
+//! use missive::rpc::{CallOptions, Client, ClientConfig, InFlightPolicy, Server};
+//!
+//! let (a, b) = missive::transport::memory::pair(64 * 1024);
+//! tokio::spawn(Server::default().connection(b, echo::ServerCodec::default(), EchoService));
+//! let config = ClientConfig::default()
+//!     .with_max_in_flight(256)
+//!     .with_in_flight_policy(InFlightPolicy::FailFast);
+//! let client = Client::spawn(a, echo::ClientCodec::default(), config);
+//! let options = CallOptions::default().with_deadline(Some(Duration::from_secs(1)));
+//! let response = client.call_with(Request::unary("ping"), options).await?;
+//! assert_eq!(&response.body[..], b"ping");
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "prost"))]
+//! # fn main() {}
+//! ```
 
 use std::future::Future;
 use std::pin::Pin;
