@@ -1,5 +1,23 @@
 //! missive: typed message protocols between programs and peers.
 //!
+//! # Which layer do I want?
+//!
+//! | you want | use | feature | it replaces |
+//! |---|---|---|---|
+//! | an ordered, lossless channel of tagged messages between two programs, over TCP, TLS or a Unix socket | [`queue`] | `queue` (default) | connect ([guide](guide::from_connect)) |
+//! | calls with answers, server streaming and cancellation, pipelined on one connection, in your own encoding | [`rpc`] | `rpc` (default; + `prost` or `msgpack`) | protosocket-rpc (guide: `guide::from_protosocket_rpc`, with `prost`) |
+//! | request/response between peers on the libp2p network, with CBOR or JSON | [`request_response`] | `cbor` / `json` (default) | libp2p-request-response ([guide](guide::from_libp2p_request_response)) |
+//! | raw byte streams of your own protocol between libp2p peers | [`stream`] on the [`p2p`] node | `p2p` (default) | libp2p-stream ([guide](guide::from_libp2p_stream)) |
+//! | a byte stream to run `queue` or `rpc` over | [`transport`] | `tcp`, `tls`, `unix` | — |
+//!
+//! Between two programs you control, `queue` (messages) or `rpc` (calls) over TCP or TLS is
+//! the short path. Among peers identified by keys, or to talk to libp2p nodes, use the node with
+//! `request_response` or `stream`. `rpc` and `queue` also run over a node stream. The
+//! [`guide`] pages map each replaced system's names to ours, and `examples/` holds a complete
+//! program per layer (`queue_echo`, `rpc_service`, `file_sharing`, `stream_echo`).
+//!
+//! # The layers
+//!
 //! One crate, several ways to talk, one set of transports:
 //!
 //! - [`queue`]: an ordered, lossless queue of tagged [`queue::Datagram`]s over one connection, on the
@@ -57,3 +75,8 @@ pub mod stream;
 
 #[cfg(feature = "rpc")]
 pub mod rpc;
+
+#[cfg(all(feature = "queue", feature = "tcp"))]
+pub mod compat;
+
+pub mod guide;

@@ -224,3 +224,68 @@ async fn queue_reader_without_idle_timeout_waits_as_long_as_it_takes() {
     let r = tokio::time::timeout(Duration::from_secs(3600), server.reader().recv()).await;
     assert!(r.is_err(), "{r:?}");
 }
+
+#[tokio::test]
+async fn queue_frame_limit_raised_to_connects_100_mb_carries_a_100_mb_datagram() {
+    use futures_util::StreamExt;
+    use missive::queue::{Datagram, Listener, SendError};
+
+    let config = QueueConfig::default().with_max_frame_len(QueueConfig::CONNECT_MAX_FRAME_LEN);
+    let mut listener = Listener::bind_tcp("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .with_config(config.clone());
+    let addr = listener
+        .local_addr()
+        .expect("addr")
+        .as_socket_addr()
+        .expect("tcp");
+    let server = tokio::spawn(async move {
+        let mut conn = listener.accept().await.expect("accept");
+        let datagram = conn.reader().next().await.expect("one").expect("datagram");
+        (datagram.tag(), datagram.payload().len())
+    });
+    let mut client = Connection::tcp_client_with(addr, config)
+        .await
+        .expect("connect");
+    // The largest payload connect 0.2.4 allows, and one byte more.
+    let too_large = client
+        .writer()
+        .send(Datagram::new(1, vec![7u8; 100_000_001]))
+        .await;
+    assert!(
+        matches!(
+            too_large,
+            Err(SendError::TooLarge {
+                limit: 100_000_000,
+                ..
+            })
+        ),
+        "{too_large:?}"
+    );
+    client
+        .writer()
+        .send(Datagram::new(2, vec![7u8; 100_000_000]))
+        .await
+        .expect("send");
+    let received = tokio::time::timeout(Duration::from_secs(20), server)
+        .await
+        .expect("within 20 s")
+        .expect("server");
+    assert_eq!(received, (2, 100_000_000));
+}
+
+#[test]
+fn queue_frame_limit_is_kept_within_what_the_size_field_can_say() {
+    assert_eq!(
+        QueueConfig::default()
+            .with_max_frame_len(usize::MAX)
+            .max_frame_len(),
+        u32::MAX as usize
+    );
+    assert_eq!(
+        QueueConfig::default().with_max_frame_len(0).max_frame_len(),
+        4
+    );
+    assert_eq!(QueueConfig::default().max_frame_len(), 8 * 1024 * 1024);
+}

@@ -737,3 +737,72 @@ async fn rpc_stream_past_its_deadline_fails_and_cancels_on_server() {
     assert!(stream.next().await.is_none());
     assert!(dropped.recv().await.is_some());
 }
+
+#[tokio::test(start_paused = true)]
+async fn rpc_client_stream_past_its_own_deadline_fails_and_cancels_on_server() {
+    let (svc, _started, mut dropped) = test_service();
+    let (client, _server) = connect(svc);
+    // "sum" answers only after the client's End, which never comes.
+    let (_sink, response) = client
+        .client_stream_with(
+            Request::unary("sum"),
+            CallOptions::default().with_deadline(Some(Duration::from_secs(2))),
+        )
+        .await
+        .expect("open");
+    let r = response.await;
+    assert!(matches!(r, Err(CallError::DeadlineExceeded)), "{r:?}");
+    assert!(dropped.recv().await.is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn rpc_client_stream_without_a_deadline_outlives_the_client_default() {
+    let (svc, _started, _dropped) = test_service();
+    let config = ClientConfig::default().with_deadline(Some(Duration::from_secs(1)));
+    let (client, _server) = connect_with(svc, config);
+    let (mut sink, response) = client
+        .client_stream_with(
+            Request::unary("sum"),
+            CallOptions::default().with_deadline(None),
+        )
+        .await
+        .expect("open");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    sink.send(Request::unary("ab")).await.expect("send");
+    sink.finish();
+    let r = response.await.expect("response");
+    assert_eq!(&r.body[..], b"5");
+}
+
+#[tokio::test]
+async fn rpc_client_stream_with_caller_id_uses_that_id_on_the_wire() {
+    let (svc, mut started, _dropped) = test_service();
+    let (client, _server) = connect(svc);
+    let mut first = Request::unary("sum");
+    first.request_id = 777;
+    let (sink, response) = client
+        .client_stream_with(first, CallOptions::default().with_caller_id(true))
+        .await
+        .expect("open");
+    assert_eq!(sink.id(), 777);
+    assert_eq!(started.recv().await, Some(777));
+    sink.finish();
+    assert_eq!(&response.await.expect("response").body[..], b"3");
+}
+
+#[tokio::test(start_paused = true)]
+async fn rpc_bidi_stream_past_its_own_deadline_fails_and_cancels_on_server() {
+    let (svc, _started, mut dropped) = test_service();
+    let (client, _server) = connect(svc);
+    let (_sink, mut responses) = client
+        .bidi_stream_with(
+            Request::unary("echo-each"),
+            CallOptions::default().with_deadline(Some(Duration::from_secs(2))),
+        )
+        .await
+        .expect("open");
+    let r = responses.next().await;
+    assert!(matches!(r, Some(Err(CallError::DeadlineExceeded))), "{r:?}");
+    assert!(responses.next().await.is_none());
+    assert!(dropped.recv().await.is_some());
+}

@@ -12,6 +12,34 @@
 //! With [`Version::V1Lazy`] and a single proposal the dialer considers the protocol selected as
 //! soon as its proposal is written, so that its first data follows without waiting a round trip;
 //! the listener's confirmation is checked when the dialer first reads.
+//!
+//! ```
+//! use missive::p2p::negotiate::{DialerProgress, DialerSelect, ListenerProgress, ListenerSelect, Version};
+//!
+//! let mut dialer = DialerSelect::new(["/chat/2", "/chat/1"], Version::V1)?;
+//! let mut listener = ListenerSelect::new();
+//! // Move bytes between the two by hand, as a socket would: no I/O here.
+//! let mut selected = None;
+//! for _ in 0..8 {
+//!     if let Some(bytes) = dialer.take_transmit() {
+//!         listener.input(&bytes);
+//!     }
+//!     match listener.poll()? {
+//!         ListenerProgress::Proposed(p) if p == "/chat/1" => drop(listener.accept()?),
+//!         ListenerProgress::Proposed(_) => listener.reject()?,
+//!         _ => {}
+//!     }
+//!     if let Some(bytes) = listener.take_transmit() {
+//!         dialer.input(&bytes);
+//!     }
+//!     if let DialerProgress::Selected { protocol, .. } = dialer.poll()? {
+//!         selected = Some(protocol);
+//!         break;
+//!     }
+//! }
+//! assert_eq!(selected.as_deref(), Some("/chat/1"));
+//! # Ok::<_, missive::p2p::negotiate::NegotiationError>(())
+//! ```
 
 use std::collections::VecDeque;
 

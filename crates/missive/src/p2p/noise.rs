@@ -5,6 +5,33 @@
 //! protobuf `NoiseHandshakePayload { 1: identity_key, 2: identity_sig, 4: extensions }` and the
 //! signature covers `"noise-libp2p-static-key:"` ‖ the sender's X25519 static key. Every Noise
 //! message travels as a 2-byte big-endian length followed by the message.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use missive::p2p::Keypair;
+//! use missive::p2p::noise::NoiseConfig;
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! let (alice, bob) = (Keypair::generate(), Keypair::generate());
+//! let (a, b) = missive::transport::memory::pair(64 * 1024);
+//! let responder = NoiseConfig::new(&bob)?;
+//! let answer = tokio::spawn(async move {
+//!     let (mut stream, peer) = responder.handshake(b, false, None).await?;
+//!     let mut buf = [0u8; 5];
+//!     stream.read_exact(&mut buf).await?;
+//!     Ok::<_, Box<dyn std::error::Error + Send + Sync>>((peer, buf))
+//! });
+//! let initiator = NoiseConfig::new(&alice)?;
+//! let (mut stream, peer) = initiator.handshake(a, true, Some(bob.public().to_peer_id())).await?;
+//! assert_eq!(peer, bob.public().to_peer_id());
+//! stream.write_all(b"hello").await?;
+//! stream.flush().await?;
+//! let (seen, bytes) = answer.await?.map_err(|e| e.to_string())?;
+//! assert_eq!((seen, &bytes), (alice.public().to_peer_id(), b"hello"));
+//! # Ok(())
+//! # }
+//! ```
 
 use std::io;
 use std::pin::Pin;

@@ -2,6 +2,23 @@
 //! (its public key, protocol and agent versions, listen addresses and supported protocols) and
 //! closes the stream. Every node serves it, so libp2p peers that identify on connect (as
 //! rust-libp2p's `identify` behaviour does) learn what this node speaks.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use missive::p2p::{Keypair, Node, NodeConfig};
+//!
+//! use missive::protocols::identify;
+//!
+//! let a = Node::new(Keypair::generate(), NodeConfig::default()).await?;
+//! let b = Node::new(Keypair::generate(), NodeConfig::default()).await?;
+//! let peer = b.dial(a.listen("/ip4/127.0.0.1/tcp/0".parse()?).await?).await?;
+//! let info = identify::request(&b.stream_control(), peer).await?;
+//! assert_eq!(info.peer_id(), a.peer_id());
+//! assert!(info.protocols.iter().any(|p| p.as_str() == "/ipfs/ping/1.0.0"));
+//! # Ok(())
+//! # }
+//! ```
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,21 @@
 //! `/perf/1.0.0`: the client writes a big-endian u64 N (bytes it wants back), uploads any
 //! amount and closes its write side; the server reads to the end, sends N bytes and closes.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use missive::p2p::{Keypair, Node, NodeConfig};
+//!
+//! use missive::protocols::perf;
+//!
+//! let server = Node::new(Keypair::generate(), NodeConfig::default().with_perf(true)).await?;
+//! let client = Node::new(Keypair::generate(), NodeConfig::default()).await?;
+//! let peer = client.dial(server.listen("/ip4/127.0.0.1/tcp/0".parse()?).await?).await?;
+//! let result = perf::run(&client.stream_control(), peer, 64 * 1024, 64 * 1024).await?;
+//! assert_eq!((result.uploaded, result.downloaded), (65536, 65536));
+//! # Ok(())
+//! # }
+//! ```
 
 use std::time::Duration;
 

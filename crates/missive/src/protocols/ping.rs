@@ -1,5 +1,22 @@
 //! `/ipfs/ping/1.0.0`: the dialer writes 32 random bytes, the listener echoes them; this may
 //! repeat on one stream.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use missive::p2p::{Keypair, Node, NodeConfig};
+//!
+//! use std::time::Duration;
+//! use missive::protocols::ping;
+//!
+//! let a = Node::new(Keypair::generate(), NodeConfig::default()).await?;
+//! let b = Node::new(Keypair::generate(), NodeConfig::default()).await?;
+//! let peer = b.dial(a.listen("/ip4/127.0.0.1/tcp/0".parse()?).await?).await?;
+//! let rtt = ping::ping(&b.stream_control(), peer, Duration::from_secs(5)).await?;
+//! assert!(rtt < Duration::from_secs(5));
+//! # Ok(())
+//! # }
+//! ```
 
 use std::time::Duration;
 

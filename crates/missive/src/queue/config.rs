@@ -43,15 +43,27 @@ impl Default for QueueConfig {
 }
 
 impl QueueConfig {
+    /// connect 0.2.4's limit as a frame length: payloads of up to 100,000,000 bytes, plus the 4
+    /// bytes of version and tag. `with_max_frame_len(QueueConfig::CONNECT_MAX_FRAME_LEN)` accepts
+    /// and sends everything a connect peer does.
+    pub const CONNECT_MAX_FRAME_LEN: usize = 100_000_004;
+
     /// The largest frame accepted or sent, counted as the frame's size field (payload + 4).
     ///
-    /// Default 8 MiB, as tokio-util's `LengthDelimitedCodec`. A received frame that claims more ends
-    /// the reader with `FrameError::TooLarge` before anything is allocated for it; a larger datagram
-    /// is refused by the writer with `SendError::TooLarge`. Raising it lets one peer make the other
-    /// buffer that much per connection.
+    /// Default 8 MiB, as tokio-util's `LengthDelimitedCodec`; [`Self::CONNECT_MAX_FRAME_LEN`]
+    /// is connect's 100 MB. A received frame that claims more ends the reader with
+    /// `FrameError::TooLarge` before anything is allocated for it; a larger datagram is refused
+    /// by the writer with `SendError::TooLarge`. Raising it lets one peer make the other buffer
+    /// that much per connection (the buffer grows with the bytes that arrive, not with the
+    /// claim). Values are kept between 4 and `u32::MAX`, what the size field can say.
     pub fn with_max_frame_len(mut self, bytes: usize) -> Self {
-        self.max_frame_len = bytes.max(4);
+        self.max_frame_len = bytes.clamp(4, u32::MAX as usize);
         self
+    }
+
+    /// The frame limit (see [`Self::with_max_frame_len`]).
+    pub fn max_frame_len(&self) -> usize {
+        self.max_frame_len
     }
 
     /// How many bytes the writer queues before a send waits for the socket (default 256 KiB).

@@ -4,6 +4,21 @@
 //! the tag and the payload (4 + payload length) but not itself: the frame of connect 0.2.4, and the
 //! framing of tokio-util's default `LengthDelimitedCodec` with the version and tag as the first four
 //! bytes of each frame.
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use missive::queue::datagram::{Datagram, Decoder};
+//!
+//! let mut wire = BytesMut::new();
+//! Datagram::new(7, "hi").encode(&mut wire);
+//! assert_eq!(&wire[..], &[0, 0, 0, 6, 0, 1, 0, 7, b'h', b'i']);
+//!
+//! let decoder = Decoder::new(1024);
+//! let datagram = decoder.decode(&mut wire)?.expect("a whole frame");
+//! assert_eq!((datagram.tag(), &datagram.payload()[..]), (7, &b"hi"[..]));
+//! assert!(decoder.decode(&mut wire)?.is_none());
+//! # Ok::<_, missive::queue::FrameError>(())
+//! ```
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 

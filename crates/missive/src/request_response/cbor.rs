@@ -1,5 +1,15 @@
 //! CBOR messages (with `cbor4ii`, structs as maps): byte for byte what rust-libp2p's
 //! `request_response::cbor` writes.
+//!
+//! ```
+//! use missive::request_response::{Format, cbor::Cbor};
+//!
+//! let bytes = Cbor::encode(&("hello", 7u8))?;
+//! let back: (String, u8) = Cbor::decode(&bytes)?;
+//! assert_eq!(back, ("hello".to_owned(), 7));
+//! // As a request-response codec: `Behaviour<cbor::Codec<Request, Response>>`.
+//! # Ok::<_, std::io::Error>(())
+//! ```
 
 use std::io;
 

@@ -1,5 +1,16 @@
 //! JSON messages (with `serde_json`): byte for byte what rust-libp2p's `request_response::json`
 //! writes.
+//!
+//! ```
+//! use missive::request_response::{Format, json::Json};
+//!
+//! let bytes = Json::encode(&serde_json::json!({"file": "a.txt"}))?;
+//! assert_eq!(bytes, br#"{"file":"a.txt"}"#);
+//! let back: serde_json::Value = Json::decode(&bytes)?;
+//! assert_eq!(back["file"], "a.txt");
+//! // As a request-response codec: `Behaviour<json::Codec<Request, Response>>`.
+//! # Ok::<_, std::io::Error>(())
+//! ```
 
 use std::io;
 

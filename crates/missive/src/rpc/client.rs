@@ -1,4 +1,27 @@
 //! The rpc client: a cheap-to-clone handle and one driver per connection.
+//!
+//! ```
+//! # #[cfg(feature = "prost")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use missive::rpc::echo::{self, EchoService, Request};
+//! use missive::rpc::{CallOptions, Client, ClientConfig, InFlightPolicy, Server};
+//!
+//! let (a, b) = missive::transport::memory::pair(64 * 1024);
+//! tokio::spawn(Server::default().connection(b, echo::ServerCodec::default(), EchoService));
+//! let config = ClientConfig::default()
+//!     .with_max_in_flight(256)
+//!     .with_in_flight_policy(InFlightPolicy::FailFast);
+//! let client = Client::spawn(a, echo::ClientCodec::default(), config);
+//! let options = CallOptions::default().with_deadline(Some(Duration::from_secs(1)));
+//! let response = client.call_with(Request::unary("ping"), options).await?;
+//! assert_eq!(&response.body[..], b"ping");
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "prost"))]
+//! # fn main() {}
+//! ```
 
 use std::future::Future;
 use std::pin::Pin;
@@ -455,15 +478,24 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
         &self,
         request: Req,
     ) -> Result<(RequestSink<Req, Resp>, ResponseFuture<Req, Resp>), CallError> {
+        self.client_stream_with(request, CallOptions::default())
+            .await
+    }
+
+    /// A client-streaming call with options: a deadline of its own (from the first request to
+    /// the answer; the client's default otherwise) or the caller's id.
+    ///
+    /// # Errors
+    /// As [`Client::server_stream`].
+    pub async fn client_stream_with(
+        &self,
+        request: Req,
+        options: CallOptions,
+    ) -> Result<(RequestSink<Req, Resp>, ResponseFuture<Req, Resp>), CallError> {
         self.permit().await?;
-        let deadline = self.shared.config.deadline;
+        let deadline = options.deadline.unwrap_or(self.shared.config.deadline);
         let (tx, rx) = oneshot::channel();
-        let (key, id) = self.submit(
-            request,
-            &CallOptions::default(),
-            Completion::Unary(tx),
-            deadline,
-        )?;
+        let (key, id) = self.submit(request, &options, Completion::Unary(tx), deadline)?;
         Ok((
             self.sink(key, id),
             ResponseFuture {
@@ -486,7 +518,20 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
         &self,
         request: Req,
     ) -> Result<(RequestSink<Req, Resp>, ResponseStream<Req, Resp>), CallError> {
-        let stream = self.server_stream(request).await?;
+        self.bidi_stream_with(request, CallOptions::default()).await
+    }
+
+    /// A bidirectional-streaming call with options; as [`Client::server_stream_with`], it has
+    /// no deadline unless the options give one.
+    ///
+    /// # Errors
+    /// As [`Client::server_stream`].
+    pub async fn bidi_stream_with(
+        &self,
+        request: Req,
+        options: CallOptions,
+    ) -> Result<(RequestSink<Req, Resp>, ResponseStream<Req, Resp>), CallError> {
+        let stream = self.server_stream_with(request, options).await?;
         let cancel = stream
             .cancel
             .as_ref()

@@ -4,6 +4,26 @@
 //! buffer back after it was written, so it can reuse the allocation. A [`Decoder`] takes complete
 //! frames off the front of the read buffer, one per call; the connection calls it until it returns
 //! `Ok(None)`, so every complete frame of one read is decoded before the next read.
+//!
+//! ```
+//! # #[cfg(feature = "prost")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use missive::rpc::echo::{Request, Response};
+//! use missive::rpc::prost::ProstCodec;
+//! use missive::rpc::{Decoder, Encoder};
+//!
+//! // The client's codec encodes requests; the server's decodes them.
+//! let mut client = ProstCodec::<Request, Response>::default();
+//! let mut server = ProstCodec::<Response, Request>::default();
+//! let mut wire = client.encode(Request::unary("hi"))?;
+//! let request = server.decode(&mut wire)?.ok_or("a whole frame")?;
+//! assert_eq!(&request.body[..], b"hi");
+//! assert!(server.decode(&mut wire)?.is_none()); // nothing left
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "prost"))]
+//! # fn main() {}
+//! ```
 
 use bytes::{Buf, BytesMut};
 

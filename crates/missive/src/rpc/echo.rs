@@ -3,6 +3,22 @@
 //!
 //! The messages follow protosocket's prost convention: `Request { 1: uint64 request_id,
 //! 2: uint32 code, … }`, `Response { 1: uint64 request_id, 2: uint32 code, … }`.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use futures_util::StreamExt;
+//! use missive::rpc::echo::{self, EchoService, Request};
+//! use missive::rpc::{Client, ClientConfig, Server};
+//!
+//! let (a, b) = missive::transport::memory::pair(64 * 1024);
+//! tokio::spawn(Server::default().connection(b, echo::ServerCodec::default(), EchoService));
+//! let client = Client::spawn(a, echo::ClientCodec::default(), ClientConfig::default());
+//! let echoes = client.server_stream(Request::stream("hi", 4)).await?.count().await;
+//! assert_eq!(echoes, 4);
+//! # Ok(())
+//! # }
+//! ```
 
 use std::future::{Ready, ready};
 

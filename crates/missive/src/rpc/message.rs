@@ -1,4 +1,26 @@
 //! The message model: ids and control codes live inside the user's own messages.
+//!
+//! ```
+//! use missive::rpc::{ControlCode, Message};
+//!
+//! /// A message of your own: the id and control code are two of its fields.
+//! #[derive(Debug, Default)]
+//! struct Ask {
+//!     id: u64,
+//!     code: u8,
+//!     question: String,
+//! }
+//!
+//! impl Message for Ask {
+//!     fn message_id(&self) -> u64 { self.id }
+//!     fn control_code(&self) -> ControlCode { ControlCode::from_u8(self.code) }
+//!     fn set_message_id(&mut self, id: u64) { self.id = id }
+//!     fn cancelled(id: u64) -> Self { Ask { id, code: ControlCode::Cancel.as_u8(), ..Ask::default() } }
+//!     fn ended(id: u64) -> Self { Ask { id, code: ControlCode::End.as_u8(), ..Ask::default() } }
+//! }
+//!
+//! assert_eq!(Ask::cancelled(3).control_code(), ControlCode::Cancel);
+//! ```
 
 use std::fmt;
 

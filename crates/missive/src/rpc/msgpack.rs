@@ -1,6 +1,18 @@
 //! MessagePack messages with protosocket-messagepack framing: `0xCE` ‖ u32 big-endian length ‖
 //! rmp-serde payload (structs as arrays), and [`Envelope`], a message type that carries the id,
 //! control code and status around any serde body.
+//!
+//! ```
+//! use missive::rpc::msgpack::{Envelope, MessagePackCodec};
+//! use missive::rpc::{Decoder, Encoder};
+//!
+//! let mut client = MessagePackCodec::<Envelope<String>, Envelope<String>>::default();
+//! let mut server = MessagePackCodec::<Envelope<String>, Envelope<String>>::default();
+//! let mut wire = client.encode(Envelope::new("hello".to_owned()))?;
+//! let request = server.decode(&mut wire)?.ok_or("a whole frame")?;
+//! assert_eq!(request.into_body().as_deref(), Some("hello"));
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! ```
 
 use bytes::{Buf, BufMut, BytesMut};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};

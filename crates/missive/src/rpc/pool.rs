@@ -1,4 +1,33 @@
 //! A reconnecting pool of client connections with keyed selection.
+//!
+//! ```
+//! # #[cfg(feature = "prost")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use missive::rpc::echo::{self, EchoService, Request};
+//! use missive::rpc::pool::Pool;
+//! use missive::rpc::{Client, ClientConfig, Server};
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//! let server = Server::default();
+//! tokio::spawn({
+//!     let server = server.clone();
+//!     async move { server.serve_tcp(listener, |_| (echo::ServerCodec::default(), EchoService)).await }
+//! });
+//!
+//! // Two connections, dialed when first needed and again after one dies.
+//! let pool = Pool::new(2, move || {
+//!     Client::connect_tcp(addr, echo::ClientCodec::default(), ClientConfig::default())
+//! });
+//! // A key always picks the same connection while it lives.
+//! let response = pool.call("user-42", Request::unary("hi")).await?;
+//! assert_eq!(&response.body[..], b"hi");
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "prost"))]
+//! # fn main() {}
+//! ```
 
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};

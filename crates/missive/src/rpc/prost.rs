@@ -1,4 +1,18 @@
 //! Protobuf messages with protosocket-prost framing: unsigned LEB128 length ‖ protobuf bytes.
+//!
+//! ```
+//! use missive::rpc::echo::{Request, Response};
+//! use missive::rpc::prost::ProstCodec;
+//! use missive::rpc::{Decoder, Encoder};
+//!
+//! let mut client = ProstCodec::<Request, Response>::default().with_max_message_size(1024 * 1024);
+//! let mut server = ProstCodec::<Response, Request>::default();
+//! let mut wire = client.encode(Request::unary("hi"))?;
+//! assert_eq!(wire[0] as usize, wire.len() - 1); // a one-byte varint length, then protobuf
+//! let request = server.decode(&mut wire)?.ok_or("a whole frame")?;
+//! assert_eq!(&request.body[..], b"hi");
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! ```
 
 use bytes::{Buf, BytesMut};
 

@@ -1,5 +1,44 @@
 //! The rpc server: a per-connection [`Service`] answers each initiating request with a unary
 //! future, a response stream, or a rejection; one driver per connection runs them.
+//!
+//! ```
+//! # #[cfg(feature = "prost")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::future::{Ready, ready};
+//! use futures_util::stream::Empty;
+//! use missive::rpc::echo::{self, Request, Response};
+//! use missive::rpc::{CallContext, Client, ClientConfig, Reply, Server, Service, Status, StatusCode};
+//!
+//! /// Answers with the request's body in capitals; refuses empty bodies.
+//! struct Shout;
+//!
+//! impl Service for Shout {
+//!     type Request = Request;
+//!     type Response = Response;
+//!     type Unary = Ready<Result<Response, Status>>;
+//!     type Stream = Empty<Result<Response, Status>>;
+//!
+//!     fn call(&mut self, request: Request, _: &mut CallContext<Request>) -> Reply<Self::Unary, Self::Stream> {
+//!         if request.body.is_empty() {
+//!             return Reply::Reject(Status::new(StatusCode::Rejected, "nothing to shout"));
+//!         }
+//!         let body = request.body.to_ascii_uppercase().into();
+//!         Reply::Unary(ready(Ok(Response { body, ..Response::default() })))
+//!     }
+//! }
+//!
+//! let (a, b) = missive::transport::memory::pair(64 * 1024);
+//! let server = Server::default();
+//! tokio::spawn(server.connection(b, echo::ServerCodec::default(), Shout));
+//! let client = Client::spawn(a, echo::ClientCodec::default(), ClientConfig::default());
+//! assert_eq!(&client.call(Request::unary("hey")).await?.body[..], b"HEY");
+//! assert!(client.call(Request::unary("")).await.is_err());
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "prost"))]
+//! # fn main() {}
+//! ```
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -1,4 +1,19 @@
 //! An in-memory, bounded, full-duplex pipe: a transport for tests and examples that needs no socket.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! // Each direction buffers at most 1 KiB; a writer past that waits for the reader.
+//! let (mut a, mut b) = missive::transport::memory::pair(1024);
+//! a.write_all(b"ping").await?;
+//! let mut buf = [0u8; 4];
+//! b.read_exact(&mut buf).await?;
+//! assert_eq!(&buf, b"ping");
+//! # Ok(())
+//! # }
+//! ```
 
 use tokio::io::DuplexStream;
 

@@ -3,6 +3,21 @@
 //! Every protocol layer of missive that runs over a plain byte stream (`queue`, `rpc`) accepts any
 //! [`tokio::io::AsyncRead`] + [`tokio::io::AsyncWrite`]; this module holds the ready-made ones and the
 //! [`Address`] that names an endpoint of any of them.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! use missive::transport::{Address, tcp};
+//!
+//! let listener = tcp::bind("127.0.0.1:0").await?;
+//! let addr = Address::from(listener.local_addr()?);
+//! let client = tcp::connect(addr.as_socket_addr().expect("a TCP address")).await?;
+//! let server = tcp::accept(&listener).await?;
+//! assert_eq!(client.peer_addr()?, server.local_addr()?);
+//! assert!(addr.to_string().starts_with("127.0.0.1:"));
+//! # Ok(())
+//! # }
+//! ```
 
 use std::fmt;
 use std::net::SocketAddr;

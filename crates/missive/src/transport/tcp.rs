@@ -1,5 +1,20 @@
 //! TCP: connections with `TCP_NODELAY` set, because every missive protocol writes whole messages and
 //! batches them itself; Nagle's algorithm would only add latency.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! use std::time::Duration;
+//! use missive::transport::tcp;
+//!
+//! let listener = tcp::bind("127.0.0.1:0").await?;
+//! let client = tcp::connect_within(listener.local_addr()?, Duration::from_secs(5)).await?;
+//! let server = tcp::accept(&listener).await?;
+//! tcp::set_keepalive(&server, Some(Duration::from_secs(30)))?;
+//! assert!(client.nodelay()? && server.nodelay()?);
+//! # Ok(())
+//! # }
+//! ```
 
 use std::io;
 use std::time::Duration;

@@ -10,6 +10,31 @@
 //! The server configurations built here send no TLS 1.3 session tickets: a client that only writes
 //! would never read them, and a socket closed with unread data is reset by the kernel, which can make
 //! the server lose the client's last datagrams. Bring your own `ServerConfig` to change that.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use missive::transport::tls::{self, Acceptor, SelfSigned};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! let cert = SelfSigned::generate(&["localhost"])?;
+//! let listener = missive::transport::tcp::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//! let acceptor = Acceptor::new(cert.server_config()?);
+//! tokio::spawn(async move {
+//!     let (socket, _) = listener.accept().await?;
+//!     let mut stream = acceptor.accept(socket).await?;
+//!     stream.write_all(b"hello over TLS").await?;
+//!     stream.shutdown().await?;
+//!     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+//! });
+//! let mut stream = tls::connect(addr, "localhost", cert.client_config()?).await?;
+//! let mut text = String::new();
+//! stream.read_to_string(&mut text).await?;
+//! assert_eq!(text, "hello over TLS");
+//! # Ok(())
+//! # }
+//! ```
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,24 @@
 //! Unix domain sockets.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! use missive::transport::unix;
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! let path = std::env::temp_dir().join(format!("missive-doc-{}.sock", std::process::id()));
+//! let _ = std::fs::remove_file(&path);
+//! let listener = unix::bind(&path)?;
+//! let mut client = unix::connect(&path).await?;
+//! let (mut server, _) = listener.accept().await?;
+//! client.write_all(b"hi").await?;
+//! let mut buf = [0u8; 2];
+//! server.read_exact(&mut buf).await?;
+//! assert_eq!(&buf, b"hi");
+//! std::fs::remove_file(&path)?;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::io;
 use std::path::Path;
