@@ -1,8 +1,10 @@
 //! [`Multiaddr`]: libp2p's self-describing addresses, in text and binary form.
 //!
-//! Only the components a TCP node needs are supported: `/ip4`, `/ip6`, `/dns`, `/dns4`, `/dns6`,
-//! `/tcp` and `/p2p/<peer>`. Anything else is refused with [`ParseMultiaddrError::Unsupported`]
-//! (or [`DecodeMultiaddrError::Unsupported`]) rather than carried along unread.
+//! The components of the transports libp2p peers announce are supported: `/ip4`, `/ip6`, `/dns`,
+//! `/dns4`, `/dns6`, `/tcp`, `/udp`, `/quic-v1`, `/tls`, `/sni/<host>`, `/ws`, `/wss` and
+//! `/p2p/<peer>`. Anything else is refused with [`ParseMultiaddrError::Unsupported`] (or
+//! [`DecodeMultiaddrError::Unsupported`]) rather than carried along unread. Which of them a node
+//! can dial or listen on is the node's business, not the address's.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -26,7 +28,13 @@ mod code {
     pub(super) const DNS: u64 = 53;
     pub(super) const DNS4: u64 = 54;
     pub(super) const DNS6: u64 = 55;
+    pub(super) const UDP: u64 = 273;
     pub(super) const P2P: u64 = 421;
+    pub(super) const TLS: u64 = 448;
+    pub(super) const SNI: u64 = 449;
+    pub(super) const QUIC_V1: u64 = 461;
+    pub(super) const WS: u64 = 477;
+    pub(super) const WSS: u64 = 478;
 }
 
 /// One component of a [`Multiaddr`].
@@ -45,6 +53,18 @@ pub enum Protocol {
     Dns6(String),
     /// `/tcp/<port>`
     Tcp(u16),
+    /// `/udp/<port>`
+    Udp(u16),
+    /// `/quic-v1`: QUIC (RFC 9000) over the preceding `/udp`.
+    QuicV1,
+    /// `/tls`: TLS over the preceding transport (as in `/tls/ws`).
+    Tls,
+    /// `/sni/<host>`: the server name TLS sends, for a TLS address given by IP.
+    Sni(String),
+    /// `/ws`: WebSocket.
+    Ws,
+    /// `/wss`: WebSocket over TLS, the older spelling of `/tls/ws`.
+    Wss,
     /// `/p2p/<peer id>`
     P2p(PeerId),
 }
@@ -190,6 +210,19 @@ impl Multiaddr {
                     write_uvarint(&mut out, code::TCP);
                     out.extend_from_slice(&port.to_be_bytes());
                 }
+                Protocol::Udp(port) => {
+                    write_uvarint(&mut out, code::UDP);
+                    out.extend_from_slice(&port.to_be_bytes());
+                }
+                Protocol::QuicV1 => write_uvarint(&mut out, code::QUIC_V1),
+                Protocol::Tls => write_uvarint(&mut out, code::TLS),
+                Protocol::Ws => write_uvarint(&mut out, code::WS),
+                Protocol::Wss => write_uvarint(&mut out, code::WSS),
+                Protocol::Sni(name) => {
+                    write_uvarint(&mut out, code::SNI);
+                    write_uvarint(&mut out, name.len() as u64);
+                    out.extend_from_slice(name.as_bytes());
+                }
                 Protocol::P2p(peer) => {
                     write_uvarint(&mut out, code::P2P);
                     write_uvarint(&mut out, peer.as_bytes().len() as u64);
@@ -229,17 +262,21 @@ impl Multiaddr {
                     let (v, rest) = split(rest, 2)?;
                     (Protocol::Tcp(u16::from_be_bytes([v[0], v[1]])), rest)
                 }
+                code::UDP => {
+                    let (v, rest) = split(rest, 2)?;
+                    (Protocol::Udp(u16::from_be_bytes([v[0], v[1]])), rest)
+                }
+                code::QUIC_V1 => (Protocol::QuicV1, rest),
+                code::TLS => (Protocol::Tls, rest),
+                code::WS => (Protocol::Ws, rest),
+                code::WSS => (Protocol::Wss, rest),
+                code::SNI => {
+                    let (v, rest) = length_prefixed(rest)?;
+                    (Protocol::Sni(host_name(v)?), rest)
+                }
                 code::DNS | code::DNS4 | code::DNS6 => {
                     let (v, rest) = length_prefixed(rest)?;
-                    let name = std::str::from_utf8(v).map_err(|_| {
-                        DecodeMultiaddrError::InvalidValue("a DNS name is not UTF-8")
-                    })?;
-                    if name.is_empty() || name.len() > MAX_DNS_LEN || name.contains('/') {
-                        return Err(DecodeMultiaddrError::InvalidValue(
-                            "a DNS name is empty, too long or holds '/'",
-                        ));
-                    }
-                    let name = name.to_owned();
+                    let name = host_name(v)?;
                     let p = match c {
                         code::DNS => Protocol::Dns(name),
                         code::DNS4 => Protocol::Dns4(name),
@@ -260,6 +297,18 @@ impl Multiaddr {
         }
         Ok(Self { parts })
     }
+}
+
+/// A DNS name (or TLS server name) from its bytes.
+fn host_name(v: &[u8]) -> Result<String, DecodeMultiaddrError> {
+    let name = std::str::from_utf8(v)
+        .map_err(|_| DecodeMultiaddrError::InvalidValue("a DNS name is not UTF-8"))?;
+    if name.is_empty() || name.len() > MAX_DNS_LEN || name.contains('/') {
+        return Err(DecodeMultiaddrError::InvalidValue(
+            "a DNS name is empty, too long or holds '/'",
+        ));
+    }
+    Ok(name.to_owned())
 }
 
 /// The first `n` bytes and the rest.
@@ -290,7 +339,7 @@ pub enum DecodeMultiaddrError {
     /// A component's value is malformed.
     #[error("invalid binary multiaddr: {0}")]
     InvalidValue(&'static str),
-    /// A component this node does not support, by multicodec code (udp, quic, ws, ...).
+    /// A component this node does not support, by multicodec code (webtransport, p2p-circuit…).
     #[error("unsupported multiaddr component with code {0}")]
     Unsupported(u64),
 }
@@ -311,6 +360,12 @@ impl fmt::Display for Multiaddr {
                 Protocol::Dns4(n) => write!(f, "/dns4/{n}")?,
                 Protocol::Dns6(n) => write!(f, "/dns6/{n}")?,
                 Protocol::Tcp(port) => write!(f, "/tcp/{port}")?,
+                Protocol::Udp(port) => write!(f, "/udp/{port}")?,
+                Protocol::QuicV1 => f.write_str("/quic-v1")?,
+                Protocol::Tls => f.write_str("/tls")?,
+                Protocol::Sni(n) => write!(f, "/sni/{n}")?,
+                Protocol::Ws => f.write_str("/ws")?,
+                Protocol::Wss => f.write_str("/wss")?,
                 Protocol::P2p(peer) => write!(f, "/p2p/{peer}")?,
             }
         }
@@ -337,6 +392,17 @@ impl FromStr for Multiaddr {
         }
         let mut it = rest.split('/');
         while let Some(name) = it.next() {
+            let flag = match name {
+                "quic-v1" => Some(Protocol::QuicV1),
+                "tls" => Some(Protocol::Tls),
+                "ws" => Some(Protocol::Ws),
+                "wss" => Some(Protocol::Wss),
+                _ => None,
+            };
+            if let Some(p) = flag {
+                parts.push(p);
+                continue;
+            }
             let value = it
                 .next()
                 .ok_or_else(|| ParseMultiaddrError::MissingValue(name.to_owned()))?;
@@ -356,6 +422,13 @@ impl FromStr for Multiaddr {
                     }
                 }
                 "tcp" => Protocol::Tcp(value.parse().map_err(|_| bad())?),
+                "udp" => Protocol::Udp(value.parse().map_err(|_| bad())?),
+                "sni" => {
+                    if value.is_empty() || value.len() > MAX_DNS_LEN {
+                        return Err(bad());
+                    }
+                    Protocol::Sni(value.to_owned())
+                }
                 "p2p" | "ipfs" => Protocol::P2p(value.parse().map_err(|_| bad())?),
                 other => return Err(ParseMultiaddrError::Unsupported(other.to_owned())),
             };
@@ -407,8 +480,12 @@ mod tests {
     #[test]
     fn refuses_unsupported_and_malformed_addresses() {
         assert_eq!(
-            "/ip4/1.2.3.4/udp/1".parse::<Multiaddr>(),
-            Err(ParseMultiaddrError::Unsupported("udp".into()))
+            "/ip4/1.2.3.4/udp/1/quic".parse::<Multiaddr>(),
+            Err(ParseMultiaddrError::MissingValue("quic".into()))
+        );
+        assert_eq!(
+            "/ip4/1.2.3.4/sctp/1".parse::<Multiaddr>(),
+            Err(ParseMultiaddrError::Unsupported("sctp".into()))
         );
         assert!("ip4/1.2.3.4".parse::<Multiaddr>().is_err());
         assert!("/ip4/1.2.3.400/tcp/1".parse::<Multiaddr>().is_err());
@@ -433,11 +510,37 @@ mod tests {
     }
 
     #[test]
-    fn binary_decoder_refuses_unsupported_and_truncated_components() {
-        // /udp/53 = 0x91 0x02 0x0035
+    fn quic_tls_and_websocket_components_match_the_multiaddr_spec() {
+        let q: Multiaddr = "/ip4/127.0.0.1/udp/4001/quic-v1".parse().expect("parse");
         assert_eq!(
-            Multiaddr::from_bytes(&[0x91, 0x02, 0x00, 0x35]),
-            Err(DecodeMultiaddrError::Unsupported(273))
+            q.to_bytes(),
+            [0x04, 127, 0, 0, 1, 0x91, 0x02, 0x0f, 0xa1, 0xcd, 0x03]
+        );
+        assert_eq!(q.to_string(), "/ip4/127.0.0.1/udp/4001/quic-v1");
+        let w: Multiaddr = "/ip4/1.2.3.4/tcp/443/tls/sni/example.com/ws"
+            .parse()
+            .expect("parse");
+        let mut expected = vec![
+            0x04, 1, 2, 3, 4, 0x06, 0x01, 0xbb, 0xc0, 0x03, 0xc1, 0x03, 11,
+        ];
+        expected.extend_from_slice(b"example.com");
+        expected.extend_from_slice(&[0xdd, 0x03]);
+        assert_eq!(w.to_bytes(), expected);
+        assert_eq!(Multiaddr::from_bytes(&expected).expect("decode"), w);
+        let wss: Multiaddr = "/dns4/example.com/tcp/443/wss".parse().expect("parse");
+        assert_eq!(wss.to_bytes()[wss.to_bytes().len() - 2..], [0xde, 0x03]);
+    }
+
+    #[test]
+    fn binary_decoder_refuses_unsupported_and_truncated_components() {
+        // /webtransport = 0xd1 0x03
+        assert_eq!(
+            Multiaddr::from_bytes(&[0xd1, 0x03]),
+            Err(DecodeMultiaddrError::Unsupported(465))
+        );
+        assert_eq!(
+            Multiaddr::from_bytes(&[0x91, 0x02, 0x00]),
+            Err(DecodeMultiaddrError::Truncated)
         );
         assert_eq!(
             Multiaddr::from_bytes(&[0x04, 127, 0]),
@@ -459,6 +562,12 @@ mod tests {
             "[a-z0-9.-]{1,30}".prop_map(Protocol::Dns4),
             "[a-z0-9.-]{1,30}".prop_map(Protocol::Dns6),
             any::<u16>().prop_map(Protocol::Tcp),
+            any::<u16>().prop_map(Protocol::Udp),
+            Just(Protocol::QuicV1),
+            Just(Protocol::Tls),
+            Just(Protocol::Ws),
+            Just(Protocol::Wss),
+            "[a-z0-9.-]{1,30}".prop_map(Protocol::Sni),
             any::<[u8; 32]>()
                 .prop_map(|s| Protocol::P2p(crate::p2p::Keypair::from_secret_bytes(s).peer_id())),
         ]

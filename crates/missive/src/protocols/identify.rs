@@ -58,7 +58,7 @@ pub struct Info {
     /// The addresses the peer listens on, as far as this node understands them.
     pub listen_addrs: Vec<Multiaddr>,
     /// Listen addresses left out because they hold components this node does not support
-    /// (QUIC, WebSocket, ...): counted, not silently dropped.
+    /// (WebTransport, circuit relay, ...): counted, not silently dropped.
     pub unsupported_addrs: usize,
     /// The stream protocols the peer accepts.
     pub protocols: Vec<StreamProtocol>,
@@ -337,7 +337,7 @@ mod tests {
     fn unsupported_addresses_are_counted_and_unknown_fields_skipped() {
         let info = sample();
         let mut msg = info.encode();
-        put_bytes(&mut msg, 2, &[0x91, 0x02, 0x00, 0x35]); // /udp/53
+        put_bytes(&mut msg, 2, &[0xa2, 0x02]); // /p2p-circuit
         put_bytes(&mut msg, 8, b"a signed peer record");
         let got = Info::decode(&msg).expect("decode");
         assert_eq!(got.unsupported_addrs, 1);
