@@ -32,6 +32,7 @@ pub(crate) mod node;
 pub mod noise;
 pub(crate) mod protobuf;
 pub(crate) mod stream_ends;
+pub(crate) mod streams;
 mod upgrade;
 
 pub use config::NodeConfig;

@@ -27,17 +27,15 @@ use super::multiaddr::{DnsFamily, TcpHost};
 use super::negotiate::{NegotiationError, Version};
 use super::negotiated::{NegotiateError, dialer_select, listener_select};
 use super::noise::{NoiseConfig, NoiseError};
+use super::streams::{AlreadyRegistered, IncomingStreams, OpenStreamError, Stream, StreamProtocol};
 use super::upgrade::{Endpoint, UpgradeError, upgrade};
 use super::{Keypair, Multiaddr, NodeConfig, PeerId};
-use crate::stream::{
-    AlreadyRegistered, Control, IncomingStreams, OpenStreamError, Stream, StreamProtocol,
-};
 use crate::transport::pending::Pending;
 
 /// A libp2p-compatible node: TCP + Noise + Yamux, one task per connection.
 ///
 /// `Node` is a cheap, cloneable handle. When the last handle (including every
-/// [`Control`]) is dropped the node shuts down; [`Node::shutdown`] does it explicitly and
+/// [`Control`](crate::stream::Control)) is dropped the node shuts down; [`Node::shutdown`] does it explicitly and
 /// waits for the connections to close.
 #[derive(Clone)]
 pub struct Node {
@@ -54,11 +52,10 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
-    /// Creates a node with `keypair` as its identity. It serves `/ipfs/ping/1.0.0` and identify
-    /// (`/ipfs/id/1.0.0`), and `/perf/1.0.0` when enabled in the config. Must run inside a
-    /// tokio runtime.
-    pub async fn new(keypair: Keypair, config: NodeConfig) -> Result<Self, NewNodeError> {
-        let noise = NoiseConfig::new(&keypair).map_err(NewNodeError::Noise)?;
+    /// A node that serves no protocol yet. [`Node::new`], defined with the standard protocols
+    /// it installs (`crate::protocols`), builds on it.
+    pub(crate) fn bare(keypair: &Keypair, config: NodeConfig) -> Result<Self, NewNodeError> {
+        let noise = NoiseConfig::new(keypair).map_err(NewNodeError::Noise)?;
         let (events, _) = broadcast::channel(config.event_capacity);
         let shared = Arc::new(Shared {
             peer_id: keypair.peer_id(),
@@ -75,26 +72,15 @@ impl Node {
             next_id: AtomicU64::new(1),
             runtime: tokio::runtime::Handle::current(),
         });
-        let node = Self {
+        Ok(Self {
             _alive: Arc::new(ShutdownOnDrop(shared.clone())),
             shared,
-        };
-        crate::protocols::ping::serve(&node.stream_control());
-        crate::protocols::identify::serve(&node.stream_control(), keypair.public());
-        if node.shared.config.enable_perf {
-            crate::protocols::perf::serve(&node.stream_control());
-        }
-        Ok(node)
+        })
     }
 
     /// This node's identity.
     pub fn peer_id(&self) -> PeerId {
         self.shared.peer_id
-    }
-
-    /// The stream protocol handle.
-    pub fn stream_control(&self) -> Control {
-        Control::new(self.clone())
     }
 
     /// Subscribes to node events from now on.
@@ -206,16 +192,6 @@ impl Node {
                 c.close.cancel();
             }
         }
-    }
-
-    /// Measures one `/ipfs/ping/1.0.0` round trip to `peer`, dialing it first if needed.
-    pub async fn ping(&self, peer: PeerId) -> Result<Duration, crate::protocols::ping::PingError> {
-        crate::protocols::ping::ping(
-            &self.stream_control(),
-            peer,
-            self.shared.config.ping_timeout,
-        )
-        .await
     }
 
     /// Stops listening, closes every connection (yamux GoAway) and waits, at most 5 s, for
