@@ -136,6 +136,10 @@ fn libp2p_peer(version: LibVersion) -> Libp2pPeer {
                     SwarmEvent::NewListenAddr { address, .. } => {
                         if let Some(tx) = listen.take() { let _ = tx.send(address); }
                     }
+                    // Shown with a failing test: a DialFailure alone does not say why.
+                    SwarmEvent::OutgoingConnectionError { error, .. } => {
+                        eprintln!("rust-libp2p dial failed: {error}");
+                    }
                     SwarmEvent::Behaviour(RrEvent::Cbor(e)) => match e {
                         lib_rr::Event::Message { message: lib_rr::Message::Request { request, channel, .. }, .. } => {
                             let reply = Greet { name: format!("libp2p greets {}", request.name), times: request.times + 1 };
