@@ -33,6 +33,7 @@ pub mod noise;
 pub(crate) mod protobuf;
 pub(crate) mod stream_ends;
 pub(crate) mod streams;
+pub mod tls;
 mod upgrade;
 
 pub use config::NodeConfig;
@@ -46,3 +47,5 @@ pub use upgrade::{Endpoint, UpgradeError};
 
 #[doc(hidden)]
 pub use stream_ends::scan_for_fuzzing as scan_stream_ends_for_fuzzing;
+#[doc(hidden)]
+pub use tls::certificate::verify_for_fuzzing as verify_tls_certificate_for_fuzzing;
