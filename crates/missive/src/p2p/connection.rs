@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::node::Shared;
 use super::stream_ends::{End, StreamEnds};
-use super::upgrade::{Endpoint, MuxConnection, Muxed};
+use super::substream::Substream;
+use super::upgrade::{Endpoint, MuxConnection};
 use super::{NodeEvent, PeerId};
 
 /// Identifies one connection of a node.
@@ -40,7 +41,7 @@ pub enum CloseCause {
 /// A request to a connection's task.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Open(oneshot::Sender<Result<yamux::Stream, StreamOpenFailure>>),
+    Open(oneshot::Sender<Result<Substream, StreamOpenFailure>>),
 }
 
 /// Why the connection could not open a stream.
@@ -80,7 +81,7 @@ impl Activity {
     }
 
     /// When the connection last became idle; `None` while streams are open.
-    fn idle_since(&self) -> Option<Instant> {
+    pub(crate) fn idle_since(&self) -> Option<Instant> {
         if self.streams() > 0 {
             return None;
         }
@@ -91,7 +92,18 @@ impl Activity {
 /// Counts one open stream of a connection for as long as it lives, and tells how the peer
 /// ended it.
 #[derive(Debug)]
-pub(crate) struct StreamGuard(Arc<Activity>, Option<u32>);
+pub(crate) struct StreamGuard(Arc<Activity>, EndSource);
+
+/// Where a stream's end is learnt.
+#[derive(Debug, Clone, Copy)]
+enum EndSource {
+    /// Not known yet: an end reads as a lost connection.
+    Unknown,
+    /// The yamux stream of this id, through the connection's [`StreamEnds`].
+    Yamux(u32),
+    /// The transport itself (QUIC): its clean end is always a FIN.
+    Transport,
+}
 
 impl StreamGuard {
     /// Counts a new stream unless `max` are open already. Checked and counted in one step,
@@ -103,19 +115,28 @@ impl StreamGuard {
                 (n < max).then_some(n + 1)
             })
             .ok()?;
-        Some(Self(activity.clone(), None))
+        Some(Self(activity.clone(), EndSource::Unknown))
     }
 
-    /// Notes from now on how the peer ends yamux stream `id`.
-    pub(crate) fn watch(&mut self, id: yamux::StreamId) {
-        let id = id.val();
-        self.0.ends.watch(id);
-        self.1 = Some(id);
+    /// Notes from now on how the peer ends `s`.
+    pub(crate) fn watch(&mut self, s: &Substream) {
+        self.1 = match s {
+            Substream::Yamux(y) => {
+                let id = y.get_ref().id().val();
+                self.0.ends.watch(id);
+                EndSource::Yamux(id)
+            }
+            Substream::Quic(_) => EndSource::Transport,
+        };
     }
 
-    /// How the peer ended the stream, as far as its frames tell.
+    /// How the peer ended the stream, as far as the transport tells.
     pub(crate) fn end(&self) -> End {
-        self.1.map_or(End::Open, |id| self.0.ends.end(id))
+        match self.1 {
+            EndSource::Unknown => End::Open,
+            EndSource::Yamux(id) => self.0.ends.end(id),
+            EndSource::Transport => End::Finished,
+        }
     }
 }
 
@@ -134,7 +155,7 @@ impl StreamGuard {
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        if let Some(id) = self.1 {
+        if let EndSource::Yamux(id) = self.1 {
             self.0.ends.forget(id);
         }
         if self.0.streams.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -168,11 +189,11 @@ impl ConnectionHandle {
         !self.commands.is_closed() && !self.close.is_cancelled()
     }
 
-    /// Opens a yamux stream; the guard counts it against the connection's stream limit.
+    /// Opens a stream; the guard counts it against the connection's stream limit.
     pub(crate) async fn open(
         &self,
         max_streams: usize,
-    ) -> Result<(yamux::Stream, StreamGuard), StreamOpenFailure> {
+    ) -> Result<(Substream, StreamGuard), StreamOpenFailure> {
         let guard = StreamGuard::try_new(&self.activity, max_streams)
             .ok_or(StreamOpenFailure::TooManyStreams)?;
         let (tx, rx) = oneshot::channel();
@@ -182,7 +203,7 @@ impl ConnectionHandle {
             .map_err(|_| StreamOpenFailure::Closed)?;
         let s = rx.await.map_err(|_| StreamOpenFailure::Closed)??;
         let mut guard = guard;
-        guard.watch(s.id());
+        guard.watch(&s);
         Ok((s, guard))
     }
 }
@@ -191,8 +212,25 @@ impl ConnectionHandle {
 pub(crate) struct Driver {
     pub(crate) handle: ConnectionHandle,
     pub(crate) endpoint: Endpoint,
-    pub(crate) conn: MuxConnection,
+    pub(crate) conn: Muxer,
     pub(crate) commands: mpsc::Receiver<Command>,
+}
+
+/// A secured, multiplexed connection as a transport hands it to the node.
+pub(crate) enum Muxed {
+    /// yamux over a secured byte stream (TCP), with the stream ends its frames tell.
+    Yamux {
+        conn: Box<MuxConnection>,
+        ends: Arc<StreamEnds>,
+    },
+    /// A QUIC connection: its own streams, its own security.
+    Quic(quinn::Connection),
+}
+
+/// The multiplexer a connection's task drives.
+pub(crate) enum Muxer {
+    Yamux(Box<MuxConnection>),
+    Quic(quinn::Connection),
 }
 
 impl std::fmt::Debug for Driver {
@@ -212,16 +250,20 @@ pub(crate) fn new_connection(
     close: CancellationToken,
 ) -> Driver {
     let (tx, rx) = mpsc::channel(32);
+    let (conn, ends) = match muxed {
+        Muxed::Yamux { conn, ends } => (Muxer::Yamux(conn), ends),
+        Muxed::Quic(conn) => (Muxer::Quic(conn), Arc::default()),
+    };
     Driver {
         handle: ConnectionHandle {
             id,
             peer,
             commands: tx,
-            activity: Arc::new(Activity::new(id, close.clone(), muxed.ends)),
+            activity: Arc::new(Activity::new(id, close.clone(), ends)),
             close,
         },
         endpoint,
-        conn: muxed.conn,
+        conn,
         commands: rx,
     }
 }
@@ -234,11 +276,30 @@ impl Driver {
     }
 
     async fn drive(&mut self, shared: &Arc<Shared>) -> CloseCause {
+        match &self.conn {
+            Muxer::Yamux(_) => self.drive_yamux(shared).await,
+            Muxer::Quic(conn) => {
+                let conn = conn.clone();
+                self.drive_quic(shared, conn).await
+            }
+        }
+    }
+
+    async fn drive_yamux(&mut self, shared: &Arc<Shared>) -> CloseCause {
+        let Self {
+            handle,
+            conn,
+            commands,
+            ..
+        } = self;
+        let Muxer::Yamux(conn) = conn else {
+            unreachable!("drive_yamux runs yamux connections");
+        };
         let config = &shared.config;
         let idle_timeout = config.idle_timeout;
         let mut idle_timer = Box::pin(tokio::time::sleep(idle_timeout));
-        let mut cancelled = Box::pin(self.handle.close.clone().cancelled_owned());
-        let mut pending: VecDeque<oneshot::Sender<Result<yamux::Stream, StreamOpenFailure>>> =
+        let mut cancelled = Box::pin(handle.close.clone().cancelled_owned());
+        let mut pending: VecDeque<oneshot::Sender<Result<Substream, StreamOpenFailure>>> =
             VecDeque::new();
         let mut commands_open = true;
         let cause = poll_fn(|cx| {
@@ -250,18 +311,18 @@ impl Driver {
                 });
             }
             while commands_open {
-                match self.commands.poll_recv(cx) {
+                match commands.poll_recv(cx) {
                     Poll::Ready(Some(Command::Open(tx))) => pending.push_back(tx),
                     Poll::Ready(None) => commands_open = false,
                     Poll::Pending => break,
                 }
             }
             while !pending.is_empty() {
-                match self.conn.poll_new_outbound(cx) {
+                match conn.poll_new_outbound(cx) {
                     Poll::Ready(Ok(s)) => {
                         if let Some(tx) = pending.pop_front() {
                             // A caller that gave up drops the stream, which resets it.
-                            let _ = tx.send(Ok(s));
+                            let _ = tx.send(Ok(Substream::yamux(s)));
                         }
                     }
                     Poll::Ready(Err(yamux::ConnectionError::TooManyStreams)) => {
@@ -274,8 +335,8 @@ impl Driver {
                 }
             }
             loop {
-                match self.conn.poll_next_inbound(cx) {
-                    Poll::Ready(Some(Ok(s))) => self.on_inbound(shared, s),
+                match conn.poll_next_inbound(cx) {
+                    Poll::Ready(Some(Ok(s))) => on_inbound(shared, handle, Substream::yamux(s)),
                     Poll::Ready(Some(Err(e))) => return Poll::Ready(close_cause(e)),
                     Poll::Ready(None) => return Poll::Ready(CloseCause::RemoteClosed),
                     Poll::Pending => break,
@@ -285,7 +346,7 @@ impl Driver {
                 if idle_timer.as_mut().poll(cx).is_pending() {
                     break;
                 }
-                match self.handle.activity.idle_since() {
+                match handle.activity.idle_since() {
                     Some(since) if pending.is_empty() => {
                         let deadline = since + idle_timeout;
                         if Instant::now() >= deadline {
@@ -307,40 +368,41 @@ impl Driver {
         ) {
             let _ = tokio::time::timeout(
                 std::time::Duration::from_secs(2),
-                poll_fn(|cx| self.conn.poll_close(cx)),
+                poll_fn(|cx| conn.poll_close(cx)),
             )
             .await;
         }
         cause
     }
+}
 
-    fn on_inbound(&self, shared: &Arc<Shared>, s: yamux::Stream) {
-        let activity = &self.handle.activity;
-        let config = &shared.config;
-        let Some(mut guard) = StreamGuard::try_new(activity, config.max_streams_per_connection)
-        else {
-            shared.emit(NodeEvent::InboundStreamRefused {
-                peer: self.handle.peer,
-                reason: StreamRefusal::TooManyStreams,
-            });
-            return; // dropping `s` resets it
-        };
-        if activity.negotiating.load(Ordering::Acquire) >= config.max_negotiating_inbound_streams {
-            shared.emit(NodeEvent::InboundStreamRefused {
-                peer: self.handle.peer,
-                reason: StreamRefusal::TooManyNegotiating,
-            });
-            return;
-        }
-        guard.watch(s.id());
-        activity.negotiating.fetch_add(1, Ordering::AcqRel);
-        let negotiating = NegotiatingGuard(activity.clone());
-        let shared = shared.clone();
-        let peer = self.handle.peer;
-        tokio::spawn(async move {
-            shared.serve_inbound(peer, s, guard, negotiating).await;
+/// Admits an inbound stream within the connection's limits and negotiates it in a task of its
+/// own.
+pub(crate) fn on_inbound(shared: &Arc<Shared>, handle: &ConnectionHandle, s: Substream) {
+    let activity = &handle.activity;
+    let config = &shared.config;
+    let Some(mut guard) = StreamGuard::try_new(activity, config.max_streams_per_connection) else {
+        shared.emit(NodeEvent::InboundStreamRefused {
+            peer: handle.peer,
+            reason: StreamRefusal::TooManyStreams,
         });
+        return; // dropping `s` resets it
+    };
+    if activity.negotiating.load(Ordering::Acquire) >= config.max_negotiating_inbound_streams {
+        shared.emit(NodeEvent::InboundStreamRefused {
+            peer: handle.peer,
+            reason: StreamRefusal::TooManyNegotiating,
+        });
+        return;
     }
+    guard.watch(&s);
+    activity.negotiating.fetch_add(1, Ordering::AcqRel);
+    let negotiating = NegotiatingGuard(activity.clone());
+    let shared = shared.clone();
+    let peer = handle.peer;
+    tokio::spawn(async move {
+        shared.serve_inbound(peer, s, guard, negotiating).await;
+    });
 }
 
 /// Why an inbound stream was reset without reaching the application.

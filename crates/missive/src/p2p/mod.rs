@@ -31,8 +31,10 @@ pub(crate) mod negotiated;
 pub(crate) mod node;
 pub mod noise;
 pub(crate) mod protobuf;
+mod quic;
 pub(crate) mod stream_ends;
 pub(crate) mod streams;
+pub(crate) mod substream;
 pub mod tls;
 mod upgrade;
 

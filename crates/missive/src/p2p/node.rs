@@ -14,7 +14,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_util::compat::FuturesAsyncReadCompatExt as _;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{
@@ -28,6 +27,8 @@ use super::negotiate::{NegotiationError, Version};
 use super::negotiated::{NegotiateError, dialer_select, listener_select};
 use super::noise::{NoiseConfig, NoiseError};
 use super::streams::{AlreadyRegistered, IncomingStreams, OpenStreamError, Stream, StreamProtocol};
+use super::substream::Substream;
+use super::tls::TlsConfig;
 use super::upgrade::{Endpoint, UpgradeError, upgrade};
 use super::{Keypair, Multiaddr, NodeConfig, PeerId};
 use crate::transport::pending::Pending;
@@ -56,6 +57,7 @@ impl Node {
     /// it installs (`crate::protocols`), builds on it.
     pub(crate) fn bare(keypair: &Keypair, config: NodeConfig) -> Result<Self, NewNodeError> {
         let noise = NoiseConfig::new(keypair).map_err(NewNodeError::Noise)?;
+        let tls = TlsConfig::new(keypair).map_err(NewNodeError::Tls)?;
         let (events, _) = broadcast::channel(config.event_capacity);
         let shared = Arc::new(Shared {
             peer_id: keypair.peer_id(),
@@ -65,6 +67,8 @@ impl Node {
             )),
             config,
             noise,
+            tls,
+            quic: super::quic::Endpoints::default(),
             state: Mutex::new(State::default()),
             router: Mutex::new(HashMap::new()),
             events,
@@ -91,6 +95,17 @@ impl Node {
     /// Listens on a `/ip4|ip6/<ip>/tcp/<port>` address (port 0 picks one) and returns the
     /// actual address.
     pub async fn listen(&self, addr: Multiaddr) -> Result<Multiaddr, ListenError> {
+        if let Some(udp) = super::quic::target(&addr) {
+            if self.shared.cancel.is_cancelled() {
+                return Err(ListenError::ShuttingDown);
+            }
+            let local = self.shared.listen_quic(udp)?;
+            self.shared.lock_state().listen_addrs.push(local.clone());
+            self.shared.emit(NodeEvent::NewListenAddr {
+                address: local.clone(),
+            });
+            return Ok(local);
+        }
         let target = addr
             .tcp_target()
             .ok_or_else(|| ListenError::UnsupportedAddress(addr.clone()))?;
@@ -202,6 +217,8 @@ impl Node {
         let tasks = std::mem::take(&mut self.shared.lock_state().tasks);
         let all = futures_util::future::join_all(tasks);
         let _ = tokio::time::timeout(Duration::from_secs(5), all).await;
+        // After the connections said goodbye: closing a socket drops what it still sends.
+        self.shared.quic.close_all();
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -237,6 +254,10 @@ pub(crate) struct Shared {
     pub(crate) peer_id: PeerId,
     pub(crate) config: NodeConfig,
     pub(crate) noise: NoiseConfig,
+    /// The libp2p-tls certificate and configurations (QUIC, and TCP with `/tls/1.0.0`).
+    pub(crate) tls: TlsConfig,
+    /// The node's UDP sockets.
+    pub(crate) quic: super::quic::Endpoints,
     state: Mutex<State>,
     router: Mutex<HashMap<String, Registration>>,
     events: broadcast::Sender<NodeEvent>,
@@ -449,7 +470,7 @@ impl Shared {
         &self,
         peer: PeerId,
         addrs: &[Multiaddr],
-    ) -> Result<(super::upgrade::Muxed, Multiaddr), DialError> {
+    ) -> Result<(super::connection::Muxed, Multiaddr), DialError> {
         let deadline = Instant::now() + self.config.connection_setup_timeout;
         let mut waiting = addrs.iter();
         let mut trying: Vec<Multiaddr> = Vec::new();
@@ -508,18 +529,59 @@ impl Shared {
         &self,
         addr: &Multiaddr,
         expected: Option<PeerId>,
-    ) -> Result<(super::upgrade::Muxed, PeerId), DialError> {
-        let target = addr
-            .tcp_target()
-            .ok_or_else(|| DialError::UnsupportedAddress(addr.clone()))?;
+    ) -> Result<(super::connection::Muxed, PeerId), DialError> {
+        if expected == Some(self.peer_id) {
+            return Err(DialError::LocalPeer);
+        }
+        let quic = super::quic::target(addr);
+        let tcp_target = addr.tcp_target();
+        if quic.is_none() && tcp_target.is_none() {
+            return Err(DialError::UnsupportedAddress(addr.clone()));
+        }
+        let work = async {
+            let secured = match (quic, tcp_target) {
+                (Some(udp), _) => self.dial_quic(addr, udp).await?,
+                (None, Some(target)) => self.dial_tcp(addr, &target, expected).await?,
+                (None, None) => return Err(DialError::UnsupportedAddress(addr.clone())),
+            };
+            let (muxed, peer) = secured;
+            if peer == self.peer_id {
+                return Err(DialError::LocalPeer);
+            }
+            if let Some(expected) = expected
+                && peer != expected
+            {
+                return Err(DialError::WrongPeer {
+                    expected,
+                    actual: peer,
+                });
+            }
+            Ok((muxed, peer))
+        };
+        tokio::select! {
+            _ = self.cancel.cancelled() => Err(DialError::ShuttingDown),
+            r = tokio::time::timeout(self.config.connection_setup_timeout, work) => match r {
+                Ok(r) => r,
+                Err(_) => Err(DialError::Upgrade {
+                    addr: addr.clone(),
+                    error: Arc::new(UpgradeError::Timeout),
+                }),
+            },
+        }
+    }
+
+    /// TCP connect, then security and yamux.
+    async fn dial_tcp(
+        &self,
+        addr: &Multiaddr,
+        target: &super::multiaddr::TcpTarget,
+        expected: Option<PeerId>,
+    ) -> Result<(super::connection::Muxed, PeerId), DialError> {
         let transport = |e: io::Error| DialError::Transport {
             addr: addr.clone(),
             error: Arc::new(e),
         };
-        if expected == Some(self.peer_id) {
-            return Err(DialError::LocalPeer);
-        }
-        let work = async {
+        {
             let tcp = connect(&target.host, target.port)
                 .await
                 .map_err(transport)?;
@@ -534,23 +596,6 @@ impl Shared {
                         error: Arc::new(e),
                     },
                 })
-                .and_then(|(muxed, peer)| {
-                    if peer == self.peer_id {
-                        Err(DialError::LocalPeer)
-                    } else {
-                        Ok((muxed, peer))
-                    }
-                })
-        };
-        tokio::select! {
-            _ = self.cancel.cancelled() => Err(DialError::ShuttingDown),
-            r = tokio::time::timeout(self.config.connection_setup_timeout, work) => match r {
-                Ok(r) => r,
-                Err(_) => Err(DialError::Upgrade {
-                    addr: addr.clone(),
-                    error: Arc::new(UpgradeError::Timeout),
-                }),
-            },
         }
     }
 
@@ -559,7 +604,7 @@ impl Shared {
     /// runs it until it closes.
     pub(crate) async fn establish(
         self: &Arc<Self>,
-        muxed: super::upgrade::Muxed,
+        muxed: super::connection::Muxed,
         peer: PeerId,
         endpoint: Endpoint,
         remote_addr: Multiaddr,
@@ -715,13 +760,13 @@ impl Shared {
     pub(crate) async fn serve_inbound(
         self: Arc<Self>,
         peer: PeerId,
-        s: yamux::Stream,
+        s: Substream,
         guard: StreamGuard,
         negotiating: NegotiatingGuard,
     ) {
         let selected = tokio::time::timeout(
             self.config.negotiation_timeout,
-            listener_select(s.compat(), |p| self.lock_router().contains_key(p)),
+            listener_select(s, |p| self.lock_router().contains_key(p)),
         )
         .await;
         drop(negotiating);
@@ -796,16 +841,15 @@ impl Shared {
                 StreamOpenFailure::Closed => OpenStreamError::ConnectionClosed,
             })?;
         let names = protocols.iter().map(|p| p.as_str().to_owned());
-        let (chosen, io) =
-            dialer_select(s.compat(), names, version)
-                .await
-                .map_err(|e| match e {
-                    NegotiateError::Protocol(NegotiationError::Unsupported) => {
-                        OpenStreamError::UnsupportedProtocol(protocols.to_vec())
-                    }
-                    NegotiateError::Protocol(e) => OpenStreamError::Protocol(e),
-                    NegotiateError::Io(e) => OpenStreamError::Io(e),
-                })?;
+        let (chosen, io) = dialer_select(s, names, version)
+            .await
+            .map_err(|e| match e {
+                NegotiateError::Protocol(NegotiationError::Unsupported) => {
+                    OpenStreamError::UnsupportedProtocol(protocols.to_vec())
+                }
+                NegotiateError::Protocol(e) => OpenStreamError::Protocol(e),
+                NegotiateError::Io(e) => OpenStreamError::Io(e),
+            })?;
         let protocol = protocols
             .iter()
             .find(|p| p.as_str() == chosen)

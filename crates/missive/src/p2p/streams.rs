@@ -13,13 +13,13 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
-use tokio_util::compat::Compat;
 
 use super::connection::StreamGuard;
 use super::negotiate::{MAX_MESSAGE_LEN, NegotiationError};
 use super::negotiated::Negotiated;
 use super::node::Shared;
 use super::stream_ends::end_of_stream;
+use super::substream::Substream;
 use super::{ConnectionId, DialError, PeerId};
 
 /// The name of a stream protocol, such as `/echo/1.0.0`. It starts with `/`.
@@ -85,7 +85,7 @@ pub struct InvalidProtocol(pub String);
 /// `shutdown` closes the write side only (yamux FIN); reading goes on until the peer closes
 /// its side. Dropping the stream resets it.
 pub struct Stream {
-    io: Negotiated<Compat<yamux::Stream>>,
+    io: Negotiated<Substream>,
     protocol: StreamProtocol,
     peer: PeerId,
     _guard: StreamGuard,
@@ -93,7 +93,7 @@ pub struct Stream {
 
 impl Stream {
     pub(crate) fn new(
-        io: Negotiated<Compat<yamux::Stream>>,
+        io: Negotiated<Substream>,
         protocol: StreamProtocol,
         peer: PeerId,
         guard: StreamGuard,

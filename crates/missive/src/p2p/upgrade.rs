@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt as _};
 
+use super::connection::Muxed;
 use super::negotiate::Version;
 use super::negotiated::{NegotiateError, Negotiated, dialer_select, listener_select};
 use super::noise::{NoiseConfig, NoiseError, NoiseStream};
@@ -21,12 +22,6 @@ pub(crate) const YAMUX: &str = "/yamux/1.0.0";
 pub(crate) type MuxConnection =
     yamux::Connection<Compat<EndWatch<Negotiated<NoiseStream<Negotiated<TcpStream>>>>>>;
 
-/// A secured, multiplexed connection, and the ends of its streams as the peer's frames tell.
-pub(crate) struct Muxed {
-    pub(crate) conn: MuxConnection,
-    pub(crate) ends: Arc<StreamEnds>,
-}
-
 /// Why a connection could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -40,6 +35,12 @@ pub enum UpgradeError {
     /// The connection was not secured and multiplexed within the setup deadline.
     #[error("connection setup did not finish within the deadline")]
     Timeout,
+    /// The libp2p-tls handshake failed, or the peer's certificate was refused.
+    #[error("TLS handshake failed: {0}")]
+    Tls(#[source] super::tls::TlsError),
+    /// The QUIC connection could not be made (its handshake failed, or it was refused).
+    #[error("QUIC connection failed: {0}")]
+    Quic(#[source] std::io::Error),
 }
 
 /// Which side opened the connection.
@@ -92,7 +93,13 @@ pub(crate) async fn upgrade(
         yamux_config(config),
         mode,
     );
-    Ok((Muxed { conn, ends }, peer))
+    Ok((
+        Muxed::Yamux {
+            conn: Box::new(conn),
+            ends,
+        },
+        peer,
+    ))
 }
 
 /// Yamux settings: the stream cap sits above the node's own per-connection limit, so that the
