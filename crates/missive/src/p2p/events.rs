@@ -92,6 +92,9 @@ pub enum NewNodeError {
     /// The Noise key could not be made.
     #[error("could not prepare the noise key: {0}")]
     Noise(#[source] NoiseError),
+    /// The libp2p-tls certificate could not be made.
+    #[error("could not prepare the tls certificate: {0}")]
+    Tls(#[source] super::tls::TlsError),
 }
 
 /// Why [`super::Node::listen`] failed.

@@ -42,7 +42,7 @@ pub use identity::{DecodeKeyError, KeyFileError, Keypair, ParsePeerIdError, Peer
 pub use multiaddr::{DecodeMultiaddrError, Multiaddr, ParseMultiaddrError, Protocol};
 pub use negotiated::NegotiateError;
 pub use node::Node;
-pub use upgrade::{Endpoint, UpgradeError};
+pub use upgrade::{Endpoint, Security, UpgradeError};
 
 #[doc(hidden)]
 pub use stream_ends::scan_for_fuzzing as scan_stream_ends_for_fuzzing;

@@ -27,7 +27,8 @@ use super::multiaddr::{DnsFamily, TcpHost};
 use super::negotiate::{NegotiationError, Version};
 use super::negotiated::{NegotiateError, dialer_select, listener_select};
 use super::noise::{NoiseConfig, NoiseError};
-use super::upgrade::{Endpoint, UpgradeError, upgrade};
+use super::tls::{TlsConfig, TlsError};
+use super::upgrade::{Endpoint, SecurityConfigs, UpgradeError, upgrade};
 use super::{Keypair, Multiaddr, NodeConfig, PeerId};
 use crate::stream::{
     AlreadyRegistered, Control, IncomingStreams, OpenStreamError, Stream, StreamProtocol,
@@ -58,7 +59,10 @@ impl Node {
     /// (`/ipfs/id/1.0.0`), and `/perf/1.0.0` when enabled in the config. Must run inside a
     /// tokio runtime.
     pub async fn new(keypair: Keypair, config: NodeConfig) -> Result<Self, NewNodeError> {
-        let noise = NoiseConfig::new(&keypair).map_err(NewNodeError::Noise)?;
+        let security = SecurityConfigs {
+            noise: NoiseConfig::new(&keypair).map_err(NewNodeError::Noise)?,
+            tls: TlsConfig::new(&keypair).map_err(NewNodeError::Tls)?,
+        };
         let (events, _) = broadcast::channel(config.event_capacity);
         let shared = Arc::new(Shared {
             peer_id: keypair.peer_id(),
@@ -67,7 +71,7 @@ impl Node {
                 config.max_pending_incoming_per_ip,
             )),
             config,
-            noise,
+            security,
             state: Mutex::new(State::default()),
             router: Mutex::new(HashMap::new()),
             events,
@@ -260,7 +264,7 @@ type DialWaiter = oneshot::Sender<Result<ConnectionHandle, DialError>>;
 pub(crate) struct Shared {
     pub(crate) peer_id: PeerId,
     pub(crate) config: NodeConfig,
-    pub(crate) noise: NoiseConfig,
+    pub(crate) security: SecurityConfigs,
     state: Mutex<State>,
     router: Mutex<HashMap<String, Registration>>,
     events: broadcast::Sender<NodeEvent>,
@@ -547,24 +551,31 @@ impl Shared {
             let tcp = connect(&target.host, target.port)
                 .await
                 .map_err(transport)?;
-            upgrade(tcp, &self.noise, &self.config, Endpoint::Dialer, expected)
-                .await
-                .map_err(|e| match e {
-                    UpgradeError::Noise(NoiseError::PeerIdMismatch { expected, actual }) => {
-                        DialError::WrongPeer { expected, actual }
-                    }
-                    e => DialError::Upgrade {
-                        addr: addr.clone(),
-                        error: Arc::new(e),
-                    },
-                })
-                .and_then(|(muxed, peer)| {
-                    if peer == self.peer_id {
-                        Err(DialError::LocalPeer)
-                    } else {
-                        Ok((muxed, peer))
-                    }
-                })
+            upgrade(
+                tcp,
+                &self.security,
+                &self.config,
+                Endpoint::Dialer,
+                expected,
+            )
+            .await
+            .map_err(|e| match e {
+                UpgradeError::Noise(NoiseError::PeerIdMismatch { expected, actual })
+                | UpgradeError::Tls(TlsError::PeerIdMismatch { expected, actual }) => {
+                    DialError::WrongPeer { expected, actual }
+                }
+                e => DialError::Upgrade {
+                    addr: addr.clone(),
+                    error: Arc::new(e),
+                },
+            })
+            .and_then(|(muxed, peer)| {
+                if peer == self.peer_id {
+                    Err(DialError::LocalPeer)
+                } else {
+                    Ok((muxed, peer))
+                }
+            })
         };
         tokio::select! {
             _ = self.cancel.cancelled() => Err(DialError::ShuttingDown),

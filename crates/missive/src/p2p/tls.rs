@@ -38,7 +38,9 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme,
+};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsStream;
@@ -116,7 +118,9 @@ impl From<Refusal> for TlsError {
         match r {
             Refusal::Certificate(e) => TlsError::Certificate(e),
             Refusal::Count(n) => TlsError::CertificateCount(n),
-            Refusal::WrongPeer { expected, actual } => TlsError::PeerIdMismatch { expected, actual },
+            Refusal::WrongPeer { expected, actual } => {
+                TlsError::PeerIdMismatch { expected, actual }
+            }
         }
     }
 }
@@ -229,7 +233,10 @@ pub fn peer_id_from_certificate(cert: &CertificateDer<'_>) -> Result<PeerId, Tls
 
 /// Recovers our own refusal (or rustls's error) from the `io::Error` tokio-rustls returns.
 fn handshake_error(e: io::Error) -> TlsError {
-    let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) else {
+    let Some(tls) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
         return TlsError::Io(e);
     };
     if let rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) = tls

@@ -435,7 +435,11 @@ mod tests {
 
     #[test]
     fn spec_vector_ecdsa_proves_its_peer_id_or_is_refused_for_its_key_type() {
-        check_other_key_type_vector(SPEC_ECDSA, "QmfXbAwNjJLXfesgztEHe8HwgVDCMMpZ9Eax1HYq6hn9uE", 3);
+        check_other_key_type_vector(
+            SPEC_ECDSA,
+            "QmfXbAwNjJLXfesgztEHe8HwgVDCMMpZ9Eax1HYq6hn9uE",
+            3,
+        );
     }
 
     #[test]

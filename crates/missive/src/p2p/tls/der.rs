@@ -196,7 +196,10 @@ impl<'a> Reader<'a> {
             (UTC_TIME, 13) => {
                 // RFC 5280 4.1.2.5.1: 50–99 are 19xx, 00–49 are 20xx.
                 let yy = digits(&e.content[..2])?;
-                (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &e.content[2..])
+                (
+                    if yy >= 50 { 1900 + yy } else { 2000 + yy },
+                    &e.content[2..],
+                )
             }
             (GENERALIZED_TIME, 15) => (digits(&e.content[..4])?, &e.content[4..]),
             (UTC_TIME | GENERALIZED_TIME, _) => return Err(DerError::InvalidContent),
