@@ -47,8 +47,9 @@ impl Default for NodeConfig {
 }
 
 impl NodeConfig {
-    /// Total deadline for TCP connect + Noise + Yamux negotiation (default 10 s). It is a
-    /// deadline, not an idle timer: a peer that trickles bytes is cut off all the same.
+    /// Total deadline for TCP connect + security (Noise or TLS) + Yamux negotiation (default
+    /// 10 s). It is a deadline, not an idle timer: a peer that trickles bytes is cut off all
+    /// the same.
     pub fn with_connection_setup_timeout(mut self, d: Duration) -> Self {
         self.connection_setup_timeout = d;
         self

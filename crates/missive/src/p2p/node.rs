@@ -35,7 +35,7 @@ use crate::stream::{
 };
 use crate::transport::pending::Pending;
 
-/// A libp2p-compatible node: TCP + Noise + Yamux, one task per connection.
+/// A libp2p-compatible node: TCP + Noise or libp2p-tls + Yamux, one task per connection.
 ///
 /// `Node` is a cheap, cloneable handle. When the last handle (including every
 /// [`Control`]) is dropped the node shuts down; [`Node::shutdown`] does it explicitly and
