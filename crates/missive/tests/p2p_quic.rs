@@ -112,7 +112,7 @@ async fn quic_request_response_is_answered() {
         let client = Behaviour::<Cbor>::new(&b, protocols, Config::default()).expect("rr");
         for i in 0..20 {
             let answer = client
-                .request_with_addresses(a.peer_id(), format!("{i}"), &[addr.clone()])
+                .request_with_addresses(a.peer_id(), format!("{i}"), std::slice::from_ref(&addr))
                 .await
                 .expect("answered");
             assert_eq!(answer, format!("hello {i}"));

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::Security;
+
 /// Settings of a [`super::Node`]. Every limit has a default taken from the libp2p
 /// implementations users trust; see each setter for what it costs.
 #[derive(Debug, Clone)]
@@ -20,6 +22,7 @@ pub struct NodeConfig {
     pub(crate) event_capacity: usize,
     pub(crate) ping_timeout: Duration,
     pub(crate) enable_perf: bool,
+    pub(crate) security: Vec<Security>,
 }
 
 impl Default for NodeConfig {
@@ -38,13 +41,15 @@ impl Default for NodeConfig {
             event_capacity: 256,
             ping_timeout: Duration::from_secs(20),
             enable_perf: false,
+            security: vec![Security::Noise, Security::Tls],
         }
     }
 }
 
 impl NodeConfig {
-    /// Total deadline for TCP connect + Noise + Yamux negotiation (default 10 s). It is a
-    /// deadline, not an idle timer: a peer that trickles bytes is cut off all the same.
+    /// Total deadline for TCP connect + security (Noise or TLS) + Yamux negotiation (default
+    /// 10 s). It is a deadline, not an idle timer: a peer that trickles bytes is cut off all
+    /// the same.
     pub fn with_connection_setup_timeout(mut self, d: Duration) -> Self {
         self.connection_setup_timeout = d;
         self
@@ -129,6 +134,25 @@ impl NodeConfig {
     /// Deadline of one [`super::Node::ping`] (default 20 s).
     pub fn with_ping_timeout(mut self, d: Duration) -> Self {
         self.ping_timeout = d;
+        self
+    }
+
+    /// The security protocols of TCP connections (default Noise, then TLS). A dialer proposes
+    /// them in this order with multistream-select and takes the first the listener accepts; a
+    /// listener accepts any of them. Offering more than one costs a dial one round trip (the
+    /// proposal is answered before the handshake starts), which a single protocol saves: its
+    /// proposal travels with the first handshake message. Duplicates are dropped, and an empty
+    /// list keeps the current one.
+    pub fn with_security(mut self, protocols: &[Security]) -> Self {
+        let mut list = Vec::with_capacity(protocols.len());
+        for p in protocols {
+            if !list.contains(p) {
+                list.push(*p);
+            }
+        }
+        if !list.is_empty() {
+            self.security = list;
+        }
         self
     }
 

@@ -58,7 +58,7 @@ async fn handshake(shared: Arc<Shared>, tcp: TcpStream, remote_addr: Multiaddr, 
         }
         match tokio::time::timeout_at(
             deadline,
-            upgrade(tcp, &shared.noise, config, Endpoint::Listener, None),
+            upgrade(tcp, &shared.security, config, Endpoint::Listener, None),
         )
         .await
         {

@@ -1,7 +1,8 @@
 //! The libp2p-compatible peer-to-peer node.
 //!
 //! A [`Node`] listens and dials over TCP, secures each connection with Noise XX (libp2p
-//! handshake payload), multiplexes it with yamux and negotiates every stream with
+//! handshake payload) or libp2p-tls (TLS 1.3, see [`tls`] and [`NodeConfig::with_security`]),
+//! multiplexes it with yamux and negotiates every stream with
 //! multistream-select 1.0 — the wire of rust-libp2p, go-libp2p and js-libp2p. Applications
 //! use streams through [`crate::stream::Control`]; `/ipfs/ping/1.0.0` and `/ipfs/id/1.0.0`
 //! (identify) are served by default.
@@ -45,7 +46,7 @@ pub use identity::{DecodeKeyError, KeyFileError, Keypair, ParsePeerIdError, Peer
 pub use multiaddr::{DecodeMultiaddrError, Multiaddr, ParseMultiaddrError, Protocol};
 pub use negotiated::NegotiateError;
 pub use node::Node;
-pub use upgrade::{Endpoint, UpgradeError};
+pub use upgrade::{Endpoint, Security, UpgradeError};
 
 #[doc(hidden)]
 pub use stream_ends::scan_for_fuzzing as scan_stream_ends_for_fuzzing;

@@ -28,12 +28,12 @@ use super::negotiated::{NegotiateError, dialer_select, listener_select};
 use super::noise::{NoiseConfig, NoiseError};
 use super::streams::{AlreadyRegistered, IncomingStreams, OpenStreamError, Stream, StreamProtocol};
 use super::substream::Substream;
-use super::tls::TlsConfig;
-use super::upgrade::{Endpoint, UpgradeError, upgrade};
+use super::tls::{TlsConfig, TlsError};
+use super::upgrade::{Endpoint, SecurityConfigs, UpgradeError, upgrade};
 use super::{Keypair, Multiaddr, NodeConfig, PeerId};
 use crate::transport::pending::Pending;
 
-/// A libp2p-compatible node: TCP + Noise + Yamux, one task per connection.
+/// A libp2p-compatible node: TCP + Noise or libp2p-tls + Yamux, one task per connection.
 ///
 /// `Node` is a cheap, cloneable handle. When the last handle (including every
 /// [`Control`](crate::stream::Control)) is dropped the node shuts down; [`Node::shutdown`] does it explicitly and
@@ -56,8 +56,10 @@ impl Node {
     /// A node that serves no protocol yet. [`Node::new`], defined with the standard protocols
     /// it installs (`crate::protocols`), builds on it.
     pub(crate) fn bare(keypair: &Keypair, config: NodeConfig) -> Result<Self, NewNodeError> {
-        let noise = NoiseConfig::new(keypair).map_err(NewNodeError::Noise)?;
-        let tls = TlsConfig::new(keypair).map_err(NewNodeError::Tls)?;
+        let security = SecurityConfigs {
+            noise: NoiseConfig::new(keypair).map_err(NewNodeError::Noise)?,
+            tls: TlsConfig::new(keypair).map_err(NewNodeError::Tls)?,
+        };
         let (events, _) = broadcast::channel(config.event_capacity);
         let shared = Arc::new(Shared {
             peer_id: keypair.peer_id(),
@@ -66,8 +68,7 @@ impl Node {
                 config.max_pending_incoming_per_ip,
             )),
             config,
-            noise,
-            tls,
+            security,
             quic: super::quic::Endpoints::default(),
             state: Mutex::new(State::default()),
             router: Mutex::new(HashMap::new()),
@@ -253,9 +254,8 @@ type DialWaiter = oneshot::Sender<Result<ConnectionHandle, DialError>>;
 pub(crate) struct Shared {
     pub(crate) peer_id: PeerId,
     pub(crate) config: NodeConfig,
-    pub(crate) noise: NoiseConfig,
-    /// The libp2p-tls certificate and configurations (QUIC, and TCP with `/tls/1.0.0`).
-    pub(crate) tls: TlsConfig,
+    /// Noise and libp2p-tls, for TCP; QUIC uses the TLS one too.
+    pub(crate) security: SecurityConfigs,
     /// The node's UDP sockets.
     pub(crate) quic: super::quic::Endpoints,
     state: Mutex<State>,
@@ -585,17 +585,24 @@ impl Shared {
             let tcp = connect(&target.host, target.port)
                 .await
                 .map_err(transport)?;
-            upgrade(tcp, &self.noise, &self.config, Endpoint::Dialer, expected)
-                .await
-                .map_err(|e| match e {
-                    UpgradeError::Noise(NoiseError::PeerIdMismatch { expected, actual }) => {
-                        DialError::WrongPeer { expected, actual }
-                    }
-                    e => DialError::Upgrade {
-                        addr: addr.clone(),
-                        error: Arc::new(e),
-                    },
-                })
+            upgrade(
+                tcp,
+                &self.security,
+                &self.config,
+                Endpoint::Dialer,
+                expected,
+            )
+            .await
+            .map_err(|e| match e {
+                UpgradeError::Noise(NoiseError::PeerIdMismatch { expected, actual })
+                | UpgradeError::Tls(TlsError::PeerIdMismatch { expected, actual }) => {
+                    DialError::WrongPeer { expected, actual }
+                }
+                e => DialError::Upgrade {
+                    addr: addr.clone(),
+                    error: Arc::new(e),
+                },
+            })
         }
     }
 

@@ -179,8 +179,9 @@ impl Shared {
         self: &Arc<Self>,
         addr: SocketAddr,
     ) -> Result<Multiaddr, ListenError> {
-        let endpoint = quinn::Endpoint::server(server_config(&self.tls, &self.config)?, addr)
-            .map_err(ListenError::Io)?;
+        let endpoint =
+            quinn::Endpoint::server(server_config(&self.security.tls, &self.config)?, addr)
+                .map_err(ListenError::Io)?;
         let local = multiaddr(endpoint.local_addr().map_err(ListenError::Io)?);
         self.quic.lock().listening.push(endpoint.clone());
         let task = tokio::spawn(accept_loop(self.clone(), endpoint, local.clone()));
@@ -203,7 +204,7 @@ impl Shared {
             error: Arc::new(e),
         };
         let endpoint = self.quic.for_dial(to).map_err(transport)?;
-        let config = client_config(&self.tls, &self.config)
+        let config = client_config(&self.security.tls, &self.config)
             .map_err(|e| transport(std::io::Error::other(e)))?;
         let connecting = endpoint
             .connect_with(config, to, SERVER_NAME)

@@ -97,31 +97,12 @@ enum Refusal {
 }
 
 impl From<Refusal> for rustls::Error {
+    /// Every refusal travels as `Other`, so that [`handshake_error`] finds its exact reason
+    /// (rustls answers the peer with a `bad_certificate` alert).
     fn from(r: Refusal) -> Self {
-        let kind = match r {
-            Refusal::Certificate(CertificateError::BadSelfSignature)
-            | Refusal::Certificate(CertificateError::BadHandshakeSignature)
-            | Refusal::Certificate(CertificateError::BadExtensionSignature) => {
-                rustls::CertificateError::BadSignature
-            }
-            Refusal::Certificate(CertificateError::Malformed(_)) => {
-                rustls::CertificateError::BadEncoding
-            }
-            r => rustls::CertificateError::Other(rustls::OtherError(Arc::new(r))),
-        };
-        rustls::Error::InvalidCertificate(kind)
-    }
-}
-
-impl From<Refusal> for TlsError {
-    fn from(r: Refusal) -> Self {
-        match r {
-            Refusal::Certificate(e) => TlsError::Certificate(e),
-            Refusal::Count(n) => TlsError::CertificateCount(n),
-            Refusal::WrongPeer { expected, actual } => {
-                TlsError::PeerIdMismatch { expected, actual }
-            }
-        }
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+            Arc::new(r),
+        )))
     }
 }
 
@@ -143,9 +124,18 @@ impl TlsConfig {
     /// Generates the certificate key and certificate for `identity` and the server
     /// configuration that presents them.
     pub(crate) fn new(identity: &Keypair) -> Result<Self, TlsError> {
+        let (cert, key) =
+            certificate::generate(identity).map_err(|e| TlsError::Local(e.to_string()))?;
+        Self::with_certificate(cert, key)
+    }
+
+    /// The configurations around a given certificate and its key.
+    fn with_certificate(
+        cert: CertificateDer<'static>,
+        key: rustls_pki_types::PrivateKeyDer<'static>,
+    ) -> Result<Self, TlsError> {
         let local = |e: &dyn std::fmt::Display| TlsError::Local(e.to_string());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let (cert, key) = certificate::generate(identity).map_err(|e| local(&e))?;
         let signer = provider
             .key_provider
             .load_private_key(key)
@@ -251,12 +241,7 @@ fn handshake_error(e: io::Error) -> TlsError {
             },
         };
     }
-    match tls {
-        rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature) => {
-            TlsError::Certificate(CertificateError::BadSelfSignature)
-        }
-        other => TlsError::Protocol(other.clone()),
-    }
+    TlsError::Protocol(tls.clone())
 }
 
 fn unix_now(now: UnixTime) -> i64 {
@@ -466,6 +451,36 @@ mod tests {
             other => panic!("expected a peer id mismatch, got {other:?}"),
         }
         assert!(accepted.is_err());
+    }
+
+    #[tokio::test]
+    async fn certificate_whose_extension_another_key_signed_is_refused_in_the_handshake() {
+        let (alice, bob) = (Keypair::generate(), Keypair::generate());
+        let (cert, key) = certificate::tests::forged(&alice, &Keypair::generate(), |_| {});
+        let forger = TlsConfig::with_certificate(cert.into(), key).expect("config");
+        let b = TlsConfig::new(&bob).expect("config");
+        // As a server: the dialer refuses it during the handshake.
+        let (dialed, _) = run(&b, &forger, Some(alice.peer_id())).await;
+        assert!(
+            matches!(
+                dialed,
+                Err(TlsError::Certificate(
+                    CertificateError::BadExtensionSignature
+                ))
+            ),
+            "{dialed:?}"
+        );
+        // As a client: the listener refuses it.
+        let (_, accepted) = run(&forger, &b, Some(bob.peer_id())).await;
+        assert!(
+            matches!(
+                accepted,
+                Err(TlsError::Certificate(
+                    CertificateError::BadExtensionSignature
+                ))
+            ),
+            "{accepted:?}"
+        );
     }
 
     #[test]

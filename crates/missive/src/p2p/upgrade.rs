@@ -1,8 +1,12 @@
-//! Connection upgrade: TCP → multistream-select `/noise` → Noise XX → multistream-select
-//! `/yamux/1.0.0` → yamux.
+//! Connection upgrade: TCP → multistream-select `/noise` or `/tls/1.0.0` → Noise XX or TLS 1.3
+//! → multistream-select `/yamux/1.0.0` → yamux.
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt as _};
 
@@ -11,16 +15,58 @@ use super::negotiate::Version;
 use super::negotiated::{NegotiateError, Negotiated, dialer_select, listener_select};
 use super::noise::{NoiseConfig, NoiseError, NoiseStream};
 use super::stream_ends::{EndWatch, StreamEnds};
+use super::tls::{TlsConfig, TlsError};
 use super::{NodeConfig, PeerId};
 
-/// The security protocol.
+/// The Noise security protocol.
 pub(crate) const NOISE: &str = "/noise";
 /// The stream multiplexer.
 pub(crate) const YAMUX: &str = "/yamux/1.0.0";
+/// Plaintext gathered before it goes to rustls: a whole TLS record's worth, so that the yamux
+/// frames (header and body are separate writes) of one flush become few records.
+const TLS_WRITE_BUFFER: usize = 16 * 1024;
+
+/// The security protocols a node speaks on TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Security {
+    /// Noise XX with the libp2p handshake payload (`/noise`).
+    Noise,
+    /// libp2p-tls, TLS 1.3 with the libp2p certificate (`/tls/1.0.0`).
+    Tls,
+}
+
+impl Security {
+    /// The multistream-select protocol name.
+    pub fn protocol_name(self) -> &'static str {
+        match self {
+            Security::Noise => NOISE,
+            Security::Tls => super::tls::PROTOCOL,
+        }
+    }
+
+    fn from_protocol_name(name: &str) -> Option<Self> {
+        [Security::Noise, Security::Tls]
+            .into_iter()
+            .find(|s| s.protocol_name() == name)
+    }
+}
+
+/// The TCP stream after multistream-select chose the security protocol.
+type Raw = Negotiated<TcpStream>;
+
+/// The decrypted byte stream of a connection, whichever security protocol made it. The TLS
+/// side is boxed (rustls's state is large) and buffered: rustls makes a record of every write.
+/// Noise, the default, stays inline: one value per connection, inside the muxer's state.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Secured {
+    Noise(NoiseStream<Raw>),
+    Tls(Box<BufWriter<tokio_rustls::TlsStream<Raw>>>),
+}
 
 /// The yamux connection over the secured bytes.
-pub(crate) type MuxConnection =
-    yamux::Connection<Compat<EndWatch<Negotiated<NoiseStream<Negotiated<TcpStream>>>>>>;
+pub(crate) type MuxConnection = yamux::Connection<Compat<EndWatch<Negotiated<Secured>>>>;
 
 /// Why a connection could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -32,12 +78,12 @@ pub enum UpgradeError {
     /// The Noise handshake failed (bad signature, wrong peer, broken message, i/o).
     #[error("noise handshake failed: {0}")]
     Noise(#[source] NoiseError),
+    /// The libp2p-tls handshake failed (refused certificate, wrong peer, TLS alert, i/o).
+    #[error("tls handshake failed: {0}")]
+    Tls(#[source] TlsError),
     /// The connection was not secured and multiplexed within the setup deadline.
     #[error("connection setup did not finish within the deadline")]
     Timeout,
-    /// The libp2p-tls handshake failed, or the peer's certificate was refused.
-    #[error("TLS handshake failed: {0}")]
-    Tls(#[source] super::tls::TlsError),
     /// The QUIC connection could not be made (its handshake failed, or it was refused).
     #[error("QUIC connection failed: {0}")]
     Quic(#[source] std::io::Error),
@@ -53,27 +99,59 @@ pub enum Endpoint {
     Listener,
 }
 
-/// Secures and multiplexes `tcp` (the caller applies the setup deadline).
+/// The security configurations of a node, prepared once.
+#[derive(Debug)]
+pub(crate) struct SecurityConfigs {
+    pub(crate) noise: NoiseConfig,
+    pub(crate) tls: TlsConfig,
+}
+
+/// Secures and multiplexes `tcp` (the caller applies the setup deadline). The dialer proposes
+/// the configured security protocols in order; the listener accepts any of them.
 pub(crate) async fn upgrade(
     tcp: TcpStream,
-    noise: &NoiseConfig,
+    security: &SecurityConfigs,
     config: &NodeConfig,
     endpoint: Endpoint,
     expected: Option<PeerId>,
 ) -> Result<(Muxed, PeerId), UpgradeError> {
     let _ = tcp.set_nodelay(true);
     let dialer = endpoint == Endpoint::Dialer;
-    let secured = if dialer {
-        dialer_select(tcp, [NOISE], Version::V1Lazy).await
+    let offered = &config.security;
+    let (chosen, raw) = if dialer {
+        let names = offered.iter().map(|s| s.protocol_name());
+        dialer_select(tcp, names, Version::V1Lazy).await
     } else {
-        listener_select(tcp, |p| p == NOISE).await
+        listener_select(tcp, |p| offered.iter().any(|s| s.protocol_name() == p)).await
     }
-    .map_err(UpgradeError::Negotiation)?
-    .1;
-    let (encrypted, peer) = noise
-        .handshake(secured, dialer, expected)
-        .await
-        .map_err(UpgradeError::Noise)?;
+    .map_err(UpgradeError::Negotiation)?;
+    let (encrypted, peer) = match Security::from_protocol_name(&chosen) {
+        Some(Security::Noise) => {
+            let (stream, peer) = security
+                .noise
+                .handshake(raw, dialer, expected)
+                .await
+                .map_err(UpgradeError::Noise)?;
+            (Secured::Noise(stream), peer)
+        }
+        Some(Security::Tls) => {
+            let (stream, peer) = security
+                .tls
+                .handshake(raw, dialer, expected)
+                .await
+                .map_err(UpgradeError::Tls)?;
+            let buffered = BufWriter::with_capacity(TLS_WRITE_BUFFER, stream);
+            (Secured::Tls(Box::new(buffered)), peer)
+        }
+        None => {
+            return Err(UpgradeError::Negotiation(NegotiateError::Io(
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "negotiated an unoffered protocol",
+                ),
+            )));
+        }
+    };
     let muxable = if dialer {
         dialer_select(encrypted, [YAMUX], Version::V1Lazy).await
     } else {
@@ -112,4 +190,62 @@ fn yamux_config(config: &NodeConfig) -> yamux::Config {
     c.set_max_connection_receive_window(Some(window));
     c.set_max_num_streams(max_streams);
     c
+}
+
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Secured::Noise($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+            Secured::Tls($s) => {
+                let $s = Pin::new(&mut **$s);
+                $e
+            }
+        }
+    };
+}
+
+impl AsyncRead for Secured {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        each!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Secured {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        each!(self, s => s.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        each!(self, s => s.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Secured::Noise(s) => s.is_write_vectored(),
+            Secured::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, s => s.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, s => s.poll_shutdown(cx))
+    }
 }

@@ -385,7 +385,7 @@ pub fn verify_for_fuzzing(data: &[u8]) -> Option<PeerId> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -499,7 +499,7 @@ mod tests {
 
     #[test]
     fn extension_signed_by_another_key_is_refused() {
-        let cert = forged(&Keypair::generate(), &Keypair::generate(), |_| {});
+        let (cert, _) = forged(&Keypair::generate(), &Keypair::generate(), |_| {});
         assert_eq!(
             verify(&cert, NOW),
             Err(CertificateError::BadExtensionSignature)
@@ -515,6 +515,7 @@ mod tests {
                 ext.set_criticality(critical);
                 params.custom_extensions.push(ext);
             })
+            .0
         };
         assert_eq!(
             parse(&with(true)).err(),
@@ -526,7 +527,7 @@ mod tests {
     #[test]
     fn duplicated_extension_is_refused() {
         let identity = Keypair::generate();
-        let cert = forged(&identity, &identity, |params| {
+        let (cert, _) = forged(&identity, &identity, |params| {
             let again = params.custom_extensions[0].clone();
             params.custom_extensions.push(again);
         });
@@ -582,12 +583,12 @@ mod tests {
     }
 
     /// A certificate for `certified` whose extension `signer` signed, with `edit` applied to
-    /// the parameters after the extension was added.
-    fn forged(
+    /// the parameters after the extension was added, and its key.
+    pub(in crate::p2p::tls) fn forged(
         certified: &Keypair,
         signer: &Keypair,
         edit: impl FnOnce(&mut rcgen::CertificateParams),
-    ) -> Vec<u8> {
+    ) -> (Vec<u8>, PrivateKeyDer<'static>) {
         use rcgen::PublicKeyData as _;
         let key = rcgen::KeyPair::generate_for(CERTIFICATE_ALGORITHM).expect("key");
         let mut signed = SIGNING_PREFIX.to_vec();
@@ -609,7 +610,8 @@ mod tests {
                 value,
             ));
         edit(&mut params);
-        params.self_signed(&key).expect("cert").der().to_vec()
+        let cert = params.self_signed(&key).expect("cert").der().to_vec();
+        (cert, PrivateKeyDer::Pkcs8(key.serialize_der().into()))
     }
 
     proptest! {
