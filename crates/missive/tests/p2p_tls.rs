@@ -315,29 +315,43 @@ async fn p2p_tls_dialer_with_a_certificate_without_extension_is_refused() {
     .expect("in time");
 }
 
-/// Answers multistream-select as a listener that refuses `/noise` and accepts `/tls/1.0.0`.
-async fn accept_tls_refusing_noise(tcp: &mut TcpStream) {
-    let mut m = ListenerSelect::new();
+/// Answers multistream-select as a listener that refuses `/noise` and accepts `/tls/1.0.0`: a
+/// dialer proposes one protocol per connection, so the refused proposal ends its connection
+/// and the next one comes on a new one. Returns the connection that chose TLS, with the bytes
+/// the dialer sent after its proposal (its TLS client hello, sent with it) put back in front.
+async fn accept_tls_refusing_noise(
+    listener: &TcpListener,
+) -> impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin {
     let mut buf = [0u8; 1024];
-    for _ in 0..16 {
-        match m.poll().expect("negotiation") {
-            ListenerProgress::Proposed(p) if p == "/tls/1.0.0" => {
-                let (_, rest) = m.accept().expect("accept");
-                assert!(rest.is_empty());
-                let out = m.take_transmit().expect("answer");
-                tcp.write_all(&out).await.expect("write");
-                return;
-            }
-            ListenerProgress::Proposed(_) => m.reject().expect("reject"),
-            ListenerProgress::NeedInput => {
-                if let Some(out) = m.take_transmit() {
+    for _ in 0..4 {
+        let (mut tcp, _) = listener.accept().await.expect("accept");
+        let mut m = ListenerSelect::new();
+        'negotiation: for _ in 0..16 {
+            match m.poll() {
+                Ok(ListenerProgress::Proposed(p)) if p == "/tls/1.0.0" => {
+                    let (_, rest) = m.accept().expect("accept");
+                    let out = m.take_transmit().expect("answer");
                     tcp.write_all(&out).await.expect("write");
+                    let (read, write) = tcp.into_split();
+                    return tokio::io::join(std::io::Cursor::new(rest).chain(read), write);
                 }
-                let n = tcp.read(&mut buf).await.expect("read");
-                assert!(n > 0, "dialer closed during negotiation");
-                m.input(&buf[..n]);
+                Ok(ListenerProgress::Proposed(_)) => {
+                    m.reject().expect("reject");
+                    // The lazy dialer's handshake bytes follow; the refusal ends this one.
+                    let out = m.take_transmit().expect("na");
+                    let _ = tcp.write_all(&out).await;
+                    break 'negotiation;
+                }
+                Ok(ListenerProgress::NeedInput) => {
+                    if let Some(out) = m.take_transmit() {
+                        tcp.write_all(&out).await.expect("write");
+                    }
+                    let n = tcp.read(&mut buf).await.expect("read");
+                    assert!(n > 0, "dialer closed during negotiation");
+                    m.input(&buf[..n]);
+                }
+                other => panic!("unexpected negotiation progress: {other:?}"),
             }
-            _ => panic!("unexpected negotiation progress"),
         }
     }
     panic!("the dialer never proposed /tls/1.0.0");
@@ -349,8 +363,7 @@ async fn p2p_tls_listener_with_a_certificate_without_extension_is_refused_by_the
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let server = tokio::spawn(async move {
-            let (mut tcp, _) = listener.accept().await.expect("accept");
-            accept_tls_refusing_noise(&mut tcp).await;
+            let tcp = accept_tls_refusing_noise(&listener).await;
             let (cert, key) = plain_certificate();
             let mut config = rustls::ServerConfig::builder_with_provider(provider())
                 .with_protocol_versions(&[&rustls::version::TLS13])

@@ -137,12 +137,13 @@ impl NodeConfig {
         self
     }
 
-    /// The security protocols of TCP connections (default Noise, then TLS). A dialer proposes
-    /// them in this order with multistream-select and takes the first the listener accepts; a
-    /// listener accepts any of them. Offering more than one costs a dial one round trip (the
-    /// proposal is answered before the handshake starts), which a single protocol saves: its
-    /// proposal travels with the first handshake message. Duplicates are dropped, and an empty
-    /// list keeps the current one.
+    /// The security protocols of TCP connections (default Noise, then TLS). A listener accepts
+    /// any of them. A dialer proposes the first alone, its proposal travelling with the first
+    /// handshake message (no round trip of its own); only when the listener refuses it does the
+    /// dialer connect again and propose the next. So a dial to a peer that speaks the first
+    /// costs nothing for the others, and one to a peer that speaks only a later one costs one
+    /// TCP connection per refusal. Duplicates are dropped, and an empty list keeps the current
+    /// one.
     pub fn with_security(mut self, protocols: &[Security]) -> Self {
         let mut list = Vec::with_capacity(protocols.len());
         for p in protocols {

@@ -58,7 +58,14 @@ async fn handshake(shared: Arc<Shared>, tcp: TcpStream, remote_addr: Multiaddr, 
         }
         match tokio::time::timeout_at(
             deadline,
-            upgrade(tcp, &shared.security, config, Endpoint::Listener, None),
+            upgrade(
+                tcp,
+                &shared.security,
+                config,
+                Endpoint::Listener,
+                None,
+                None,
+            ),
         )
         .await
         {

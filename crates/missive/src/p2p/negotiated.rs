@@ -85,7 +85,19 @@ where
     let mut m = ListenerSelect::new();
     let mut buf = [0u8; READ_CHUNK];
     loop {
-        match m.poll()? {
+        let progress = match m.poll() {
+            Ok(progress) => progress,
+            Err(e) => {
+                // A lazy dialer's data after a refused proposal reads as a broken message: the
+                // refusal (`na`) still goes out first, so the dialer learns why.
+                if let Some(out) = m.take_transmit() {
+                    let _ = io.write_all(&out).await;
+                    let _ = io.flush().await;
+                }
+                return Err(e.into());
+            }
+        };
+        match progress {
             ListenerProgress::Proposed(p) => {
                 if supported(&p) {
                     let (p, remaining) = m.accept()?;
@@ -233,7 +245,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Negotiated<T> {
                     if rb.filled().is_empty() {
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::UnexpectedEof,
-                            "stream closed before the protocol was confirmed",
+                            NotConfirmed,
                         )));
                     }
                     m.input(rb.filled());
@@ -634,9 +646,20 @@ mod tests {
 #[error("the remote does not support the protocol")]
 pub(crate) struct ProtocolRefused;
 
+/// The error inside the `io::Error` a lazily negotiated stream gives when the remote closed it
+/// without confirming the protocol: a listener that does not speak it may just hang up.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("stream closed before the protocol was confirmed")]
+pub(crate) struct NotConfirmed;
+
 /// Whether `e` is a lazily negotiated stream's protocol refusal.
 #[cfg_attr(not(feature = "request-response"), allow(dead_code))]
 pub(crate) fn is_protocol_refused(e: &io::Error) -> bool {
     e.get_ref()
         .is_some_and(|inner| inner.is::<ProtocolRefused>())
+}
+
+/// Whether `e` is a lazily negotiated stream that closed before its protocol was confirmed.
+pub(crate) fn is_unconfirmed(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<NotConfirmed>())
 }

@@ -29,7 +29,7 @@ use super::noise::{NoiseConfig, NoiseError};
 use super::streams::{AlreadyRegistered, IncomingStreams, OpenStreamError, Stream, StreamProtocol};
 use super::substream::Substream;
 use super::tls::{TlsConfig, TlsError};
-use super::upgrade::{Endpoint, SecurityConfigs, UpgradeError, upgrade};
+use super::upgrade::{Endpoint, SecurityConfigs, UpgradeError, refused_security, upgrade};
 use super::{Keypair, Multiaddr, NodeConfig, PeerId};
 use crate::transport::pending::Pending;
 
@@ -581,29 +581,44 @@ impl Shared {
             addr: addr.clone(),
             error: Arc::new(e),
         };
-        {
+        // The first protocol goes alone, lazily; a refusal costs a new connection for the next.
+        let mut last = None;
+        for &proposal in &self.config.security {
             let tcp = connect(&target.host, target.port)
                 .await
                 .map_err(transport)?;
-            upgrade(
+            match upgrade(
                 tcp,
                 &self.security,
                 &self.config,
                 Endpoint::Dialer,
                 expected,
+                Some(proposal),
             )
             .await
-            .map_err(|e| match e {
-                UpgradeError::Noise(NoiseError::PeerIdMismatch { expected, actual })
-                | UpgradeError::Tls(TlsError::PeerIdMismatch { expected, actual }) => {
-                    DialError::WrongPeer { expected, actual }
+            {
+                Ok(done) => return Ok(done),
+                Err(e) if refused_security(&e) => {
+                    tracing::debug!(%addr, ?proposal, "security protocol refused; trying the next");
+                    last = Some(e);
                 }
-                e => DialError::Upgrade {
-                    addr: addr.clone(),
-                    error: Arc::new(e),
-                },
-            })
+                Err(e) => {
+                    last = Some(e);
+                    break;
+                }
+            }
         }
+        Err(match last {
+            Some(
+                UpgradeError::Noise(NoiseError::PeerIdMismatch { expected, actual })
+                | UpgradeError::Tls(TlsError::PeerIdMismatch { expected, actual }),
+            ) => DialError::WrongPeer { expected, actual },
+            Some(e) => DialError::Upgrade {
+                addr: addr.clone(),
+                error: Arc::new(e),
+            },
+            None => DialError::UnsupportedAddress(addr.clone()),
+        })
     }
 
     /// Registers a new connection (within the per-peer limit), answers the waiters (those of

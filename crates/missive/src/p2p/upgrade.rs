@@ -107,20 +107,24 @@ pub(crate) struct SecurityConfigs {
 }
 
 /// Secures and multiplexes `tcp` (the caller applies the setup deadline). The dialer proposes
-/// the configured security protocols in order; the listener accepts any of them.
+/// `proposal` (or the first configured) alone, lazily; the listener accepts any configured security protocol. A refusal of
+/// the proposal shows as an error [`refused_security`] recognises.
 pub(crate) async fn upgrade(
     tcp: TcpStream,
     security: &SecurityConfigs,
     config: &NodeConfig,
     endpoint: Endpoint,
     expected: Option<PeerId>,
+    proposal: Option<Security>,
 ) -> Result<(Muxed, PeerId), UpgradeError> {
     let _ = tcp.set_nodelay(true);
     let dialer = endpoint == Endpoint::Dialer;
     let offered = &config.security;
     let (chosen, raw) = if dialer {
-        let names = offered.iter().map(|s| s.protocol_name());
-        dialer_select(tcp, names, Version::V1Lazy).await
+        let first = proposal
+            .or_else(|| offered.first().copied())
+            .unwrap_or(Security::Noise);
+        dialer_select(tcp, [first.protocol_name()], Version::V1Lazy).await
     } else {
         listener_select(tcp, |p| offered.iter().any(|s| s.protocol_name() == p)).await
     }
@@ -178,6 +182,22 @@ pub(crate) async fn upgrade(
         },
         peer,
     ))
+}
+
+/// Whether `e` says that the listener refused the proposed security protocol (answered `na`),
+/// which a lazy proposal learns at the handshake's first read.
+pub(crate) fn refused_security(e: &UpgradeError) -> bool {
+    match e {
+        UpgradeError::Negotiation(NegotiateError::Protocol(
+            super::negotiate::NegotiationError::Unsupported,
+        )) => true,
+        UpgradeError::Negotiation(NegotiateError::Io(io))
+        | UpgradeError::Noise(NoiseError::Io(io))
+        | UpgradeError::Tls(TlsError::Io(io)) => {
+            super::negotiated::is_protocol_refused(io) || super::negotiated::is_unconfirmed(io)
+        }
+        _ => false,
+    }
 }
 
 /// Yamux settings: the stream cap sits above the node's own per-connection limit, so that the
