@@ -28,8 +28,9 @@
 //!   handle with `request(peer, req).await`, libp2p's event interface and CBOR/JSON codecs that
 //!   write what rust-libp2p writes.
 //! - [`p2p`]: a peer-to-peer node on the libp2p wire (TCP + Noise + Yamux + multistream-select)
-//!   with Ed25519 identities, and [`stream`], raw stream protocols on it in the style of
-//!   libp2p-stream (`Control::accept`, `Control::open_stream`).
+//!   with Ed25519 or secp256k1 identities (peers of every libp2p key type are verified), and
+//!   [`stream`], raw stream protocols on it in the style of libp2p-stream (`Control::accept`,
+//!   `Control::open_stream`).
 //! - [`transport`]: the byte streams everything runs on — TCP, Unix sockets, TLS (rustls) and an
 //!   in-memory pipe for tests.
 //!

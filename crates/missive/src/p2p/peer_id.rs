@@ -66,7 +66,9 @@ impl PeerId {
             MULTIHASH_SHA2_256 => len == 32,
             other => return Err(ParsePeerIdError::UnsupportedHash(other)),
         };
-        if !valid_len || digest.len() as u64 != len {
+        // Both varints are one byte when minimal: a longer header is a non-canonical form that
+        // would not read back from the text forms.
+        if !valid_len || digest.len() as u64 != len || data.len() != 2 + digest.len() {
             return Err(ParsePeerIdError::Malformed);
         }
         let total = data.len();
@@ -271,6 +273,17 @@ mod tests {
         assert_eq!("bafz1".parse::<PeerId>(), Err(ParsePeerIdError::Base32));
     }
 
+    #[test]
+    fn non_minimal_multihash_headers_are_refused() {
+        let id = Keypair::from_secret_bytes([1; 32]).peer_id();
+        let mut padded = vec![0x80, 0x00];
+        padded.extend_from_slice(&id.as_bytes()[1..]);
+        assert_eq!(
+            PeerId::from_bytes(&padded),
+            Err(ParsePeerIdError::Malformed)
+        );
+    }
+
     proptest! {
         #[test]
         fn base32_round_trips(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
@@ -293,8 +306,20 @@ mod tests {
 
         #[test]
         fn parsers_never_panic(data in proptest::collection::vec(any::<u8>(), 0..64), text in "\\PC{0,100}") {
-            let _ = PeerId::from_bytes(&data);
+            if let Ok(id) = PeerId::from_bytes(&data) {
+                prop_assert_eq!(id.to_string().parse::<PeerId>(), Ok(id));
+                prop_assert_eq!(id.to_cid_string().parse::<PeerId>(), Ok(id));
+            }
             let _ = text.parse::<PeerId>();
+        }
+
+        #[test]
+        fn any_accepted_byte_form_round_trips_through_text(header in 0usize..2, len in 0usize..43, fill in any::<u8>()) {
+            let mut data = if header == 0 { vec![0x00, len as u8] } else { vec![0x12, 32] };
+            data.resize(data[1] as usize + 2, fill);
+            let id = PeerId::from_bytes(&data).expect("valid multihash");
+            prop_assert_eq!(id.to_string().parse::<PeerId>(), Ok(id));
+            prop_assert_eq!(id.to_cid_string().parse::<PeerId>(), Ok(id));
         }
     }
 }
