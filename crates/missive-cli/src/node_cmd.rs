@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use futures_util::StreamExt;
-use missive::p2p::{Keypair, Multiaddr, Node, NodeConfig, NodeEvent, PeerId, Protocol};
+use missive::p2p::{KeyType, Keypair, Multiaddr, Node, NodeConfig, NodeEvent, PeerId, Protocol};
 use missive::protocols::identify;
 use missive::stream::{Control, StreamProtocol};
 use tokio::io::AsyncWriteExt;
@@ -22,9 +22,37 @@ pub(crate) struct ListenArgs {
     /// it, a fresh identity is used.
     #[arg(long)]
     key: Option<PathBuf>,
+    /// The type of a new identity (a key file that exists keeps its own).
+    #[arg(long, value_enum, default_value_t = KeyKind::Ed25519)]
+    key_type: KeyKind,
     /// Addresses to listen on.
     #[arg(default_value = "/ip4/127.0.0.1/tcp/0")]
     addrs: Vec<String>,
+}
+
+/// The identity key types a node can sign with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum KeyKind {
+    /// Ed25519 (peer ids `12D3KooW…`).
+    Ed25519,
+    /// secp256k1 (peer ids `16Uiu2HA…`), as Ethereum's libp2p networks use.
+    Secp256k1,
+}
+
+impl KeyKind {
+    fn generate(self) -> Keypair {
+        match self {
+            Self::Ed25519 => Keypair::generate(),
+            Self::Secp256k1 => Keypair::generate_secp256k1(),
+        }
+    }
+
+    fn key_type(self) -> KeyType {
+        match self {
+            Self::Ed25519 => KeyType::Ed25519,
+            Self::Secp256k1 => KeyType::Secp256k1,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -47,9 +75,19 @@ pub(crate) struct IdentifyArgs {
 
 pub(crate) async fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     let key = match &args.key {
-        Some(path) => Keypair::load_or_generate(path)
-            .with_context(|| format!("cannot use the key file {}", path.display()))?,
-        None => Keypair::generate(),
+        Some(path) => {
+            let key = Keypair::load_or_generate_with(path, || args.key_type.generate())
+                .with_context(|| format!("cannot use the key file {}", path.display()))?;
+            if key.key_type() != args.key_type.key_type() {
+                eprintln!(
+                    "note: {} holds a {} key, which is used as it is",
+                    path.display(),
+                    key.key_type()
+                );
+            }
+            key
+        }
+        None => args.key_type.generate(),
     };
     let node = Node::new(key, NodeConfig::default()).await?;
     let peer = node.peer_id();

@@ -105,6 +105,60 @@ fn ping_reaches_a_listening_node_by_its_printed_address() {
 }
 
 #[test]
+fn a_node_with_a_secp256k1_key_answers_ping_and_keeps_its_key_type() {
+    let dir = std::env::temp_dir().join(format!("missive-cli-secp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let key = dir.join("node.key");
+    let start = |extra: &[&str]| {
+        let mut child = Running(
+            missive()
+                .args(["node", "listen", "--key"])
+                .arg(&key)
+                .args(extra)
+                .arg("/ip4/127.0.0.1/tcp/0")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn node"),
+        );
+        let mut stdout = BufReader::new(child.0.stdout.take().expect("stdout"));
+        let (mut peer, mut addr) = (String::new(), String::new());
+        stdout.read_line(&mut peer).expect("peer line");
+        stdout.read_line(&mut addr).expect("addr line");
+        let peer = peer
+            .trim()
+            .strip_prefix("peer id: ")
+            .expect("peer id")
+            .to_owned();
+        let addr = addr
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("address")
+            .to_owned();
+        (child, peer, addr)
+    };
+    let (node, peer, addr) = start(&["--key-type", "secp256k1"]);
+    assert!(
+        peer.starts_with("16Uiu2HA"),
+        "{peer} is not a secp256k1 peer id"
+    );
+    let out = missive()
+        .args(["ping", &addr, "--count", "2", "--interval-ms", "10"])
+        .output()
+        .expect("run ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("2 of 2 answered"),
+        "{text}"
+    );
+    drop(node);
+    // The key file decides the type of an existing identity.
+    let (_again, same, _) = start(&[]);
+    assert_eq!(same, peer);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
 fn ping_with_a_wrong_peer_id_fails_with_a_clear_message() {
     let mut node = Running(
         missive()

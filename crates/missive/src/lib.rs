@@ -27,8 +27,9 @@
 //! - `request_response`: libp2p-style request-response protocols on the node — a cloneable
 //!   handle with `request(peer, req).await`, libp2p's event interface and CBOR/JSON codecs that
 //!   write what rust-libp2p writes.
-//! - [`p2p`]: a peer-to-peer node on the libp2p wire (TCP + Noise or libp2p-tls + Yamux +
-//!   multistream-select) with Ed25519 identities, and [`stream`], raw stream protocols on it in the style of
+//! - [`p2p`]: a peer-to-peer node on the libp2p wire (TCP + Noise or libp2p-tls + Yamux, and
+//!   QUIC, with multistream-select) with Ed25519 or secp256k1 identities (peers of every libp2p
+//!   key type are verified), and [`stream`], raw stream protocols on it in the style of
 //!   libp2p-stream (`Control::accept`, `Control::open_stream`).
 //! - [`transport`]: the byte streams everything runs on — TCP, Unix sockets, TLS (rustls) and an
 //!   in-memory pipe for tests.

@@ -432,6 +432,40 @@ async fn p2p_lazy_open_sends_data_at_once_and_reports_refusal_on_read() {
 }
 
 #[tokio::test]
+async fn p2p_identify_tells_each_side_the_address_it_is_seen_at() {
+    use missive::protocols::identify;
+    tokio::time::timeout(TEST_DEADLINE, async {
+        let (a, addr) = listening(NodeConfig::default()).await;
+        let mut a_events = a.events();
+        let b = node(NodeConfig::default()).await;
+        let peer = b.dial(addr.clone()).await.expect("dial");
+        let mut seen_at = None;
+        for _ in 0..16 {
+            if let Some(NodeEvent::ConnectionEstablished { remote_addr, .. }) =
+                a_events.next().await
+            {
+                seen_at = Some(remote_addr);
+                break;
+            }
+        }
+        let seen_at = seen_at.expect("a saw the connection");
+        // The listener tells the dialer the address its connection comes from.
+        let info = identify::request(&b.stream_control(), peer)
+            .await
+            .expect("b identifies a");
+        assert_eq!(info.observed_addr, Some(seen_at));
+        // The dialer tells the listener the address it dialed (without the /p2p part).
+        let info = identify::request(&a.stream_control(), b.peer_id())
+            .await
+            .expect("a identifies b");
+        assert_eq!(info.observed_addr, Some(addr));
+        assert!(info.listen_addrs.is_empty(), "b listens nowhere");
+    })
+    .await
+    .expect("in time");
+}
+
+#[tokio::test]
 async fn p2p_identify_reports_the_key_agent_listen_addresses_and_protocols() {
     use missive::protocols::identify;
     tokio::time::timeout(TEST_DEADLINE, async {

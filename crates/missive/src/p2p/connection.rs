@@ -16,7 +16,7 @@ use super::node::Shared;
 use super::stream_ends::{End, StreamEnds};
 use super::substream::Substream;
 use super::upgrade::{Endpoint, MuxConnection};
-use super::{NodeEvent, PeerId};
+use super::{Multiaddr, NodeEvent, PeerId};
 
 /// Identifies one connection of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -62,14 +62,22 @@ pub(crate) struct Activity {
     negotiating: AtomicUsize,
     idle_since: Mutex<Instant>,
     ends: Arc<StreamEnds>,
+    /// The remote address of the connection (identify sends it back as the observed address).
+    remote_addr: Multiaddr,
 }
 
 impl Activity {
-    fn new(id: ConnectionId, closed: CancellationToken, ends: Arc<StreamEnds>) -> Self {
+    fn new(
+        id: ConnectionId,
+        closed: CancellationToken,
+        ends: Arc<StreamEnds>,
+        remote_addr: Multiaddr,
+    ) -> Self {
         Self {
             id,
             closed,
             ends,
+            remote_addr,
             streams: AtomicUsize::new(0),
             negotiating: AtomicUsize::new(0),
             idle_since: Mutex::new(Instant::now()),
@@ -144,6 +152,11 @@ impl StreamGuard {
     /// The connection the stream belongs to.
     pub(crate) fn connection_id(&self) -> ConnectionId {
         self.0.id
+    }
+
+    /// The remote address of the stream's connection.
+    pub(crate) fn remote_addr(&self) -> &Multiaddr {
+        &self.0.remote_addr
     }
 
     /// Cancelled once the stream's connection has closed.
@@ -247,6 +260,7 @@ pub(crate) fn new_connection(
     peer: PeerId,
     endpoint: Endpoint,
     muxed: Muxed,
+    remote_addr: Multiaddr,
     close: CancellationToken,
 ) -> Driver {
     let (tx, rx) = mpsc::channel(32);
@@ -259,7 +273,7 @@ pub(crate) fn new_connection(
             id,
             peer,
             commands: tx,
-            activity: Arc::new(Activity::new(id, close.clone(), ends)),
+            activity: Arc::new(Activity::new(id, close.clone(), ends, remote_addr)),
             close,
         },
         endpoint,
@@ -440,6 +454,7 @@ mod tests {
             ConnectionId(1),
             CancellationToken::new(),
             Arc::default(),
+            Multiaddr::from_socket_addr(([127, 0, 0, 1], 1).into()),
         ));
         let overshoots = AtomicUsize::new(0);
         std::thread::scope(|s| {

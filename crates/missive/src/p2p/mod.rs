@@ -23,6 +23,7 @@
 
 mod config;
 pub(crate) mod connection;
+mod der;
 mod events;
 pub(crate) mod identity;
 mod inbound;
@@ -31,6 +32,7 @@ pub mod negotiate;
 pub(crate) mod negotiated;
 pub(crate) mod node;
 pub mod noise;
+mod peer_id;
 pub(crate) mod protobuf;
 mod quic;
 pub(crate) mod stream_ends;
@@ -42,7 +44,9 @@ mod upgrade;
 pub use config::NodeConfig;
 pub use connection::{CloseCause, ConnectionId, StreamRefusal};
 pub use events::{DialError, Events, IncomingError, ListenError, NewNodeError, NodeEvent};
-pub use identity::{DecodeKeyError, KeyFileError, Keypair, ParsePeerIdError, PeerId, PublicKey};
+pub use identity::{
+    DecodeKeyError, KeyFileError, KeyType, Keypair, ParsePeerIdError, PeerId, PublicKey,
+};
 pub use multiaddr::{DecodeMultiaddrError, Multiaddr, ParseMultiaddrError, Protocol};
 pub use negotiated::NegotiateError;
 pub use node::Node;

@@ -659,7 +659,14 @@ impl Shared {
                 return;
             }
             let id = ConnectionId(self.next_id());
-            let driver = new_connection(id, peer, endpoint, muxed, self.cancel.child_token());
+            let driver = new_connection(
+                id,
+                peer,
+                endpoint,
+                muxed,
+                remote_addr.clone(),
+                self.cancel.child_token(),
+            );
             conns.push(driver.handle.clone());
             driver
         };

@@ -68,7 +68,7 @@ pub enum NoiseError {
     /// The peer's handshake payload is not a valid protobuf payload.
     #[error("peer sent a malformed handshake payload: {0}")]
     InvalidPayload(&'static str),
-    /// The peer's identity key is not an Ed25519 key this node understands.
+    /// The peer's identity key is malformed or of a type or form this node does not support.
     #[error("peer's identity key was refused: {0}")]
     InvalidIdentityKey(#[source] super::DecodeKeyError),
     /// The peer's signature over its static key does not verify.
@@ -113,8 +113,8 @@ impl NoiseConfig {
         signed.extend_from_slice(&kp.public);
         let sig = identity.sign(&signed);
         let payload = encode_payload(&HandshakePayload {
-            identity_key: identity.public().to_protobuf_encoding().to_vec(),
-            identity_sig: sig.to_vec(),
+            identity_key: identity.public().to_protobuf_encoding(),
+            identity_sig: sig,
             stream_muxers: Vec::new(),
         });
         Ok(Self {
@@ -989,14 +989,79 @@ mod tests {
     fn payload_with_wrong_signature_is_refused() {
         let key = Keypair::generate();
         let payload = encode_payload(&HandshakePayload {
-            identity_key: key.public().to_protobuf_encoding().to_vec(),
-            identity_sig: key.sign(b"something else").to_vec(),
+            identity_key: key.public().to_protobuf_encoding(),
+            identity_sig: key.sign(b"something else"),
             stream_muxers: vec![],
         });
         assert!(matches!(
             verify_payload(&payload, &[1u8; 32]),
             Err(NoiseError::BadSignature)
         ));
+    }
+
+    #[test]
+    fn payloads_signed_by_every_key_type_are_accepted() {
+        use crate::p2p::identity::test_vectors::*;
+        // The vectors' signatures cover the static-key prefix and the key 00 01 .. 1f.
+        let remote_static: Vec<u8> = (0..32).collect();
+        assert_eq!(hex(SIGNED), [STATIC_KEY_DOMAIN, &remote_static].concat());
+        for (key, sig, peer) in [
+            (
+                ED25519_PUBLIC.to_owned(),
+                ED25519_SIGNATURE.to_owned(),
+                "12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq",
+            ),
+            (
+                SECP256K1_PUBLIC.to_owned(),
+                SECP256K1_SIGNATURE.to_owned(),
+                "16Uiu2HAmLhLvBoYaoZfaMUKuibM6ac163GwKY74c5kiSLg5KvLpY",
+            ),
+            (
+                ECDSA_PUBLIC.to_owned(),
+                ECDSA_SIGNATURE.to_owned(),
+                "QmVMT29id3TUASyfZZ6k9hmNyc2nYabCo4uMSpDw4zrgDk",
+            ),
+            (
+                RSA_PUBLIC.concat(),
+                RSA_SIGNATURE.concat(),
+                "QmaeANgBs1DTSxWSrPPtobgQuxW8XTfsS4ydbK4rCHzqxG",
+            ),
+        ] {
+            let mut payload = HandshakePayload {
+                identity_key: hex(&key),
+                identity_sig: hex(&sig),
+                stream_muxers: vec![],
+            };
+            let got = verify_payload(&encode_payload(&payload), &remote_static).expect(peer);
+            assert_eq!(got.to_string(), peer);
+            // Another static key, or a signature with a bit flipped, is refused.
+            assert!(matches!(
+                verify_payload(&encode_payload(&payload), &[1u8; 32]),
+                Err(NoiseError::BadSignature)
+            ));
+            let last = payload.identity_sig.len() - 1;
+            payload.identity_sig[last] ^= 1;
+            assert!(matches!(
+                verify_payload(&encode_payload(&payload), &remote_static),
+                Err(NoiseError::BadSignature)
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn handshake_between_secp256k1_and_ed25519_nodes_proves_both_peer_ids() {
+        let (a, b) = (Keypair::generate_secp256k1(), Keypair::generate());
+        for (x, y) in [(&a, &b), (&b, &a), (&a, &a)] {
+            let (rx, ry) = pair(x, y, Some(y.peer_id())).await;
+            let (mut sx, px) = rx.expect("initiator");
+            let (mut sy, py) = ry.expect("responder");
+            assert_eq!((px, py), (y.peer_id(), x.peer_id()));
+            sx.write_all(b"hi").await.expect("write");
+            sx.flush().await.expect("flush");
+            let mut buf = [0u8; 2];
+            sy.read_exact(&mut buf).await.expect("read");
+            assert_eq!(&buf, b"hi");
+        }
     }
 
     proptest! {

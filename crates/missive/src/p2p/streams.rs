@@ -121,6 +121,12 @@ impl Stream {
         self._guard.connection_id()
     }
 
+    /// The remote address of the stream's connection: the address dialed, or the address an
+    /// inbound connection came from.
+    pub fn remote_addr(&self) -> &super::Multiaddr {
+        self._guard.remote_addr()
+    }
+
     /// Resolves once the stream's connection has closed.
     #[cfg(feature = "request-response")]
     pub(crate) fn connection_closed(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {

@@ -126,7 +126,7 @@ impl Info {
     /// protocol names that are not valid are left out.
     ///
     /// # Errors
-    /// The message is over the size limit, malformed, or lacks a valid Ed25519 public key.
+    /// The message is over the size limit, malformed, or lacks a valid public key.
     pub fn decode(mut bytes: &[u8]) -> Result<Self, IdentifyError> {
         if bytes.len() > MAX_MESSAGE_SIZE {
             return Err(IdentifyError::TooLarge {
@@ -212,7 +212,7 @@ pub enum IdentifyError {
     /// The message is not a valid identify message.
     #[error("malformed identify message: {0}")]
     Malformed(&'static str),
-    /// The public key is missing, malformed or not Ed25519.
+    /// The public key is malformed or of an unsupported type.
     #[error("identify public key refused: {0}")]
     PublicKey(#[source] DecodeKeyError),
     /// The key belongs to a different peer than the one on the connection.
@@ -278,15 +278,18 @@ async fn read_length<R: AsyncRead + Unpin>(r: &mut R) -> Result<usize, IdentifyE
 }
 
 /// Answers identify on the node behind `control` until the node shuts down. Each answer lists
-/// the node's listen addresses and registered protocols at the time it is asked.
+/// the node's listen addresses and registered protocols at the time it is asked, and the
+/// address the asking peer is seen at (the connection's remote address).
 pub(crate) fn serve(control: &Control, public_key: PublicKey) {
     // Weak: the node's own routes must not keep the node alive.
     let node = Arc::downgrade(control.shared());
     let served = control.serve_inline(PROTOCOL, move |_peer, mut stream| {
         let info = node.upgrade().map(|shared| {
-            Info::new(public_key)
+            let mut info = Info::new(public_key.clone())
                 .with_listen_addrs(shared.listen_addrs())
-                .with_protocols(shared.protocols())
+                .with_protocols(shared.protocols());
+            info.observed_addr = Some(stream.remote_addr().without_peer_id());
+            info
         });
         async move {
             let Some(info) = info else {
@@ -334,6 +337,22 @@ mod tests {
     }
 
     #[test]
+    fn keys_of_every_type_round_trip_through_identify() {
+        for key in [
+            Keypair::from_secret_bytes([3; 32]).public(),
+            Keypair::secp256k1_from_secret_bytes([3; 32])
+                .expect("valid scalar")
+                .public(),
+        ] {
+            let mut info = sample();
+            info.public_key = key.clone();
+            let got = Info::decode(&info.encode()).expect("decode");
+            assert_eq!(got.peer_id(), key.to_peer_id());
+            assert_eq!(got.public_key, key);
+        }
+    }
+
+    #[test]
     fn unsupported_addresses_are_counted_and_unknown_fields_skipped() {
         let info = sample();
         let mut msg = info.encode();
@@ -352,11 +371,11 @@ mod tests {
             Info::decode(&msg),
             Err(IdentifyError::Malformed("no public key"))
         ));
-        put_bytes(&mut msg, 1, &[0x08, 0x02, 0x12, 0x01, 0x00]);
+        put_bytes(&mut msg, 1, &[0x08, 0x07, 0x12, 0x01, 0x00]);
         assert!(matches!(
             Info::decode(&msg),
             Err(IdentifyError::PublicKey(
-                DecodeKeyError::UnsupportedKeyType(2)
+                DecodeKeyError::UnsupportedKeyType(7)
             ))
         ));
     }
