@@ -25,9 +25,9 @@ pub(crate) enum RrCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Address to listen on.
-    #[arg(default_value = "/ip4/127.0.0.1/tcp/0")]
-    addr: String,
+    /// Addresses to listen on (default: TCP and QUIC on loopback, ports chosen by the system).
+    #[arg(default_values = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"])]
+    addrs: Vec<String>,
     /// The node's key file; created when it does not exist.
     #[arg(long)]
     key: Option<PathBuf>,
@@ -69,13 +69,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let node = Node::new(key, NodeConfig::default()).await?;
     let _behaviour = serve_json_echo(&node)?;
-    let addr: Multiaddr = args
-        .addr
-        .parse()
-        .with_context(|| format!("{:?} is not a multiaddr", args.addr))?;
-    let bound = node.listen(addr).await?;
     println!("peer id: {}", node.peer_id());
-    println!("listening on {}", bound.with(Protocol::P2p(node.peer_id())));
+    for text in &args.addrs {
+        let addr: Multiaddr = text
+            .parse()
+            .with_context(|| format!("{text:?} is not a multiaddr"))?;
+        let bound = node
+            .listen(addr)
+            .await
+            .with_context(|| format!("cannot listen on {text}"))?;
+        println!("listening on {}", bound.with(Protocol::P2p(node.peer_id())));
+    }
     println!("answering {PROTOCOL}");
     tokio::signal::ctrl_c().await?;
     node.shutdown().await;

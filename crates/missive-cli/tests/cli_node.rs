@@ -135,7 +135,8 @@ fn a_node_with_a_secp256k1_key_answers_ping_and_keeps_its_key_type() {
             .strip_prefix("listening on ")
             .expect("address")
             .to_owned();
-        (child, peer, addr)
+        // The reader stays open with the node: a node printing into a closed pipe would end.
+        ((child, stdout), peer, addr)
     };
     let (node, peer, addr) = start(&["--key-type", "secp256k1"]);
     assert!(
@@ -149,7 +150,8 @@ fn a_node_with_a_secp256k1_key_answers_ping_and_keeps_its_key_type() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && text.contains("2 of 2 answered"),
-        "{text}"
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     drop(node);
     // The key file decides the type of an existing identity.
@@ -193,4 +195,54 @@ fn ping_with_a_wrong_peer_id_fails_with_a_clear_message() {
         stderr.contains(other),
         "the error names the expected peer: {stderr}"
     );
+}
+
+#[test]
+fn node_listen_serves_tcp_and_quic_by_default_and_ping_and_identify_work_over_quic() {
+    let mut node = Running(
+        missive()
+            .args(["node", "listen"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn node"),
+    );
+    let mut stdout = BufReader::new(node.0.stdout.take().expect("stdout"));
+    let mut lines = Vec::new();
+    for _ in 0..3 {
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("line");
+        lines.push(line.trim().to_owned());
+    }
+    let addrs: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("listening on "))
+        .collect();
+    assert!(addrs.iter().any(|a| a.contains("/tcp/")), "{lines:?}");
+    let quic = addrs
+        .iter()
+        .find(|a| a.contains("/udp/") && a.contains("/quic-v1/p2p/"))
+        .unwrap_or_else(|| panic!("no QUIC address in {lines:?}"));
+    let out = missive()
+        .args(["ping", quic, "--count", "2", "--interval-ms", "10"])
+        .output()
+        .expect("run ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("2 of 2 answered"), "{text}");
+    let out = missive()
+        .args(["node", "identify", quic])
+        .output()
+        .expect("run identify");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("/quic-v1"), "{text}");
 }
