@@ -48,10 +48,12 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut outcomes = Vec::new();
     outcomes.push(queue_over("tcp", args.count).await?);
     outcomes.push(queue_over("tls", args.count).await?);
-    outcomes.push(node_ping_and_echo(args.echoes).await?);
+    outcomes.push(node_ping_and_echo(TCP, "tcp+noise+yamux", args.echoes).await?);
+    outcomes.push(node_ping_and_echo(QUIC, "quic", args.echoes).await?);
     outcomes.push(crate::demo_rpc::unary_stream_and_cancel(args.calls).await?);
     outcomes.push(crate::demo_rpc::over_a_node_stream(args.calls).await?);
-    outcomes.push(request_response(args.requests).await?);
+    outcomes.push(request_response(TCP, "tcp/json", args.requests).await?);
+    outcomes.push(request_response(QUIC, "quic/json", args.requests).await?);
 
     let all_passed = outcomes.iter().all(|o| o.passed);
     if args.json {
@@ -180,16 +182,25 @@ async fn queue_over(transport: &'static str, count: u32) -> anyhow::Result<Outco
 
 /// Two nodes on loopback: one dials the other (TCP + Noise + Yamux), checks the PeerId it reached,
 /// pings it, asks it to identify itself, then runs `echoes` 64-byte round trips on one `/echo/1.0.0` stream.
-async fn node_ping_and_echo(echoes: u32) -> anyhow::Result<Outcome> {
+/// The node's loopback listen addresses the demo runs its node rows on.
+const TCP: &str = "/ip4/127.0.0.1/tcp/0";
+const QUIC: &str = "/ip4/127.0.0.1/udp/0/quic-v1";
+
+async fn node_ping_and_echo(
+    listen: &str,
+    transport: &'static str,
+    echoes: u32,
+) -> anyhow::Result<Outcome> {
     let server = Node::new(Keypair::generate(), NodeConfig::default()).await?;
-    let addr = server.listen("/ip4/127.0.0.1/tcp/0".parse()?).await?;
+    let addr = server.listen(listen.parse()?).await?;
     let echo = tokio::spawn(crate::node_cmd::serve_echo(server.stream_control()));
     let client = Node::new(Keypair::generate(), NodeConfig::default()).await?;
 
     let progress = ProgressBar::new(u64::from(echoes)).with_style(
-        ProgressStyle::with_template("node/echo {bar:40} {pos}/{len} round trips")
+        ProgressStyle::with_template("node/echo {msg} {bar:40} {pos}/{len} round trips")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    progress.set_message(transport);
     let started = Instant::now();
     let reached = client.dial(addr).await?;
     let dialed_in = started.elapsed();
@@ -234,7 +245,7 @@ async fn node_ping_and_echo(echoes: u32) -> anyhow::Result<Outcome> {
     let peer_matches = reached == server.peer_id();
     Ok(Outcome {
         layer: "node",
-        transport: "tcp+noise+yamux",
+        transport,
         exchanged: u64::from(echoes),
         unit: "echoes",
         elapsed,
@@ -256,12 +267,16 @@ async fn node_ping_and_echo(echoes: u32) -> anyhow::Result<Outcome> {
 
 /// Two nodes: one serves the JSON echo protocol of `missive rr serve`, the other sends `requests`
 /// requests (16 at a time, each on a stream of its own) and checks every answer.
-async fn request_response(requests: u32) -> anyhow::Result<Outcome> {
+async fn request_response(
+    listen: &str,
+    transport: &'static str,
+    requests: u32,
+) -> anyhow::Result<Outcome> {
     use missive::request_response::{Behaviour, Config};
 
     let server = Node::new(Keypair::generate(), NodeConfig::default()).await?;
     let _serving = crate::rr_cmd::serve_json_echo(&server)?;
-    let addr = server.listen("/ip4/127.0.0.1/tcp/0".parse()?).await?;
+    let addr = server.listen(listen.parse()?).await?;
     let client = Node::new(Keypair::generate(), NodeConfig::default()).await?;
     let protocols = [(
         crate::rr_cmd::PROTOCOL.to_owned(),
@@ -293,7 +308,7 @@ async fn request_response(requests: u32) -> anyhow::Result<Outcome> {
     server.shutdown().await;
     Ok(Outcome {
         layer: "request_response",
-        transport: "node/json",
+        transport,
         exchanged: u64::from(requests),
         unit: "requests",
         elapsed,

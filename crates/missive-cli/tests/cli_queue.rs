@@ -44,9 +44,11 @@ fn demo_reports_every_layer_as_passed() {
     }
     for (layer, transport) in [
         ("node", "tcp+noise+yamux"),
+        ("node", "quic"),
         ("rpc", "tcp"),
         ("rpc", "node stream"),
-        ("request_response", "node/json"),
+        ("request_response", "tcp/json"),
+        ("request_response", "quic/json"),
     ] {
         let row = lines
             .iter()
@@ -54,7 +56,7 @@ fn demo_reports_every_layer_as_passed() {
             .unwrap_or_else(|| panic!("no {layer}/{transport} row in {lines:?}"));
         assert_eq!(row["passed"], true, "{row}");
     }
-    assert_eq!(lines.len(), 6, "one row per layer and transport: {lines:?}");
+    assert_eq!(lines.len(), 8, "one row per layer and transport: {lines:?}");
 }
 
 #[test]
