@@ -8,10 +8,11 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
-use super::Multiaddr;
+use super::connection::Muxed;
 use super::events::{IncomingError, NodeEvent};
 use super::node::Shared;
 use super::upgrade::{Endpoint, UpgradeError, upgrade};
+use super::{Multiaddr, PeerId};
 use crate::transport::pending::{PendingSlot, first_bytes};
 
 /// Accepts connections on `listener` until the node shuts down, each handshake in a task of
@@ -80,10 +81,19 @@ async fn handshake(shared: Arc<Shared>, tcp: TcpStream, remote_addr: Multiaddr, 
         r = setup => r,
     };
     drop(slot);
-    match result {
-        Ok((muxed, peer)) => {
-            shared
-                .establish(
+    shared.inbound_done(result, remote_addr).await;
+}
+
+impl Shared {
+    /// Hands a secured inbound connection to the node, or reports why there is none.
+    pub(crate) async fn inbound_done(
+        self: &Arc<Self>,
+        result: Result<(Muxed, PeerId), IncomingError>,
+        remote_addr: Multiaddr,
+    ) {
+        match result {
+            Ok((muxed, peer)) => {
+                self.establish(
                     muxed,
                     peer,
                     Endpoint::Listener,
@@ -92,13 +102,14 @@ async fn handshake(shared: Arc<Shared>, tcp: TcpStream, remote_addr: Multiaddr, 
                     Vec::new(),
                 )
                 .await;
-        }
-        Err(error) => {
-            tracing::debug!(%remote_addr, %error, "inbound connection failed");
-            shared.emit(NodeEvent::IncomingConnectionError {
-                remote_addr,
-                error: Arc::new(error),
-            });
+            }
+            Err(error) => {
+                tracing::debug!(%remote_addr, %error, "inbound connection failed");
+                self.emit(NodeEvent::IncomingConnectionError {
+                    remote_addr,
+                    error: Arc::new(error),
+                });
+            }
         }
     }
 }

@@ -24,7 +24,7 @@ use super::events::{DialError, IncomingError, ListenError, NodeEvent};
 use super::node::Shared;
 use super::substream::{QuicStream, Substream};
 use super::tls::TlsConfig;
-use super::upgrade::{Endpoint, UpgradeError};
+use super::upgrade::UpgradeError;
 use super::{Multiaddr, NodeConfig, PeerId, Protocol};
 use crate::transport::pending::PendingSlot;
 
@@ -267,27 +267,8 @@ async fn handshake(
         }
     };
     drop(slot);
-    match result {
-        Ok((conn, peer)) => {
-            shared
-                .establish(
-                    Muxed::Quic(conn),
-                    peer,
-                    Endpoint::Listener,
-                    remote_addr,
-                    false,
-                    Vec::new(),
-                )
-                .await;
-        }
-        Err(error) => {
-            tracing::debug!(%remote_addr, %error, "inbound QUIC connection failed");
-            shared.emit(NodeEvent::IncomingConnectionError {
-                remote_addr,
-                error: Arc::new(error),
-            });
-        }
-    }
+    let result = result.map(|(conn, peer)| (Muxed::Quic(conn), peer));
+    shared.inbound_done(result, remote_addr).await;
 }
 
 type Opening = std::pin::Pin<
