@@ -55,6 +55,7 @@ enum Command {
     Listen(LibMultiaddr, oneshot::Sender<LibMultiaddr>),
     Dial(LibMultiaddr),
     Request(libp2p::PeerId, Greet, Reply<Greet>),
+    Disconnect(libp2p::PeerId),
 }
 
 /// A connection the libp2p peer established: the remote and its address.
@@ -68,6 +69,7 @@ struct Libp2pPeer {
     control: libp2p_stream::Control,
     commands: mpsc::Sender<Command>,
     established: mpsc::Receiver<Established>,
+    closed: mpsc::Receiver<libp2p::PeerId>,
     pings: mpsc::Receiver<(libp2p::PeerId, Result<Duration, String>)>,
     identified: mpsc::Receiver<(libp2p::PeerId, identify::Info)>,
 }
@@ -105,6 +107,7 @@ fn libp2p_peer() -> Libp2pPeer {
     let control = swarm.behaviour().stream.new_control();
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(8);
     let (est_tx, established) = mpsc::channel(16);
+    let (closed_tx, closed) = mpsc::channel(16);
     let (ping_tx, pings) = mpsc::channel(256);
     let (id_tx, identified) = mpsc::channel(16);
     tokio::spawn(async move {
@@ -125,6 +128,7 @@ fn libp2p_peer() -> Libp2pPeer {
                         let id = swarm.behaviour_mut().greet.send_request(&peer, req);
                         waiting.insert(id, reply);
                     }
+                    Some(Command::Disconnect(peer)) => { let _ = swarm.disconnect_peer_id(peer); }
                     None => return,
                 },
                 ev = swarm.select_next_some() => match ev {
@@ -133,6 +137,9 @@ fn libp2p_peer() -> Libp2pPeer {
                     }
                     SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                         let _ = est_tx.try_send((peer_id, endpoint.get_remote_address().clone()));
+                    }
+                    SwarmEvent::ConnectionClosed { peer_id, .. } => {
+                        let _ = closed_tx.try_send(peer_id);
                     }
                     SwarmEvent::OutgoingConnectionError { error, .. } => {
                         eprintln!("rust-libp2p dial failed: {error}");
@@ -169,6 +176,7 @@ fn libp2p_peer() -> Libp2pPeer {
         control,
         commands: cmd_tx,
         established,
+        closed,
         pings,
         identified,
     }
@@ -221,6 +229,16 @@ impl Libp2pPeer {
                 return info;
             }
         }
+    }
+
+    /// Serves [`EXAMPLE_ECHO`] as the example does: write back what arrives as it arrives.
+    fn serve_streaming_echo(&self) {
+        let incoming = self
+            .control
+            .clone()
+            .accept(LibProtocol::new(EXAMPLE_ECHO))
+            .expect("register");
+        tokio::spawn(serve_example_echo(incoming));
     }
 
     /// Serves [`ECHO`] with libp2p-stream: read to the end, write back, close.
@@ -527,29 +545,12 @@ async fn example_peer(dial: Option<Multiaddr>) -> ExamplePeer {
         .listen_on(QUIC.parse().expect("addr"))
         .expect("listen");
     let peer_id = *swarm.local_peer_id();
-    let mut incoming = swarm
+    let incoming = swarm
         .behaviour()
         .new_control()
         .accept(LibProtocol::new(EXAMPLE_ECHO))
         .expect("register");
-    tokio::spawn(async move {
-        while let Some((_, mut stream)) = incoming.next().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 100];
-                loop {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if stream.write_all(&buf[..n]).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-                let _ = stream.close().await;
-            });
-        }
-    });
+    tokio::spawn(serve_example_echo(incoming));
     let sent = match dial {
         Some(address) => {
             let Some(missive::p2p::Protocol::P2p(peer)) = address.iter().last().cloned() else {
@@ -588,6 +589,26 @@ async fn example_peer(dial: Option<Multiaddr>) -> ExamplePeer {
         peer_id,
         listen_addr: listen_addr.to_string().parse().expect("same text form"),
         sent,
+    }
+}
+
+/// The example's `echo` on every inbound stream: write back what arrives, until the end.
+async fn serve_example_echo(mut incoming: libp2p_stream::IncomingStreams) {
+    while let Some((_, mut stream)) = incoming.next().await {
+        tokio::spawn(async move {
+            let mut buf = [0u8; 100];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if stream.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = stream.close().await;
+        });
     }
 }
 
@@ -795,6 +816,199 @@ async fn quic_unsupported_protocols_are_refused_both_ways() {
         let mut back = Vec::new();
         s.read_to_end(&mut back).await.expect("read");
         assert_eq!(back, b"still here");
+
+        // The same for request-response: a protocol rust-libp2p does not serve ...
+        let unknown = rr::Behaviour::<rr::cbor::Codec<String, String>>::new(
+            &node,
+            [("/unknown/1".to_owned(), ProtocolSupport::Full)],
+            rr::Config::default(),
+        )
+        .expect("rr");
+        let err = unknown
+            .request(peer, "x".into())
+            .await
+            .expect_err("libp2p refuses");
+        assert!(
+            matches!(err, rr::OutboundFailure::UnsupportedProtocols),
+            "{err:?}"
+        );
+        // ... and a request of rust-libp2p's that a node without that protocol refuses.
+        let bare = Node::new(Keypair::generate(), NodeConfig::default())
+            .await
+            .expect("node");
+        let bare_quic = bare
+            .listen(QUIC.parse().expect("addr"))
+            .await
+            .expect("listen");
+        lib.dial(&bare_quic.with(Protocol::P2p(bare.peer_id())))
+            .await;
+        let err = lib
+            .request(
+                lib_peer_id(&bare.peer_id()),
+                Greet {
+                    name: "x".into(),
+                    times: 0,
+                },
+            )
+            .await
+            .expect_err("missive refuses");
+        assert!(err.contains("UnsupportedProtocols"), "{err}");
+    })
+    .await
+    .expect("in time");
+}
+
+#[tokio::test]
+async fn quic_many_concurrent_streams_both_ways_on_one_connection() {
+    // The 12 MB echo is slow in a debug build on a loaded machine.
+    tokio::time::timeout(DEADLINE * 2, async {
+        let mut lib = libp2p_peer();
+        lib.serve_echo();
+        lib.serve_streaming_echo();
+        let lib_quic = lib.listen_on(QUIC).await;
+        let (node, _, _) = missive_node().await;
+        let peer = node
+            .dial(lib_quic.with(Protocol::P2p(lib.missive_peer())))
+            .await
+            .expect("dial");
+        let me = lib_peer_id(&node.peer_id());
+        // missive's dial is done before rust-libp2p has the connection; wait for it there.
+        assert_eq!(lib.established.recv().await.map(|(p, _)| p), Some(me));
+        // libp2p-stream hands inbound streams over a channel without a buffer and drops the
+        // ones that find it full, so missive opens its streams one after another, each
+        // confirmed by its first echoed byte, and then uses them all at once.
+        let mut held = Vec::new();
+        for _ in 0..24u32 {
+            let mut s = node
+                .stream_control()
+                .open_stream(peer, StreamProtocol::new(EXAMPLE_ECHO))
+                .await
+                .expect("open");
+            s.write_all(b"i").await.expect("write");
+            let mut one = [0u8; 1];
+            s.read_exact(&mut one).await.expect("first echoed byte");
+            held.push(s);
+        }
+        let mut tasks = Vec::new();
+        for (i, s) in (0u32..).zip(held) {
+            tasks.push(tokio::spawn(async move {
+                let msg: Vec<u8> = (0..40_000 + i).map(|j| (j * 7 + i) as u8).collect();
+                let (mut r, mut w) = tokio::io::split(s);
+                let (wrote, back) = tokio::join!(
+                    async {
+                        w.write_all(&msg).await?;
+                        w.shutdown().await
+                    },
+                    async {
+                        let mut back = Vec::new();
+                        r.read_to_end(&mut back).await.map(|_| back)
+                    }
+                );
+                wrote.expect("write");
+                assert!(back.expect("read") == msg, "missive stream {i} differs");
+            }));
+        }
+        for i in 0..24u32 {
+            let mut control = lib.control.clone();
+            tasks.push(tokio::spawn(async move {
+                let msg: Vec<u8> = (0..30_000 + i).map(|j| (j * 11 + i) as u8).collect();
+                let mut s = control
+                    .open_stream(me, LibProtocol::new(ECHO))
+                    .await
+                    .expect("open");
+                s.write_all(&msg).await.expect("write");
+                s.close().await.expect("fin");
+                let mut back = Vec::new();
+                s.read_to_end(&mut back).await.expect("read");
+                assert!(back == msg, "libp2p stream {i} differs");
+            }));
+        }
+        for t in tasks {
+            t.await.expect("stream task");
+        }
+        // A transfer past both sides' stream windows (10 MB) is paced, not lost.
+        let big: Vec<u8> = (0..12_000_000u32).map(|i| (i % 249) as u8).collect();
+        let mut s = node
+            .stream_control()
+            .open_stream(peer, StreamProtocol::new(ECHO))
+            .await
+            .expect("open");
+        let (mut r, mut w) = tokio::io::split(&mut s);
+        let (wrote, back) = tokio::join!(
+            async {
+                w.write_all(&big).await?;
+                w.shutdown().await
+            },
+            async {
+                let mut back = Vec::new();
+                r.read_to_end(&mut back).await.map(|_| back)
+            }
+        );
+        wrote.expect("write");
+        assert!(back.expect("read") == big, "the large echo differs");
+    })
+    .await
+    .expect("in time");
+}
+
+#[tokio::test]
+async fn quic_a_reset_stream_and_closed_connections_are_seen_on_the_other_side() {
+    tokio::time::timeout(DEADLINE, async {
+        let mut lib = libp2p_peer();
+        let lib_quic = lib.listen_on(QUIC).await;
+        let mut incoming = lib
+            .control
+            .clone()
+            .accept(LibProtocol::new(ECHO))
+            .expect("register");
+        let (node, _, _) = missive_node().await;
+        let mut events = node.events();
+        let target = lib_quic.with(Protocol::P2p(lib.missive_peer()));
+        let peer = node.dial(target.clone()).await.expect("dial");
+        let me = lib_peer_id(&node.peer_id());
+        assert_eq!(lib.established.recv().await.map(|(p, _)| p), Some(me));
+
+        // A stream missive drops before finishing it is an error to rust-libp2p, not an end.
+        let mut s = node
+            .stream_control()
+            .open_stream(peer, StreamProtocol::new(ECHO))
+            .await
+            .expect("open");
+        s.write_all(b"half of a message").await.expect("write");
+        s.flush().await.expect("flush");
+        let (_, mut theirs) = incoming.next().await.expect("inbound");
+        let mut first = [0u8; 4];
+        theirs.read_exact(&mut first).await.expect("first bytes");
+        drop(s);
+        let mut rest = Vec::new();
+        let end = theirs.read_to_end(&mut rest).await;
+        assert!(
+            end.is_err(),
+            "read {} more bytes, then a clean end",
+            rest.len()
+        );
+
+        // missive closes the connection: rust-libp2p sees it close.
+        node.close_peer(&peer);
+        assert_eq!(lib.closed.recv().await, Some(me));
+        // It dials again, and now rust-libp2p closes: missive sees a remote close.
+        let again = node.dial(target).await.expect("dial again");
+        assert_eq!(again, peer);
+        // Its dial is done before rust-libp2p has the connection; wait for it there.
+        assert_eq!(lib.established.recv().await.map(|(p, _)| p), Some(me));
+        lib.command(Command::Disconnect(me)).await;
+        let cause = loop {
+            if let Some(NodeEvent::ConnectionClosed { peer: p, cause, .. }) = events.next().await {
+                if p == peer && !matches!(cause, missive::p2p::CloseCause::LocalClose) {
+                    break cause;
+                }
+            }
+        };
+        assert!(
+            matches!(cause, missive::p2p::CloseCause::RemoteClosed),
+            "{cause:?}"
+        );
+        assert!(!node.is_connected(&peer));
     })
     .await
     .expect("in time");
