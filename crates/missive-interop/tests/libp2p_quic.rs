@@ -99,7 +99,7 @@ fn libp2p_peer() -> Libp2pPeer {
         )
         .expect("tcp")
         .with_quic()
-        .with_behaviour(|key| behaviour(key))
+        .with_behaviour(behaviour)
         .expect("behaviour")
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
@@ -349,7 +349,7 @@ fn is_quic(a: &Multiaddr) -> bool {
 /// 1000 random bytes, as the example sends.
 fn random_bytes() -> Vec<u8> {
     let mut seed = std::collections::hash_map::RandomState::new().build_hasher();
-    seed.write_u64(0x6d69_7373_6976_65);
+    seed.write_u64(0x006d_6973_7369_7665);
     let mut x = seed.finish() | 1;
     (0..1000)
         .map(|_| {
@@ -998,10 +998,11 @@ async fn quic_a_reset_stream_and_closed_connections_are_seen_on_the_other_side()
         assert_eq!(lib.established.recv().await.map(|(p, _)| p), Some(me));
         lib.command(Command::Disconnect(me)).await;
         let cause = loop {
-            if let Some(NodeEvent::ConnectionClosed { peer: p, cause, .. }) = events.next().await {
-                if p == peer && !matches!(cause, missive::p2p::CloseCause::LocalClose) {
-                    break cause;
-                }
+            if let Some(NodeEvent::ConnectionClosed { peer: p, cause, .. }) = events.next().await
+                && p == peer
+                && !matches!(cause, missive::p2p::CloseCause::LocalClose)
+            {
+                break cause;
             }
         };
         assert!(
