@@ -109,11 +109,6 @@ on_every_transport! {
     rr_one_way => (
         tcp_noise_rr_one_way,
         tcp_tls_rr_one_way,
-        #[ignore = "bug: a lazy one-way request over QUIC is lost: the requester drops its \
-                    stream after writing (STOP_SENDING), the listener's deferred \
-                    multistream-select answer then fails to send and Negotiated::poll_read \
-                    (src/p2p/negotiated.rs) fails the read with Stopped(0), so the responder \
-                    gets InboundFailure::Io instead of the request that arrived whole"]
         quic_rr_one_way
     );
     rr_one_way_confirmed => (

@@ -271,8 +271,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Negotiated<T> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         // The peer may wait for what is buffered before it says anything.
-        if !this.out.is_empty() || this.flush_owed {
-            ready!(this.poll_send_buffered(cx))?;
+        if (!this.out.is_empty() || this.flush_owed)
+            && let Err(e) = ready!(this.poll_send_buffered(cx))
+        {
+            // The peer stopped reading (a one-way sender that finished and left): what it
+            // sent can still be read. The answer is dropped; later writes meet the error.
+            tracing::trace!(error = %e, "negotiation answer not sent; reading on");
+            this.out = Vec::new();
+            this.out_pos = 0;
+            this.flush_owed = false;
         }
         if this.lazy.is_some() {
             ready!(this.poll_confirm(cx))?;
