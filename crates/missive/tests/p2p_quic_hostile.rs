@@ -692,6 +692,45 @@ async fn quic_a_flood_of_handshakes_that_never_finish_leaves_room_for_an_honest_
     .expect("in time");
 }
 
+/// With every place of the table taken, an Initial from an address that has not proven it
+/// receives our packets is answered with a Retry instead of taking a place: forged source
+/// addresses cannot push honest handshakes out. An honest client follows the Retry and connects.
+#[tokio::test]
+async fn quic_a_full_table_answers_unproven_initials_with_retry_and_honest_peers_still_connect() {
+    tokio::time::timeout(DEADLINE, async {
+        let (_n, addr) = quic_listener(
+            NodeConfig::default()
+                .with_max_pending_incoming(4)
+                .with_connection_setup_timeout(Duration::from_secs(5)),
+        )
+        .await;
+        let to = socket_addr(&addr);
+        let initials = capture_initials(12).await;
+        let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        for d in &initials {
+            sock.send_to(d, to).await.expect("send");
+        }
+        // Long header (0x80), QUIC v1 Retry type (0x30).
+        let mut retries = 0;
+        let mut buf = vec![0u8; 2048];
+        while let Ok(Ok((n, _))) =
+            tokio::time::timeout(Duration::from_millis(500), sock.recv_from(&mut buf)).await
+        {
+            if n > 5 && buf[0] & 0xb0 == 0xb0 && buf[1..5] == [0, 0, 0, 1] {
+                retries += 1;
+            }
+        }
+        assert!(retries > 0, "no Retry came back while the table was full");
+        let took = still_serves(&addr).await;
+        assert!(
+            took < Duration::from_secs(1),
+            "the honest dial took {took:?}"
+        );
+    })
+    .await
+    .expect("in time");
+}
+
 // --- stream floods -------------------------------------------------------------------------------
 
 /// Serves echo on `n`, counting the streams open at once.

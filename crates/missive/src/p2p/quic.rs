@@ -232,6 +232,18 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint, local: Mult
             return;
         };
         let remote = incoming.remote_address();
+        // With the table full, a place goes only to an address that proved it receives our
+        // packets: over UDP a sender's address can be forged, and forged Initials would push
+        // honest handshakes out. Retry costs an honest client one round trip, only then.
+        if shared.pending().is_full()
+            && !incoming.remote_address_validated()
+            && incoming.may_retry()
+        {
+            if let Err(e) = incoming.retry() {
+                tracing::debug!(error = %e, "QUIC retry not sent");
+            }
+            continue;
+        }
         // An Initial packet has arrived: the connection has spoken.
         let slot = shared.pending().admit(remote.ip());
         slot.progressed();

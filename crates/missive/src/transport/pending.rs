@@ -86,6 +86,12 @@ impl Pending {
     fn len(&self) -> usize {
         self.lock().entries.len()
     }
+
+    /// Whether a newcomer would make another connection yield.
+    #[cfg(feature = "p2p")]
+    pub(crate) fn is_full(&self) -> bool {
+        self.lock().entries.len() >= self.max_total
+    }
 }
 
 impl PendingState {
