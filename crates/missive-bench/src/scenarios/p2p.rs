@@ -1,6 +1,8 @@
 //! `stream-echo` and `stream-bulk`: one long-lived stream between two peer-to-peer nodes (TCP,
 //! Noise, yamux, multistream-select), missive's node with [`missive::stream::Control`] against
-//! rust-libp2p with libp2p-stream's `Control`.
+//! rust-libp2p with libp2p-stream's `Control`; `stream-echo-quic` and `stream-bulk-quic`: the same
+//! over QUIC v1 (libp2p-tls in the QUIC handshake, native QUIC streams, multistream-select), both
+//! nodes listening and dialing on `/ip4/127.0.0.1/udp/<port>/quic-v1` only.
 //!
 //! Each round starts two fresh nodes, one per side, each on its own single-threaded runtime; the
 //! listening side accepts one stream of the scenario's protocol, the dialing side connects, opens
@@ -12,19 +14,21 @@
 //!   confirmed divided by the time from the first write to the count's arrival.
 //!
 //! A third system, `raw`, runs the same traffic on a plain TCP connection (`TCP_NODELAY` on, no
-//! encryption, no multiplexing): the ceiling that any node stack's ratio is bounded by.
+//! encryption, no multiplexing): the ceiling that any node stack's ratio is bounded by. The QUIC
+//! scenarios have no such ceiling: they compare the two stacks only.
 //!
 //! The rust-libp2p nodes run libp2p-stream's behaviour only (no ping), with the default TCP
 //! (`TCP_NODELAY` on), Noise and yamux configurations; missive's nodes run the default
-//! configuration with a long idle timeout. Both sides of a node connection in one process make
+//! configuration with a long idle timeout; over QUIC, rust-libp2p runs libp2p-quic's default
+//! configuration (`SwarmBuilder::with_quic`). Both sides of a node connection in one process make
 //! this a measure of the whole stack's CPU cost per message or byte: Noise's ChaCha20-Poly1305
 //! on both sides is the ceiling of `stream-bulk`.
 //!
-//! Shared with `p2p_dial.rs` and `p2p_idle.rs`: building both kinds of node, converting
-//! addresses.
+//! Shared with `p2p_dial.rs`, `p2p_idle.rs` and `rr.rs`: the [`Transport`] of a scenario,
+//! building both kinds of node on it, converting addresses.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
@@ -67,13 +71,13 @@ pub(super) fn scenarios() -> Vec<Scenario> {
                     system: "missive",
                     metric: "round_trips_per_s",
                     unit: "1/s",
-                    run: |p| missive_round(Traffic::Echo, p),
+                    run: |p| missive_round(Transport::Tcp, Traffic::Echo, p),
                 },
                 Entry {
                     system: LIBP2P,
                     metric: "round_trips_per_s",
                     unit: "1/s",
-                    run: |p| libp2p_round(Traffic::Echo, p),
+                    run: |p| libp2p_round(Transport::Tcp, Traffic::Echo, p),
                 },
                 Entry {
                     system: "raw",
@@ -90,13 +94,13 @@ pub(super) fn scenarios() -> Vec<Scenario> {
                     system: "missive",
                     metric: "bytes_per_s",
                     unit: "B/s",
-                    run: |p| missive_round(Traffic::Bulk, p),
+                    run: |p| missive_round(Transport::Tcp, Traffic::Bulk, p),
                 },
                 Entry {
                     system: LIBP2P,
                     metric: "bytes_per_s",
                     unit: "B/s",
-                    run: |p| libp2p_round(Traffic::Bulk, p),
+                    run: |p| libp2p_round(Transport::Tcp, Traffic::Bulk, p),
                 },
                 Entry {
                     system: "raw",
@@ -106,8 +110,54 @@ pub(super) fn scenarios() -> Vec<Scenario> {
                 },
             ],
         },
+        Scenario {
+            name: "stream-echo-quic",
+            entries: vec![
+                Entry {
+                    system: "missive",
+                    metric: "round_trips_per_s",
+                    unit: "1/s",
+                    run: |p| missive_round(Transport::Quic, Traffic::Echo, p),
+                },
+                Entry {
+                    system: LIBP2P,
+                    metric: "round_trips_per_s",
+                    unit: "1/s",
+                    run: |p| libp2p_round(Transport::Quic, Traffic::Echo, p),
+                },
+            ],
+        },
+        Scenario {
+            name: "stream-bulk-quic",
+            entries: vec![
+                Entry {
+                    system: "missive",
+                    metric: "bytes_per_s",
+                    unit: "B/s",
+                    run: |p| missive_round(Transport::Quic, Traffic::Bulk, p),
+                },
+                Entry {
+                    system: LIBP2P,
+                    metric: "bytes_per_s",
+                    unit: "B/s",
+                    run: |p| libp2p_round(Transport::Quic, Traffic::Bulk, p),
+                },
+            ],
+        },
     ]
 }
+
+/// The transport of a node scenario, the same for both stacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Transport {
+    /// TCP, then Noise and yamux.
+    Tcp,
+    /// QUIC v1: libp2p-tls in the QUIC handshake, native QUIC streams.
+    Quic,
+}
+
+/// The loopback socket address with a port chosen by the system.
+const LOOPBACK_ANY_PORT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
 /// What one stream scenario carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,12 +290,29 @@ pub(super) fn missive_config() -> NodeConfig {
     NodeConfig::default().with_idle_timeout(LONG_IDLE)
 }
 
-/// The loopback address to listen on, port chosen by the system.
-pub(super) fn missive_loopback() -> anyhow::Result<Multiaddr> {
-    Ok("/ip4/127.0.0.1/tcp/0".parse()?)
+/// The loopback address to listen on over `transport`, port chosen by the system.
+pub(super) fn missive_loopback(transport: Transport) -> Multiaddr {
+    missive_addr(transport, LOOPBACK_ANY_PORT)
 }
 
-/// The IP and TCP port of a missive address.
+/// The missive address of `addr` over `transport`: `/ip4/…/tcp/…` or `/ip4/…/udp/…/quic-v1`.
+pub(super) fn missive_addr(transport: Transport, addr: SocketAddr) -> Multiaddr {
+    match transport {
+        Transport::Tcp => Multiaddr::from_socket_addr(addr),
+        Transport::Quic => {
+            let ip = match addr.ip() {
+                IpAddr::V4(a) => Protocol::Ip4(a),
+                IpAddr::V6(a) => Protocol::Ip6(a),
+            };
+            Multiaddr::empty()
+                .with(ip)
+                .with(Protocol::Udp(addr.port()))
+                .with(Protocol::QuicV1)
+        }
+    }
+}
+
+/// The IP and port (TCP, or UDP under QUIC) of a missive address.
 pub(super) fn missive_socket_addr(addr: &Multiaddr) -> anyhow::Result<SocketAddr> {
     let mut ip = None;
     let mut port = None;
@@ -253,17 +320,23 @@ pub(super) fn missive_socket_addr(addr: &Multiaddr) -> anyhow::Result<SocketAddr
         match part {
             Protocol::Ip4(a) => ip = Some(IpAddr::V4(*a)),
             Protocol::Ip6(a) => ip = Some(IpAddr::V6(*a)),
-            Protocol::Tcp(p) => port = Some(*p),
+            Protocol::Tcp(p) | Protocol::Udp(p) => port = Some(*p),
             _ => {}
         }
     }
     match (ip, port) {
         (Some(ip), Some(port)) => Ok(SocketAddr::new(ip, port)),
-        _ => Err(anyhow!("{addr} is not an IP and TCP address")),
+        _ => Err(anyhow!(
+            "{addr} is not an IP address with a TCP or UDP port"
+        )),
     }
 }
 
-fn missive_round(traffic: Traffic, params: &RoundParams) -> anyhow::Result<Sample> {
+fn missive_round(
+    transport: Transport,
+    traffic: Traffic,
+    params: &RoundParams,
+) -> anyhow::Result<Sample> {
     let duration = params.duration;
     let key = Keypair::generate();
     let server_peer = key.peer_id();
@@ -275,7 +348,7 @@ fn missive_round(traffic: Traffic, params: &RoundParams) -> anyhow::Result<Sampl
             tokio_runtime()?.block_on(async move {
                 let node = Node::new(key, missive_config()).await?;
                 let mut incoming = node.stream_control().accept(accepted)?;
-                let addr = node.listen(missive_loopback()?).await?;
+                let addr = node.listen(missive_loopback(transport)).await?;
                 addr_tx.send(missive_socket_addr(&addr)?)?;
                 let (_, stream) = timeout(SETUP_TIMEOUT, incoming.next())
                     .await
@@ -297,7 +370,7 @@ fn missive_round(traffic: Traffic, params: &RoundParams) -> anyhow::Result<Sampl
                     SETUP_TIMEOUT,
                     node.stream_control().open_stream_with_addrs(
                         server_peer,
-                        vec![Multiaddr::from_socket_addr(addr)],
+                        vec![missive_addr(transport, addr)],
                         protocol,
                     ),
                 )
@@ -318,7 +391,7 @@ fn raw_round(traffic: Traffic, params: &RoundParams) -> anyhow::Result<Sample> {
     let ((), moved) = two_sides(
         move |addr_tx| {
             tokio_runtime()?.block_on(async move {
-                let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+                let listener = TcpListener::bind(LOOPBACK_ANY_PORT).await?;
                 addr_tx.send(listener.local_addr()?)?;
                 let (stream, _) = timeout(SETUP_TIMEOUT, listener.accept())
                     .await
@@ -346,31 +419,54 @@ fn raw_round(traffic: Traffic, params: &RoundParams) -> anyhow::Result<Sample> {
 // ---------------------------------------------------------------------------------------------
 // rust-libp2p with libp2p-stream.
 
-/// A rust-libp2p swarm with libp2p-stream's behaviour and the default TCP, Noise and yamux
-/// configurations; connections stay open for [`LONG_IDLE`] without streams.
+/// A rust-libp2p swarm with libp2p-stream's behaviour on `transport`; see [`libp2p_swarm_with`].
 pub(super) fn libp2p_swarm(
     key: libp2p::identity::Keypair,
+    transport: Transport,
 ) -> anyhow::Result<Swarm<libp2p_stream::Behaviour>> {
-    Ok(libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )?
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(LONG_IDLE))
-        .build())
+    libp2p_swarm_with(key, transport, libp2p_stream::Behaviour::new)
 }
 
-/// A rust-libp2p address for `addr`.
-pub(super) fn libp2p_addr(addr: SocketAddr) -> LibMultiaddr {
-    LibMultiaddr::empty()
-        .with(LibProtocolPart::from(addr.ip()))
-        .with(LibProtocolPart::Tcp(addr.port()))
+/// A rust-libp2p swarm with the behaviour `behaviour` makes, on the default TCP, Noise and yamux
+/// configurations or the default QUIC configuration; connections stay open for [`LONG_IDLE`]
+/// without streams.
+pub(super) fn libp2p_swarm_with<B: NetworkBehaviour>(
+    key: libp2p::identity::Keypair,
+    transport: Transport,
+    behaviour: impl FnOnce() -> B,
+) -> anyhow::Result<Swarm<B>> {
+    let builder = libp2p::SwarmBuilder::with_existing_identity(key).with_tokio();
+    let config = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(LONG_IDLE);
+    Ok(match transport {
+        Transport::Tcp => builder
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
+            .with_behaviour(|_| behaviour())?
+            .with_swarm_config(config)
+            .build(),
+        Transport::Quic => builder
+            .with_quic()
+            .with_behaviour(|_| behaviour())?
+            .with_swarm_config(config)
+            .build(),
+    })
 }
 
-/// The IP and TCP port of a rust-libp2p address.
+/// The rust-libp2p address of `addr` over `transport`.
+pub(super) fn libp2p_addr(transport: Transport, addr: SocketAddr) -> LibMultiaddr {
+    let ip = LibMultiaddr::empty().with(LibProtocolPart::from(addr.ip()));
+    match transport {
+        Transport::Tcp => ip.with(LibProtocolPart::Tcp(addr.port())),
+        Transport::Quic => ip
+            .with(LibProtocolPart::Udp(addr.port()))
+            .with(LibProtocolPart::QuicV1),
+    }
+}
+
+/// The IP and port (TCP, or UDP under QUIC) of a rust-libp2p address.
 fn libp2p_socket_addr(addr: &LibMultiaddr) -> anyhow::Result<SocketAddr> {
     let mut ip = None;
     let mut port = None;
@@ -378,21 +474,24 @@ fn libp2p_socket_addr(addr: &LibMultiaddr) -> anyhow::Result<SocketAddr> {
         match part {
             LibProtocolPart::Ip4(a) => ip = Some(IpAddr::V4(a)),
             LibProtocolPart::Ip6(a) => ip = Some(IpAddr::V6(a)),
-            LibProtocolPart::Tcp(p) => port = Some(p),
+            LibProtocolPart::Tcp(p) | LibProtocolPart::Udp(p) => port = Some(p),
             _ => {}
         }
     }
     match (ip, port) {
         (Some(ip), Some(port)) => Ok(SocketAddr::new(ip, port)),
-        _ => Err(anyhow!("{addr} is not an IP and TCP address")),
+        _ => Err(anyhow!(
+            "{addr} is not an IP address with a TCP or UDP port"
+        )),
     }
 }
 
-/// Listens on loopback and drives the swarm until it reports its address.
+/// Listens on loopback over `transport` and drives the swarm until it reports its address.
 pub(super) async fn libp2p_listen<B: NetworkBehaviour>(
     swarm: &mut Swarm<B>,
+    transport: Transport,
 ) -> anyhow::Result<SocketAddr> {
-    swarm.listen_on(libp2p_addr(SocketAddr::from(([127, 0, 0, 1], 0))))?;
+    swarm.listen_on(libp2p_addr(transport, LOOPBACK_ANY_PORT))?;
     timeout(SETUP_TIMEOUT, async {
         loop {
             if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
@@ -445,7 +544,11 @@ pub(super) async fn drive_while<B: NetworkBehaviour, F: Future>(
     }
 }
 
-fn libp2p_round(traffic: Traffic, params: &RoundParams) -> anyhow::Result<Sample> {
+fn libp2p_round(
+    transport: Transport,
+    traffic: Traffic,
+    params: &RoundParams,
+) -> anyhow::Result<Sample> {
     let duration = params.duration;
     let key = libp2p::identity::Keypair::generate_ed25519();
     let server_peer = key.public().to_peer_id();
@@ -455,9 +558,9 @@ fn libp2p_round(traffic: Traffic, params: &RoundParams) -> anyhow::Result<Sample
     let ((), moved) = two_sides(
         move |addr_tx| {
             tokio_runtime()?.block_on(async move {
-                let mut swarm = libp2p_swarm(key)?;
+                let mut swarm = libp2p_swarm(key, transport)?;
                 let mut incoming = swarm.behaviour().new_control().accept(accepted)?;
-                let addr = libp2p_listen(&mut swarm).await?;
+                let addr = libp2p_listen(&mut swarm, transport).await?;
                 addr_tx.send(addr)?;
                 drive_while(&mut swarm, async move {
                     let (_, stream) = timeout(SETUP_TIMEOUT, incoming.next())
@@ -477,10 +580,11 @@ fn libp2p_round(traffic: Traffic, params: &RoundParams) -> anyhow::Result<Sample
         move |addr| {
             let _done = done_tx;
             tokio_runtime()?.block_on(async move {
-                let mut swarm = libp2p_swarm(libp2p::identity::Keypair::generate_ed25519())?;
+                let mut swarm =
+                    libp2p_swarm(libp2p::identity::Keypair::generate_ed25519(), transport)?;
                 let mut control = swarm.behaviour().new_control();
                 let opts = DialOpts::peer_id(server_peer)
-                    .addresses(vec![libp2p_addr(addr)])
+                    .addresses(vec![libp2p_addr(transport, addr)])
                     .build();
                 timeout(SETUP_TIMEOUT, libp2p_dial(&mut swarm, opts))
                     .await
@@ -502,33 +606,78 @@ fn libp2p_round(traffic: Traffic, params: &RoundParams) -> anyhow::Result<Sample
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_system_moves_data_in_a_short_round() -> anyhow::Result<()> {
+    /// Runs one short round of every system of scenario `name`.
+    fn short_round(name: &str) -> anyhow::Result<()> {
         let params = RoundParams {
             duration: Duration::from_millis(30),
             burst: 1,
             quick: true,
         };
-        for scenario in scenarios() {
-            for entry in &scenario.entries {
-                let sample = (entry.run)(&params)
-                    .with_context(|| format!("{} / {}", scenario.name, entry.system))?;
-                assert!(sample.value > 0.0, "{} / {}", scenario.name, entry.system);
-            }
+        let scenario = scenarios()
+            .into_iter()
+            .find(|s| s.name == name)
+            .with_context(|| format!("no scenario {name}"))?;
+        for entry in &scenario.entries {
+            let sample = (entry.run)(&params)
+                .with_context(|| format!("{} / {}", scenario.name, entry.system))?;
+            assert!(sample.value > 0.0, "{} / {}", scenario.name, entry.system);
         }
         Ok(())
     }
 
     #[test]
+    fn every_system_moves_data_in_a_short_round() -> anyhow::Result<()> {
+        short_round("stream-echo")?;
+        short_round("stream-bulk")
+    }
+
+    #[test]
+    fn every_system_echoes_over_quic_in_a_short_round() -> anyhow::Result<()> {
+        short_round("stream-echo-quic")
+    }
+
+    #[test]
+    fn every_system_uploads_over_quic_in_a_short_round() -> anyhow::Result<()> {
+        short_round("stream-bulk-quic")
+    }
+
+    #[test]
+    fn the_quic_scenarios_compare_the_stacks_only() {
+        for scenario in scenarios() {
+            let systems: Vec<_> = scenario.entries.iter().map(|e| e.system).collect();
+            if scenario.name.ends_with("-quic") {
+                assert_eq!(systems, ["missive", LIBP2P], "{}", scenario.name);
+            } else {
+                assert_eq!(systems, ["missive", LIBP2P, "raw"], "{}", scenario.name);
+            }
+        }
+    }
+
+    #[test]
     fn addresses_convert_between_socket_and_both_multiaddr_forms() -> anyhow::Result<()> {
         let addr = SocketAddr::from(([127, 0, 0, 1], 4001));
-        assert_eq!(
-            missive_socket_addr(&Multiaddr::from_socket_addr(addr))?,
-            addr
-        );
-        assert_eq!(libp2p_socket_addr(&libp2p_addr(addr))?, addr);
+        for transport in [Transport::Tcp, Transport::Quic] {
+            assert_eq!(missive_socket_addr(&missive_addr(transport, addr))?, addr);
+            assert_eq!(libp2p_socket_addr(&libp2p_addr(transport, addr))?, addr);
+        }
         assert!(missive_socket_addr(&Multiaddr::empty()).is_err());
         Ok(())
+    }
+
+    #[test]
+    fn both_stacks_spell_each_transport_alike() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 4001));
+        assert_eq!(
+            missive_loopback(Transport::Tcp).to_string(),
+            "/ip4/127.0.0.1/tcp/0"
+        );
+        for (transport, spelled) in [
+            (Transport::Tcp, "/ip4/127.0.0.1/tcp/4001"),
+            (Transport::Quic, "/ip4/127.0.0.1/udp/4001/quic-v1"),
+        ] {
+            assert_eq!(missive_addr(transport, addr).to_string(), spelled);
+            assert_eq!(libp2p_addr(transport, addr).to_string(), spelled);
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `dial`: what a peer-to-peer connection costs to make, missive's node against rust-libp2p
-//! (libp2p-stream's behaviour, default TCP, Noise and yamux).
+//! (libp2p-stream's behaviour, default TCP, Noise and yamux); `dial-quic`: the same over QUIC v1
+//! (default QUIC configurations: one QUIC handshake with libp2p-tls, no multistream-select, no
+//! yamux).
 //!
 //! The dialing node connects to the listening node again and again for the round's duration,
 //! one dial at a time: TCP connect, multistream-select, Noise XX, multistream-select, yamux —
@@ -7,19 +9,21 @@
 //! afresh. Neither side waits for a closed connection to wind down before the next dial. The
 //! metric is dials per second, the inverse of the mean time from dial to ready, so that higher
 //! is better as in every other scenario: the target "dial to ready in at most 0.5× rust-libp2p's
-//! time" reads as "missive ÷ rust-libp2p ≥ 2×" in the table.
+//! time" reads as "missive ÷ rust-libp2p ≥ 2×" in the table. Over QUIC, each stack's dialer
+//! sends from one UDP socket for the whole round (it listens on none), so a dial is the QUIC and
+//! TLS handshake only.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use libp2p::swarm::dial_opts::DialOpts;
-use missive::p2p::{Keypair, Multiaddr, Node};
+use missive::p2p::{Keypair, Node};
 use tokio::sync::oneshot;
 use tokio::time::timeout;
 
 use super::p2p::{
-    LIBP2P, drive_while, libp2p_addr, libp2p_dial, libp2p_listen, libp2p_swarm, missive_config,
-    missive_loopback, missive_socket_addr,
+    LIBP2P, Transport, drive_while, libp2p_addr, libp2p_dial, libp2p_listen, libp2p_swarm,
+    missive_addr, missive_config, missive_loopback, missive_socket_addr,
 };
 use super::{Entry, GRACE, SETUP_TIMEOUT, Scenario, tokio_runtime, two_sides};
 use crate::{RoundParams, Sample};
@@ -31,23 +35,42 @@ const MAX_DIALS: u64 = 10_000_000;
 const DIAL_CONNECTIONS_PER_PEER: usize = 1_024;
 
 pub(super) fn scenarios() -> Vec<Scenario> {
-    vec![Scenario {
-        name: "dial",
-        entries: vec![
-            Entry {
-                system: "missive",
-                metric: "dials_per_s",
-                unit: "1/s",
-                run: missive_dial,
-            },
-            Entry {
-                system: LIBP2P,
-                metric: "dials_per_s",
-                unit: "1/s",
-                run: libp2p_dial_round,
-            },
-        ],
-    }]
+    vec![
+        Scenario {
+            name: "dial",
+            entries: vec![
+                Entry {
+                    system: "missive",
+                    metric: "dials_per_s",
+                    unit: "1/s",
+                    run: |p| missive_dial(Transport::Tcp, p),
+                },
+                Entry {
+                    system: LIBP2P,
+                    metric: "dials_per_s",
+                    unit: "1/s",
+                    run: |p| libp2p_dial_round(Transport::Tcp, p),
+                },
+            ],
+        },
+        Scenario {
+            name: "dial-quic",
+            entries: vec![
+                Entry {
+                    system: "missive",
+                    metric: "dials_per_s",
+                    unit: "1/s",
+                    run: |p| missive_dial(Transport::Quic, p),
+                },
+                Entry {
+                    system: LIBP2P,
+                    metric: "dials_per_s",
+                    unit: "1/s",
+                    run: |p| libp2p_dial_round(Transport::Quic, p),
+                },
+            ],
+        },
+    ]
 }
 
 /// Dials per second from a count and the time it took.
@@ -66,7 +89,7 @@ fn dial_sample(dials: u64, elapsed: Duration) -> anyhow::Result<Sample> {
 // ---------------------------------------------------------------------------------------------
 // dial
 
-fn missive_dial(params: &RoundParams) -> anyhow::Result<Sample> {
+fn missive_dial(transport: Transport, params: &RoundParams) -> anyhow::Result<Sample> {
     let duration = params.duration;
     let config = || missive_config().with_max_connections_per_peer(DIAL_CONNECTIONS_PER_PEER);
     let (done_tx, done_rx) = oneshot::channel::<()>();
@@ -74,7 +97,7 @@ fn missive_dial(params: &RoundParams) -> anyhow::Result<Sample> {
         move |addr_tx| {
             tokio_runtime()?.block_on(async move {
                 let node = Node::new(Keypair::generate(), config()).await?;
-                let addr = node.listen(missive_loopback()?).await?;
+                let addr = node.listen(missive_loopback(transport)).await?;
                 addr_tx.send(missive_socket_addr(&addr)?)?;
                 let _ = timeout(SETUP_TIMEOUT + duration + GRACE, done_rx).await;
                 anyhow::Ok(())
@@ -84,7 +107,7 @@ fn missive_dial(params: &RoundParams) -> anyhow::Result<Sample> {
             let _done = done_tx;
             tokio_runtime()?.block_on(async move {
                 let node = Node::new(Keypair::generate(), config()).await?;
-                let target = Multiaddr::from_socket_addr(addr);
+                let target = missive_addr(transport, addr);
                 let start = Instant::now();
                 let deadline = start + duration;
                 let mut dials = 0u64;
@@ -102,14 +125,15 @@ fn missive_dial(params: &RoundParams) -> anyhow::Result<Sample> {
     dial_sample(dials, elapsed)
 }
 
-fn libp2p_dial_round(params: &RoundParams) -> anyhow::Result<Sample> {
+fn libp2p_dial_round(transport: Transport, params: &RoundParams) -> anyhow::Result<Sample> {
     let duration = params.duration;
     let (done_tx, done_rx) = oneshot::channel::<()>();
     let ((), (dials, elapsed)) = two_sides(
         move |addr_tx| {
             tokio_runtime()?.block_on(async move {
-                let mut swarm = libp2p_swarm(libp2p::identity::Keypair::generate_ed25519())?;
-                let addr = libp2p_listen(&mut swarm).await?;
+                let mut swarm =
+                    libp2p_swarm(libp2p::identity::Keypair::generate_ed25519(), transport)?;
+                let addr = libp2p_listen(&mut swarm, transport).await?;
                 addr_tx.send(addr)?;
                 let _ = drive_while(
                     &mut swarm,
@@ -122,8 +146,9 @@ fn libp2p_dial_round(params: &RoundParams) -> anyhow::Result<Sample> {
         move |addr| {
             let _done = done_tx;
             tokio_runtime()?.block_on(async move {
-                let mut swarm = libp2p_swarm(libp2p::identity::Keypair::generate_ed25519())?;
-                let target = libp2p_addr(addr);
+                let mut swarm =
+                    libp2p_swarm(libp2p::identity::Keypair::generate_ed25519(), transport)?;
+                let target = libp2p_addr(transport, addr);
                 let start = Instant::now();
                 let deadline = start + duration;
                 let mut dials = 0u64;
@@ -147,20 +172,32 @@ fn libp2p_dial_round(params: &RoundParams) -> anyhow::Result<Sample> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_system_completes_dials_in_a_short_round() -> anyhow::Result<()> {
+    /// Runs one short round of every system of scenario `name`.
+    fn short_round(name: &str) -> anyhow::Result<()> {
         let params = RoundParams {
             duration: Duration::from_millis(30),
             burst: 1,
             quick: true,
         };
-        for scenario in scenarios() {
-            for entry in &scenario.entries {
-                let sample = (entry.run)(&params)
-                    .with_context(|| format!("{} / {}", scenario.name, entry.system))?;
-                assert!(sample.value > 0.0, "{} / {}", scenario.name, entry.system);
-            }
+        let scenario = scenarios()
+            .into_iter()
+            .find(|s| s.name == name)
+            .with_context(|| format!("no scenario {name}"))?;
+        for entry in &scenario.entries {
+            let sample = (entry.run)(&params)
+                .with_context(|| format!("{} / {}", scenario.name, entry.system))?;
+            assert!(sample.value > 0.0, "{} / {}", scenario.name, entry.system);
         }
         Ok(())
+    }
+
+    #[test]
+    fn every_system_completes_dials_in_a_short_round() -> anyhow::Result<()> {
+        short_round("dial")
+    }
+
+    #[test]
+    fn every_system_completes_quic_dials_in_a_short_round() -> anyhow::Result<()> {
+        short_round("dial-quic")
     }
 }

@@ -31,13 +31,13 @@ use futures_util::StreamExt as _;
 use futures_util::future::join_all;
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::DialOpts;
-use missive::p2p::{Keypair, Multiaddr, Node, NodeEvent};
+use missive::p2p::{Keypair, Node, NodeEvent};
 use tokio::sync::{oneshot, watch};
 use tokio::time::timeout;
 
 use super::p2p::{
-    LIBP2P, drive_while, libp2p_addr, libp2p_dial, libp2p_listen, libp2p_swarm, missive_config,
-    missive_loopback, missive_socket_addr,
+    LIBP2P, Transport, drive_while, libp2p_addr, libp2p_dial, libp2p_listen, libp2p_swarm,
+    missive_addr, missive_config, missive_loopback, missive_socket_addr,
 };
 use super::{Entry, SETUP_TIMEOUT, Scenario, tokio_runtime, two_sides};
 use crate::{RoundParams, Sample};
@@ -342,7 +342,7 @@ fn missive_in_process(conns: usize) -> anyhow::Result<Resident> {
             tokio_runtime()?.block_on(async move {
                 let node = Node::new(Keypair::generate(), config()).await?;
                 let mut events = node.events();
-                let addr = node.listen(missive_loopback()?).await?;
+                let addr = node.listen(missive_loopback(Transport::Tcp)).await?;
                 addr_tx.send(missive_socket_addr(&addr)?)?;
                 let mut done_rx = done_rx;
                 let mut established = 0usize;
@@ -372,7 +372,7 @@ fn missive_in_process(conns: usize) -> anyhow::Result<Resident> {
         move |addr| {
             tokio_runtime()?.block_on(async move {
                 let node = Node::new(Keypair::generate(), config()).await?;
-                let target = Multiaddr::from_socket_addr(addr);
+                let target = missive_addr(Transport::Tcp, addr);
                 // One warm connection: costs paid once per node stay out of the measurement.
                 timeout(SETUP_TIMEOUT, node.dial(target.clone()))
                     .await
@@ -413,8 +413,11 @@ fn libp2p_in_process(conns: usize) -> anyhow::Result<Resident> {
     let ((), (before, after)) = two_sides(
         move |addr_tx| {
             tokio_runtime()?.block_on(async move {
-                let mut swarm = libp2p_swarm(libp2p::identity::Keypair::generate_ed25519())?;
-                let addr = libp2p_listen(&mut swarm).await?;
+                let mut swarm = libp2p_swarm(
+                    libp2p::identity::Keypair::generate_ed25519(),
+                    Transport::Tcp,
+                )?;
+                let addr = libp2p_listen(&mut swarm, Transport::Tcp).await?;
                 addr_tx.send(addr)?;
                 let mut done_rx = done_rx;
                 let mut established = 0usize;
@@ -442,8 +445,11 @@ fn libp2p_in_process(conns: usize) -> anyhow::Result<Resident> {
         },
         move |addr| {
             tokio_runtime()?.block_on(async move {
-                let mut swarm = libp2p_swarm(libp2p::identity::Keypair::generate_ed25519())?;
-                let target = libp2p_addr(addr);
+                let mut swarm = libp2p_swarm(
+                    libp2p::identity::Keypair::generate_ed25519(),
+                    Transport::Tcp,
+                )?;
+                let target = libp2p_addr(Transport::Tcp, addr);
                 let opts = DialOpts::unknown_peer_id().address(target.clone()).build();
                 timeout(SETUP_TIMEOUT, libp2p_dial(&mut swarm, opts))
                     .await

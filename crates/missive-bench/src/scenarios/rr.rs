@@ -1,6 +1,7 @@
 //! `rr-seq` and `rr-64`: request-response with the CBOR codec over one node connection (TCP,
 //! Noise, yamux, one multistream-select negotiation per request), missive's
-//! [`Behaviour`] against rust-libp2p's `request_response::cbor::Behaviour`.
+//! [`Behaviour`] against rust-libp2p's `request_response::cbor::Behaviour`; `rr-seq-quic`: `rr-seq`
+//! over QUIC v1 (one native QUIC stream and one multistream-select negotiation per request).
 //!
 //! Each round starts two fresh nodes, one per side, each on its own single-threaded runtime. The
 //! listening side answers every request with the request itself; the dialing side connects and
@@ -22,11 +23,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
+use libp2p::StreamProtocol as LibProtocol;
 use libp2p::request_response::{self as lib_rr, ProtocolSupport as LibSupport};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{Swarm, SwarmEvent};
-use libp2p::{StreamProtocol as LibProtocol, noise, tcp, yamux};
-use missive::p2p::{Keypair, Multiaddr, Node, PeerId};
+use missive::p2p::{Keypair, Node, PeerId};
 use missive::request_response::{Behaviour, Config, OutboundFailure, ProtocolSupport, cbor};
 use serde::de::{Error as _, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -34,8 +35,8 @@ use tokio::sync::oneshot;
 use tokio::time::timeout;
 
 use super::p2p::{
-    LIBP2P, LONG_IDLE, libp2p_addr, libp2p_dial, libp2p_listen, missive_config, missive_loopback,
-    missive_socket_addr,
+    LIBP2P, Transport, libp2p_addr, libp2p_dial, libp2p_listen, libp2p_swarm_with, missive_addr,
+    missive_config, missive_loopback, missive_socket_addr,
 };
 use super::two_sides;
 use super::{Entry, GRACE, MAX_MESSAGES, PAYLOAD, SETUP_TIMEOUT, Scenario, payload, tokio_runtime};
@@ -55,13 +56,13 @@ pub(super) fn scenarios() -> Vec<Scenario> {
                     system: "missive",
                     metric: "requests_per_s",
                     unit: "1/s",
-                    run: |p| missive_round(1, p),
+                    run: |p| missive_round(Transport::Tcp, 1, p),
                 },
                 Entry {
                     system: LIBP2P,
                     metric: "requests_per_s",
                     unit: "1/s",
-                    run: |p| libp2p_round(1, p),
+                    run: |p| libp2p_round(Transport::Tcp, 1, p),
                 },
             ],
         },
@@ -72,13 +73,30 @@ pub(super) fn scenarios() -> Vec<Scenario> {
                     system: "missive",
                     metric: "requests_per_s",
                     unit: "1/s",
-                    run: |p| missive_round(DEPTH_64, p),
+                    run: |p| missive_round(Transport::Tcp, DEPTH_64, p),
                 },
                 Entry {
                     system: LIBP2P,
                     metric: "requests_per_s",
                     unit: "1/s",
-                    run: |p| libp2p_round(DEPTH_64, p),
+                    run: |p| libp2p_round(Transport::Tcp, DEPTH_64, p),
+                },
+            ],
+        },
+        Scenario {
+            name: "rr-seq-quic",
+            entries: vec![
+                Entry {
+                    system: "missive",
+                    metric: "requests_per_s",
+                    unit: "1/s",
+                    run: |p| missive_round(Transport::Quic, 1, p),
+                },
+                Entry {
+                    system: LIBP2P,
+                    metric: "requests_per_s",
+                    unit: "1/s",
+                    run: |p| libp2p_round(Transport::Quic, 1, p),
                 },
             ],
         },
@@ -189,7 +207,11 @@ async fn missive_request(
     (seq, behaviour.request(peer, Body::of(seq)).await)
 }
 
-fn missive_round(depth: usize, params: &RoundParams) -> anyhow::Result<Sample> {
+fn missive_round(
+    transport: Transport,
+    depth: usize,
+    params: &RoundParams,
+) -> anyhow::Result<Sample> {
     let duration = params.duration;
     let key = Keypair::generate();
     let server_peer = key.peer_id();
@@ -200,7 +222,7 @@ fn missive_round(depth: usize, params: &RoundParams) -> anyhow::Result<Sample> {
                 let node = Node::new(key, missive_config()).await?;
                 let behaviour = missive_behaviour(&node, ProtocolSupport::Inbound)?;
                 behaviour.serve(|_peer, request: Body| async move { request })?;
-                let addr = node.listen(missive_loopback()?).await?;
+                let addr = node.listen(missive_loopback(transport)).await?;
                 addr_tx.send(missive_socket_addr(&addr)?)?;
                 // Keep the node up until the other side is done.
                 let _ = timeout(SETUP_TIMEOUT + duration + GRACE, done_rx).await;
@@ -213,7 +235,7 @@ fn missive_round(depth: usize, params: &RoundParams) -> anyhow::Result<Sample> {
             tokio_runtime()?.block_on(async move {
                 let node = Node::new(Keypair::generate(), missive_config()).await?;
                 let behaviour = missive_behaviour(&node, ProtocolSupport::Outbound)?;
-                node.add_address(server_peer, Multiaddr::from_socket_addr(addr));
+                node.add_address(server_peer, missive_addr(transport, addr));
                 // Connect (unmeasured) with a first request.
                 let (_, first) =
                     timeout(SETUP_TIMEOUT, missive_request(&behaviour, server_peer, 0))
@@ -265,30 +287,26 @@ async fn missive_drive(
 
 type LibBehaviour = lib_rr::cbor::Behaviour<Body, Body>;
 
-/// A rust-libp2p swarm with the CBOR request-response behaviour and the default TCP, Noise and
-/// yamux configurations.
+/// A rust-libp2p swarm with the CBOR request-response behaviour on `transport` (default
+/// configurations, as [`libp2p_swarm_with`] makes them).
 fn libp2p_rr_swarm(
     key: libp2p::identity::Keypair,
+    transport: Transport,
     support: LibSupport,
 ) -> anyhow::Result<Swarm<LibBehaviour>> {
-    Ok(libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )?
-        .with_behaviour(|_| {
-            LibBehaviour::new(
-                [(LibProtocol::new(PROTOCOL), support)],
-                lib_rr::Config::default(),
-            )
-        })?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(LONG_IDLE))
-        .build())
+    libp2p_swarm_with(key, transport, || {
+        LibBehaviour::new(
+            [(LibProtocol::new(PROTOCOL), support)],
+            lib_rr::Config::default(),
+        )
+    })
 }
 
-fn libp2p_round(depth: usize, params: &RoundParams) -> anyhow::Result<Sample> {
+fn libp2p_round(
+    transport: Transport,
+    depth: usize,
+    params: &RoundParams,
+) -> anyhow::Result<Sample> {
     let duration = params.duration;
     let key = libp2p::identity::Keypair::generate_ed25519();
     let server_peer = key.public().to_peer_id();
@@ -296,8 +314,8 @@ fn libp2p_round(depth: usize, params: &RoundParams) -> anyhow::Result<Sample> {
     let ((), (tally, elapsed)) = two_sides(
         move |addr_tx| {
             tokio_runtime()?.block_on(async move {
-                let mut swarm = libp2p_rr_swarm(key, LibSupport::Inbound)?;
-                let addr = libp2p_listen(&mut swarm).await?;
+                let mut swarm = libp2p_rr_swarm(key, transport, LibSupport::Inbound)?;
+                let addr = libp2p_listen(&mut swarm, transport).await?;
                 addr_tx.send(addr)?;
                 let mut done = std::pin::pin!(timeout(SETUP_TIMEOUT + duration + GRACE, done_rx));
                 loop {
@@ -321,10 +339,11 @@ fn libp2p_round(depth: usize, params: &RoundParams) -> anyhow::Result<Sample> {
             tokio_runtime()?.block_on(async move {
                 let mut swarm = libp2p_rr_swarm(
                     libp2p::identity::Keypair::generate_ed25519(),
+                    transport,
                     LibSupport::Outbound,
                 )?;
                 let opts = DialOpts::peer_id(server_peer)
-                    .addresses(vec![libp2p_addr(addr)])
+                    .addresses(vec![libp2p_addr(transport, addr)])
                     .build();
                 timeout(SETUP_TIMEOUT, libp2p_dial(&mut swarm, opts))
                     .await
@@ -428,26 +447,39 @@ mod tests {
     use super::*;
     use missive::request_response::Format;
 
-    #[test]
-    fn every_system_answers_requests_in_a_short_round() -> anyhow::Result<()> {
+    /// Runs one short round of every system of scenario `name`; every request is answered.
+    fn short_round(name: &str) -> anyhow::Result<()> {
         let params = RoundParams {
             duration: Duration::from_millis(30),
             burst: 1,
             quick: true,
         };
-        for scenario in scenarios() {
-            for entry in &scenario.entries {
-                let sample = (entry.run)(&params)
-                    .with_context(|| format!("{} / {}", scenario.name, entry.system))?;
-                assert!(sample.value > 0.0, "{} / {}", scenario.name, entry.system);
-                assert_eq!(
-                    sample.sent, sample.delivered,
-                    "{} / {}",
-                    scenario.name, entry.system
-                );
-            }
+        let scenario = scenarios()
+            .into_iter()
+            .find(|s| s.name == name)
+            .with_context(|| format!("no scenario {name}"))?;
+        for entry in &scenario.entries {
+            let sample = (entry.run)(&params)
+                .with_context(|| format!("{} / {}", scenario.name, entry.system))?;
+            assert!(sample.value > 0.0, "{} / {}", scenario.name, entry.system);
+            assert_eq!(
+                sample.sent, sample.delivered,
+                "{} / {}",
+                scenario.name, entry.system
+            );
         }
         Ok(())
+    }
+
+    #[test]
+    fn every_system_answers_requests_in_a_short_round() -> anyhow::Result<()> {
+        short_round("rr-seq")?;
+        short_round("rr-64")
+    }
+
+    #[test]
+    fn every_system_answers_requests_over_quic_in_a_short_round() -> anyhow::Result<()> {
+        short_round("rr-seq-quic")
     }
 
     #[test]
