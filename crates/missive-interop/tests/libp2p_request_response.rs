@@ -313,7 +313,6 @@ async fn cbor_both_ways(lib_version: LibVersion, our_version: Version) {
 
 async fn json_both_ways(lib_version: LibVersion, our_version: Version) {
     let lib = libp2p_peer(lib_version);
-    let lib_at = lib.listen().await;
     let (node, addr) = missive_node().await;
     // libp2p dials first this time.
     let rr = Behaviour::<json::Codec<serde_json::Value, serde_json::Value>>::new(
@@ -330,6 +329,10 @@ async fn json_both_ways(lib_version: LibVersion, our_version: Version) {
         .await
         .expect("missive answers libp2p");
     assert_eq!(resp, serde_json::json!({ "missive": [1, "two"] }));
+    // rust-libp2p listens only now: once it listens, its TCP dials bind to its listen port
+    // (port reuse), and such a dial can fail with "address in use" when the same address pair
+    // was used a moment before.
+    let lib_at = lib.listen().await;
     let resp = rr
         .request_with_addresses(
             lib.missive_peer(),
