@@ -2,7 +2,8 @@
 //!
 //! This library holds what the tests share: certificates for both rustls generations (missive uses
 //! the current one, connect 0.2.4 uses 0.19 through async-tls), the messages they exchange, and a
-//! way to run the async-std side on its own thread.
+//! way to run the async-std side on its own thread; and, in [`browser`], the missive node a
+//! js-libp2p page in headless Chromium talks to, with the runner of that page.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +11,8 @@ use std::sync::Arc;
 use anyhow::{Context as _, anyhow};
 use connect::tls::rustls as rustls019;
 use missive::transport::tls::SelfSigned;
+
+pub mod browser;
 
 /// The name certificates are issued for and clients verify.
 pub const SERVER_NAME: &str = "localhost";
