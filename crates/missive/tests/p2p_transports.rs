@@ -1,7 +1,9 @@
-//! One conformance suite, three transports: every check runs over TCP + Noise + yamux, TCP +
-//! libp2p-tls + yamux and QUIC, with the same code. A check is an `async fn(Transport)`; the
-//! [`on_every_transport!`] macro makes one test per transport of it (`tcp_noise_<check>`,
-//! `tcp_tls_<check>`, `quic_<check>`).
+//! One conformance suite, every transport: each check runs over TCP + Noise + yamux, TCP +
+//! libp2p-tls + yamux, QUIC, and WebSocket (`ws` and `wss`, each with Noise and libp2p-tls), with
+//! the same code. A check is an `async fn(Transport)`; the [`on_every_transport!`] macro makes one
+//! test per transport of it (`tcp_noise_<check>`, `tcp_tls_<check>`, `quic_<check>`), and
+//! [`on_websocket!`] the WebSocket ones (`ws_noise_<check>`, `ws_tls_<check>`,
+//! `wss_noise_<check>`, `wss_tls_<check>`).
 #![cfg(all(feature = "cbor", feature = "json"))]
 
 use std::io;
@@ -33,6 +35,20 @@ enum Transport {
     TcpTls,
     /// `/udp/<port>/quic-v1`.
     Quic,
+    /// `/tcp/<port>/ws` with the given security protocol.
+    Ws(Security),
+    /// `/tcp/<port>/tls/ws` (TLS under the WebSocket) with the given security protocol.
+    Wss(Security),
+}
+
+/// The `wss` certificate both ends of a test use (the dialer trusts it).
+fn wss_certificate() -> &'static missive::transport::tls::SelfSigned {
+    static CERT: std::sync::OnceLock<missive::transport::tls::SelfSigned> =
+        std::sync::OnceLock::new();
+    CERT.get_or_init(|| {
+        missive::transport::tls::SelfSigned::generate(&["localhost", "127.0.0.1"])
+            .expect("certificate")
+    })
 }
 
 impl Transport {
@@ -42,6 +58,14 @@ impl Transport {
             Transport::TcpNoise => NodeConfig::default().with_security(&[Security::Noise]),
             Transport::TcpTls => NodeConfig::default().with_security(&[Security::Tls]),
             Transport::Quic => NodeConfig::default(),
+            Transport::Ws(security) => NodeConfig::default().with_security(&[security]),
+            Transport::Wss(security) => {
+                let cert = wss_certificate();
+                NodeConfig::default()
+                    .with_security(&[security])
+                    .with_websocket_tls_server(cert.server_config().expect("server config"))
+                    .with_websocket_tls_client(cert.client_config().expect("client config"))
+            }
         }
     }
 
@@ -50,6 +74,8 @@ impl Transport {
         match self {
             Transport::TcpNoise | Transport::TcpTls => "/ip4/127.0.0.1/tcp/0",
             Transport::Quic => "/ip4/127.0.0.1/udp/0/quic-v1",
+            Transport::Ws(_) => "/ip4/127.0.0.1/tcp/0/ws",
+            Transport::Wss(_) => "/ip4/127.0.0.1/tcp/0/tls/ws",
         }
         .parse()
         .expect("multiaddr")
@@ -59,9 +85,17 @@ impl Transport {
     fn is_own(self, addr: &Multiaddr) -> bool {
         let quic = addr.iter().any(|p| matches!(p, Protocol::QuicV1));
         let tcp = addr.iter().any(|p| matches!(p, Protocol::Tcp(_)));
+        let ws = addr
+            .iter()
+            .any(|p| matches!(p, Protocol::Ws | Protocol::Wss));
+        let tls = addr
+            .iter()
+            .any(|p| matches!(p, Protocol::Tls | Protocol::Wss));
         match self {
-            Transport::TcpNoise | Transport::TcpTls => tcp && !quic,
+            Transport::TcpNoise | Transport::TcpTls => tcp && !quic && !ws,
             Transport::Quic => quic && !tcp,
+            Transport::Ws(_) => tcp && ws && !tls,
+            Transport::Wss(_) => tcp && ws && tls,
         }
     }
 }
@@ -132,6 +166,86 @@ on_every_transport! {
         tcp_tls_rpc_over_a_node_stream,
         quic_rpc_over_a_node_stream
     );
+}
+
+/// Makes the WebSocket tests of each `check`: `check => (ws_noise_name, ws_tls_name,
+/// wss_noise_name, wss_tls_name)`, with attributes for all four before `check`.
+macro_rules! on_websocket {
+    ($(
+        $(#[$attr:meta])*
+        $check:ident => ($ws_noise:ident, $ws_tls:ident, $wss_noise:ident, $wss_tls:ident $(,)?);
+    )+) => {$(
+        $(#[$attr])*
+        #[tokio::test]
+        async fn $ws_noise() {
+            in_time($check(Transport::Ws(Security::Noise))).await;
+        }
+        $(#[$attr])*
+        #[tokio::test]
+        async fn $ws_tls() {
+            in_time($check(Transport::Ws(Security::Tls))).await;
+        }
+        $(#[$attr])*
+        #[tokio::test]
+        async fn $wss_noise() {
+            in_time($check(Transport::Wss(Security::Noise))).await;
+        }
+        $(#[$attr])*
+        #[tokio::test]
+        async fn $wss_tls() {
+            in_time($check(Transport::Wss(Security::Tls))).await;
+        }
+    )+};
+}
+
+#[cfg(feature = "websocket")]
+mod websocket {
+    use super::*;
+
+    on_websocket! {
+        ping => (ws_noise_ping, ws_tls_ping, wss_noise_ping, wss_tls_ping);
+        identify => (ws_noise_identify, ws_tls_identify, wss_noise_identify, wss_tls_identify);
+        perf => (ws_noise_perf, ws_tls_perf, wss_noise_perf, wss_tls_perf);
+        stream_echo => (
+            ws_noise_stream_echo,
+            ws_tls_stream_echo,
+            wss_noise_stream_echo,
+            wss_tls_stream_echo
+        );
+        rr_cbor => (ws_noise_rr_cbor, ws_tls_rr_cbor, wss_noise_rr_cbor, wss_tls_rr_cbor);
+        rr_json => (ws_noise_rr_json, ws_tls_rr_json, wss_noise_rr_json, wss_tls_rr_json);
+        rr_one_way => (
+            ws_noise_rr_one_way,
+            ws_tls_rr_one_way,
+            wss_noise_rr_one_way,
+            wss_tls_rr_one_way
+        );
+        rr_one_way_confirmed => (
+            ws_noise_rr_one_way_confirmed,
+            ws_tls_rr_one_way_confirmed,
+            wss_noise_rr_one_way_confirmed,
+            wss_tls_rr_one_way_confirmed
+        );
+        rr_outbound_stream_limit => (
+            ws_noise_rr_outbound_stream_limit,
+            ws_tls_rr_outbound_stream_limit,
+            wss_noise_rr_outbound_stream_limit,
+            wss_tls_rr_outbound_stream_limit
+        );
+        rr_inbound_stream_limit => (
+            ws_noise_rr_inbound_stream_limit,
+            ws_tls_rr_inbound_stream_limit,
+            wss_noise_rr_inbound_stream_limit,
+            wss_tls_rr_inbound_stream_limit
+        );
+        #[cfg(feature = "prost")]
+        rpc_over_a_node_stream => (
+            ws_noise_rpc_over_a_node_stream,
+            ws_tls_rpc_over_a_node_stream,
+            wss_noise_rpc_over_a_node_stream,
+            wss_tls_rpc_over_a_node_stream
+        );
+    }
 }
 
 async fn in_time(check: impl std::future::Future<Output = ()>) {

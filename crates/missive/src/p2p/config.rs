@@ -23,6 +23,10 @@ pub struct NodeConfig {
     pub(crate) ping_timeout: Duration,
     pub(crate) enable_perf: bool,
     pub(crate) security: Vec<Security>,
+    #[cfg(feature = "websocket")]
+    pub(crate) websocket_tls_server: Option<std::sync::Arc<rustls::ServerConfig>>,
+    #[cfg(feature = "websocket")]
+    pub(crate) websocket_tls_client: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Default for NodeConfig {
@@ -42,6 +46,10 @@ impl Default for NodeConfig {
             ping_timeout: Duration::from_secs(20),
             enable_perf: false,
             security: vec![Security::Noise, Security::Tls],
+            #[cfg(feature = "websocket")]
+            websocket_tls_server: None,
+            #[cfg(feature = "websocket")]
+            websocket_tls_client: None,
         }
     }
 }
@@ -128,6 +136,32 @@ impl NodeConfig {
     /// behind skips the oldest ones.
     pub fn with_event_capacity(mut self, n: usize) -> Self {
         self.event_capacity = n.max(1);
+        self
+    }
+
+    /// The certificate of `wss` listeners (`/tcp/N/tls/ws`, `/tcp/N/wss`); without one, listening
+    /// on such an address fails with [`ListenError::NoCertificate`](super::ListenError::NoCertificate).
+    /// Make it from PEM files with [`crate::transport::tls::server_config`] (as the queue's TLS
+    /// listener does), or from [`crate::transport::tls::SelfSigned`] for tests. The libp2p
+    /// security protocol still runs inside, so a peer's identity never rests on this certificate.
+    #[cfg(feature = "websocket")]
+    pub fn with_websocket_tls_server(
+        mut self,
+        config: std::sync::Arc<rustls::ServerConfig>,
+    ) -> Self {
+        self.websocket_tls_server = Some(config);
+        self
+    }
+
+    /// The TLS client configuration (trusted roots) for dialing `wss` addresses; without one such
+    /// a dial fails with [`WebSocketError::NoTlsClientConfig`](super::WebSocketError::NoTlsClientConfig).
+    /// [`crate::transport::tls::client_config`] makes one from root certificates.
+    #[cfg(feature = "websocket")]
+    pub fn with_websocket_tls_client(
+        mut self,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> Self {
+        self.websocket_tls_client = Some(config);
         self
     }
 

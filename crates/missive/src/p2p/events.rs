@@ -104,6 +104,12 @@ pub enum ListenError {
     /// Only `/ip4|ip6/<ip>/tcp/<port>` can be listened on.
     #[error("cannot listen on {0}: expected /ip4|ip6/<ip>/tcp/<port>")]
     UnsupportedAddress(Multiaddr),
+    /// A `wss` (`/tls/ws`) address without a certificate: see
+    /// [`NodeConfig::with_websocket_tls_server`](super::NodeConfig::with_websocket_tls_server).
+    #[error(
+        "cannot listen on {0}: wss needs a certificate (NodeConfig::with_websocket_tls_server)"
+    )]
+    NoCertificate(Multiaddr),
     /// The socket could not be bound.
     #[error("could not bind: {0}")]
     Io(#[source] io::Error),

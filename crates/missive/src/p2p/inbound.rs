@@ -11,13 +11,26 @@ use tokio::time::Instant;
 use super::connection::Muxed;
 use super::events::{IncomingError, NodeEvent};
 use super::node::Shared;
-use super::upgrade::{Endpoint, UpgradeError, upgrade};
+use super::upgrade::{Endpoint, UpgradeError, Wire, upgrade};
 use super::{Multiaddr, PeerId};
 use crate::transport::pending::{PendingSlot, first_bytes};
 
+/// What a listener speaks before the libp2p upgrade.
+#[derive(Debug, Clone)]
+pub(crate) enum Transport {
+    Tcp,
+    #[cfg(feature = "websocket")]
+    WebSocket(Arc<super::websocket::Listening>),
+}
+
 /// Accepts connections on `listener` until the node shuts down, each handshake in a task of
 /// its own.
-pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, local: Multiaddr) {
+pub(crate) async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    local: Multiaddr,
+    transport: Transport,
+) {
     loop {
         let accepted = tokio::select! {
             _ = shared.cancelled() => return,
@@ -39,14 +52,31 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, loca
             }
         };
         let slot = shared.pending().admit(remote.ip());
-        let remote_addr = Multiaddr::from_socket_addr(remote);
-        let task = tokio::spawn(handshake(shared.clone(), tcp, remote_addr, slot));
+        let remote_addr = match &transport {
+            Transport::Tcp => Multiaddr::from_socket_addr(remote),
+            #[cfg(feature = "websocket")]
+            Transport::WebSocket(ws) => ws.target.address_of(remote),
+        };
+        let task = tokio::spawn(handshake(
+            shared.clone(),
+            tcp,
+            transport.clone(),
+            remote_addr,
+            slot,
+        ));
         shared.track_task(task);
     }
 }
 
-/// Secures one inbound connection within its deadlines and hands it to the node.
-async fn handshake(shared: Arc<Shared>, tcp: TcpStream, remote_addr: Multiaddr, slot: PendingSlot) {
+/// Secures one inbound connection within its deadlines (a WebSocket's HTTP upgrade and TLS
+/// included) and hands it to the node.
+async fn handshake(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    transport: Transport,
+    remote_addr: Multiaddr,
+    slot: PendingSlot,
+) {
     let config = &shared.config;
     let deadline = Instant::now() + config.connection_setup_timeout;
     let evicted = slot.evicted();
@@ -57,19 +87,26 @@ async fn handshake(shared: Arc<Shared>, tcp: TcpStream, remote_addr: Multiaddr, 
         if !first_bytes(&tcp, silence, &slot).await {
             return Err(IncomingError::FirstBytesTimeout);
         }
-        match tokio::time::timeout_at(
-            deadline,
+        let secure = async {
+            let wire = match transport {
+                Transport::Tcp => Wire::Tcp(tcp),
+                #[cfg(feature = "websocket")]
+                Transport::WebSocket(ws) => super::websocket::accept(tcp, ws.tls.as_ref())
+                    .await
+                    .map(|ws| Wire::WebSocket(Box::new(ws)))
+                    .map_err(UpgradeError::WebSocket)?,
+            };
             upgrade(
-                tcp,
+                wire,
                 &shared.security,
                 config,
                 Endpoint::Listener,
                 None,
                 None,
-            ),
-        )
-        .await
-        {
+            )
+            .await
+        };
+        match tokio::time::timeout_at(deadline, secure).await {
             Ok(Ok(done)) => Ok(done),
             Ok(Err(e)) => Err(IncomingError::Upgrade(e)),
             Err(_) => Err(IncomingError::Upgrade(UpgradeError::Timeout)),

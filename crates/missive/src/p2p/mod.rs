@@ -1,6 +1,6 @@
 //! The libp2p-compatible peer-to-peer node.
 //!
-//! A [`Node`] listens and dials over TCP, secures each connection with Noise XX (libp2p
+//! A [`Node`] listens and dials over TCP, QUIC and WebSocket ([`websocket`], `/tcp/N/ws`), secures each connection with Noise XX (libp2p
 //! handshake payload) or libp2p-tls (TLS 1.3, see [`tls`] and [`NodeConfig::with_security`]),
 //! multiplexes it with yamux and negotiates every stream with
 //! multistream-select 1.0 — the wire of rust-libp2p, go-libp2p and js-libp2p. Applications
@@ -40,6 +40,9 @@ pub(crate) mod streams;
 pub(crate) mod substream;
 pub mod tls;
 mod upgrade;
+#[cfg(feature = "websocket")]
+#[cfg_attr(docsrs, doc(cfg(feature = "websocket")))]
+pub mod websocket;
 
 pub use config::NodeConfig;
 pub use connection::{CloseCause, ConnectionId, StreamRefusal};
@@ -51,6 +54,8 @@ pub use multiaddr::{DecodeMultiaddrError, Multiaddr, ParseMultiaddrError, Protoc
 pub use negotiated::NegotiateError;
 pub use node::Node;
 pub use upgrade::{Endpoint, Security, UpgradeError};
+#[cfg(feature = "websocket")]
+pub use websocket::WebSocketError;
 
 #[doc(hidden)]
 pub use stream_ends::scan_for_fuzzing as scan_stream_ends_for_fuzzing;

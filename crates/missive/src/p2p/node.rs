@@ -21,7 +21,7 @@ use super::connection::{
     StreamRefusal, new_connection,
 };
 use super::events::{DialError, Events, IncomingError, ListenError, NewNodeError, NodeEvent};
-use super::inbound::accept_loop;
+use super::inbound::{Transport, accept_loop};
 use super::multiaddr::{DnsFamily, TcpHost};
 use super::negotiate::{NegotiationError, Version};
 use super::negotiated::{NegotiateError, dialer_select, listener_select};
@@ -29,7 +29,7 @@ use super::noise::{NoiseConfig, NoiseError};
 use super::streams::{AlreadyRegistered, IncomingStreams, OpenStreamError, Stream, StreamProtocol};
 use super::substream::Substream;
 use super::tls::{TlsConfig, TlsError};
-use super::upgrade::{Endpoint, SecurityConfigs, UpgradeError, refused_security, upgrade};
+use super::upgrade::{Endpoint, SecurityConfigs, UpgradeError, Wire, refused_security, upgrade};
 use super::{Keypair, Multiaddr, NodeConfig, PeerId};
 use crate::transport::pending::Pending;
 
@@ -93,7 +93,8 @@ impl Node {
         Events::new(self.shared.events.subscribe())
     }
 
-    /// Listens on a `/ip4|ip6/<ip>/tcp/<port>` address (port 0 picks one) and returns the
+    /// Listens on a `/ip4|ip6/<ip>/tcp/<port>` address, a QUIC one (`/udp/<port>/quic-v1`) or a
+    /// WebSocket one (`/tcp/<port>/ws`, `/tls/ws`, `/wss`; port 0 picks one) and returns the
     /// actual address.
     pub async fn listen(&self, addr: Multiaddr) -> Result<Multiaddr, ListenError> {
         if let Some(udp) = super::quic::target(&addr) {
@@ -106,6 +107,15 @@ impl Node {
                 address: local.clone(),
             });
             return Ok(local);
+        }
+        #[cfg(feature = "websocket")]
+        if let Some(ws) = super::websocket::target(&addr) {
+            if self.shared.cancel.is_cancelled() {
+                return Err(ListenError::ShuttingDown);
+            }
+            let (listener, local, listening) = self.shared.listen_websocket(&addr, ws).await?;
+            let transport = Transport::WebSocket(Arc::new(listening));
+            return Ok(self.shared.serve_listener(listener, local, transport));
         }
         let target = addr
             .tcp_target()
@@ -120,14 +130,7 @@ impl Node {
             .await
             .map_err(ListenError::Io)?;
         let local = Multiaddr::from_socket_addr(listener.local_addr().map_err(ListenError::Io)?);
-        self.shared.lock_state().listen_addrs.push(local.clone());
-        self.shared.emit(NodeEvent::NewListenAddr {
-            address: local.clone(),
-        });
-        let shared = self.shared.clone();
-        let task = tokio::spawn(accept_loop(shared, listener, local.clone()));
-        self.shared.lock_state().tasks.push(task);
-        Ok(local)
+        Ok(self.shared.serve_listener(listener, local, Transport::Tcp))
     }
 
     /// The addresses this node listens on.
@@ -361,6 +364,27 @@ impl Shared {
         st.tasks.push(task);
     }
 
+    /// Announces a bound TCP listener and starts its accept loop.
+    fn serve_listener(
+        self: &Arc<Self>,
+        listener: TcpListener,
+        local: Multiaddr,
+        transport: Transport,
+    ) -> Multiaddr {
+        self.lock_state().listen_addrs.push(local.clone());
+        self.emit(NodeEvent::NewListenAddr {
+            address: local.clone(),
+        });
+        let task = tokio::spawn(accept_loop(
+            self.clone(),
+            listener,
+            local.clone(),
+            transport,
+        ));
+        self.lock_state().tasks.push(task);
+        local
+    }
+
     fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -535,14 +559,26 @@ impl Shared {
         }
         let quic = super::quic::target(addr);
         let tcp_target = addr.tcp_target();
-        if quic.is_none() && tcp_target.is_none() {
+        #[cfg(feature = "websocket")]
+        let ws_target = super::websocket::target(addr);
+        #[cfg(not(feature = "websocket"))]
+        let ws_target: Option<std::convert::Infallible> = None;
+        if quic.is_none() && tcp_target.is_none() && ws_target.is_none() {
             return Err(DialError::UnsupportedAddress(addr.clone()));
         }
         let work = async {
-            let secured = match (quic, tcp_target) {
-                (Some(udp), _) => self.dial_quic(addr, udp).await?,
-                (None, Some(target)) => self.dial_tcp(addr, &target, expected).await?,
-                (None, None) => return Err(DialError::UnsupportedAddress(addr.clone())),
+            let secured = match (quic, tcp_target, ws_target) {
+                (Some(udp), _, _) => self.dial_quic(addr, udp).await?,
+                (None, Some(target), _) => {
+                    self.dial_stream(addr, expected, Connect::Tcp(&target))
+                        .await?
+                }
+                #[cfg(feature = "websocket")]
+                (None, None, Some(ws)) => {
+                    self.dial_stream(addr, expected, Connect::WebSocket(&ws))
+                        .await?
+                }
+                _ => return Err(DialError::UnsupportedAddress(addr.clone())),
             };
             let (muxed, peer) = secured;
             if peer == self.peer_id {
@@ -570,12 +606,12 @@ impl Shared {
         }
     }
 
-    /// TCP connect, then security and yamux.
-    async fn dial_tcp(
+    /// Connects a byte stream (TCP, or a WebSocket over it), then security and yamux.
+    async fn dial_stream(
         &self,
         addr: &Multiaddr,
-        target: &super::multiaddr::TcpTarget,
         expected: Option<PeerId>,
+        target: Connect<'_>,
     ) -> Result<(super::connection::Muxed, PeerId), DialError> {
         let transport = |e: io::Error| DialError::Transport {
             addr: addr.clone(),
@@ -584,11 +620,9 @@ impl Shared {
         // The first protocol goes alone, lazily; a refusal costs a new connection for the next.
         let mut last = None;
         for &proposal in &self.config.security {
-            let tcp = connect(&target.host, target.port)
-                .await
-                .map_err(transport)?;
+            let wire = target.connect(&self.config).await.map_err(transport)?;
             match upgrade(
-                tcp,
+                wire,
                 &self.security,
                 &self.config,
                 Endpoint::Dialer,
@@ -888,6 +922,28 @@ impl Shared {
             )))?;
         let stream = Stream::new(io, protocol.clone(), connection.peer, guard);
         Ok((stream, protocol))
+    }
+}
+
+/// What a dial connects before the libp2p upgrade.
+enum Connect<'a> {
+    Tcp(&'a super::multiaddr::TcpTarget),
+    #[cfg(feature = "websocket")]
+    WebSocket(&'a super::websocket::WsTarget),
+}
+
+impl Connect<'_> {
+    async fn connect(&self, config: &NodeConfig) -> io::Result<Wire> {
+        match self {
+            Connect::Tcp(t) => Ok(Wire::Tcp(connect(&t.host, t.port).await?)),
+            #[cfg(feature = "websocket")]
+            Connect::WebSocket(ws) => {
+                let tcp = connect(&ws.tcp.host, ws.tcp.port).await?;
+                let tls = config.websocket_tls_client.as_ref();
+                let ws = super::websocket::connect(tcp, ws, tls).await?;
+                Ok(Wire::WebSocket(Box::new(ws)))
+            }
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! Connection upgrade: TCP → multistream-select `/noise` or `/tls/1.0.0` → Noise XX or TLS 1.3
+//! Connection upgrade: TCP or WebSocket → multistream-select `/noise` or `/tls/1.0.0` → Noise XX or TLS 1.3
 //! → multistream-select `/yamux/1.0.0` → yamux.
 
 use std::io;
@@ -52,8 +52,33 @@ impl Security {
     }
 }
 
-/// The TCP stream after multistream-select chose the security protocol.
-type Raw = Negotiated<TcpStream>;
+/// The byte stream a connection's security runs on: TCP, or a WebSocket over TCP.
+#[derive(Debug)]
+pub(crate) enum Wire {
+    Tcp(TcpStream),
+    #[cfg(feature = "websocket")]
+    WebSocket(Box<super::websocket::WsConnection>),
+}
+
+impl Wire {
+    fn set_nodelay(&self) {
+        let tcp = match self {
+            Wire::Tcp(t) => t,
+            #[cfg(feature = "websocket")]
+            Wire::WebSocket(ws) => ws.get_ref().tcp(),
+        };
+        let _ = tcp.set_nodelay(true);
+    }
+}
+
+impl From<TcpStream> for Wire {
+    fn from(tcp: TcpStream) -> Self {
+        Wire::Tcp(tcp)
+    }
+}
+
+/// The transport stream after multistream-select chose the security protocol.
+type Raw = Negotiated<Wire>;
 
 /// The decrypted byte stream of a connection, whichever security protocol made it. The TLS
 /// side is boxed (rustls's state is large) and buffered: rustls makes a record of every write.
@@ -87,6 +112,10 @@ pub enum UpgradeError {
     /// The QUIC connection could not be made (its handshake failed, or it was refused).
     #[error("QUIC connection failed: {0}")]
     Quic(#[source] std::io::Error),
+    /// The WebSocket upgrade (HTTP, and TLS for `wss`) failed.
+    #[cfg(feature = "websocket")]
+    #[error("websocket upgrade failed: {0}")]
+    WebSocket(#[source] super::websocket::WebSocketError),
 }
 
 /// Which side opened the connection.
@@ -106,27 +135,27 @@ pub(crate) struct SecurityConfigs {
     pub(crate) tls: TlsConfig,
 }
 
-/// Secures and multiplexes `tcp` (the caller applies the setup deadline). The dialer proposes
+/// Secures and multiplexes `wire` (the caller applies the setup deadline). The dialer proposes
 /// `proposal` (or the first configured) alone, lazily; the listener accepts any configured security protocol. A refusal of
 /// the proposal shows as an error [`refused_security`] recognises.
 pub(crate) async fn upgrade(
-    tcp: TcpStream,
+    wire: Wire,
     security: &SecurityConfigs,
     config: &NodeConfig,
     endpoint: Endpoint,
     expected: Option<PeerId>,
     proposal: Option<Security>,
 ) -> Result<(Muxed, PeerId), UpgradeError> {
-    let _ = tcp.set_nodelay(true);
+    wire.set_nodelay();
     let dialer = endpoint == Endpoint::Dialer;
     let offered = &config.security;
     let (chosen, raw) = if dialer {
         let first = proposal
             .or_else(|| offered.first().copied())
             .unwrap_or(Security::Noise);
-        dialer_select(tcp, [first.protocol_name()], Version::V1Lazy).await
+        dialer_select(wire, [first.protocol_name()], Version::V1Lazy).await
     } else {
-        listener_select(tcp, |p| offered.iter().any(|s| s.protocol_name() == p)).await
+        listener_select(wire, |p| offered.iter().any(|s| s.protocol_name() == p)).await
     }
     .map_err(UpgradeError::Negotiation)?;
     let (encrypted, peer) = match Security::from_protocol_name(&chosen) {
@@ -267,5 +296,65 @@ impl AsyncWrite for Secured {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         each!(self, s => s.poll_shutdown(cx))
+    }
+}
+
+macro_rules! wire {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Wire::Tcp($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+            #[cfg(feature = "websocket")]
+            Wire::WebSocket($s) => {
+                let $s = Pin::new(&mut **$s);
+                $e
+            }
+        }
+    };
+}
+
+impl AsyncRead for Wire {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        wire!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Wire {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        wire!(self, s => s.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        wire!(self, s => s.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Wire::Tcp(s) => s.is_write_vectored(),
+            #[cfg(feature = "websocket")]
+            Wire::WebSocket(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        wire!(self, s => s.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        wire!(self, s => s.poll_shutdown(cx))
     }
 }
