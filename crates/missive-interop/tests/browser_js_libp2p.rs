@@ -139,6 +139,20 @@ fn check(peer: &BrowserPeer, transport: BrowserTransport, address: &str, run: &P
     assert_eq!(json.request, request);
     assert_eq!(json.response, JsonResponse::to(&request));
     assert_eq!(json.response.upper, JSON_TEXT.to_uppercase());
+
+    let echo_ms: Vec<String> = page
+        .echo
+        .iter()
+        .map(|e| format!("{} B {:.1} ms", e.size, e.ms))
+        .collect();
+    eprintln!(
+        "{name}: {} — dial {:.1} ms, ping {:.2} ms (js-libp2p: {} ms), echo {}",
+        results.user_agent,
+        dial.ms,
+        ping.measured_ms,
+        ping.rtt_ms,
+        echo_ms.join(", ")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -171,12 +171,20 @@ async function runTransport (node, name, address) {
   result.echo = []
   for (const size of ECHO_SIZES) {
     try {
-      result.echo.push(await echoOnce(node, target, size))
+      const echo = await echoOnce(node, target, size)
+      result.echo.push(echo)
+      if (!echo.equal) {
+        result.errors.push(`echo ${size} B: ${echo.receivedLength} B back, first difference at byte ${echo.firstDifference}`)
+      }
     } catch (error) {
       result.errors.push(`echo ${size} B: ${errorText(error)}`)
     }
   }
   await step('json', () => jsonRequest(node, target))
+  const expected = { upper: JSON_TEXT.toUpperCase(), length: [...JSON_TEXT].length }
+  if (result.json != null && JSON.stringify(result.json.response) !== JSON.stringify(expected)) {
+    result.errors.push(`json: expected ${JSON.stringify(expected)}, got ${JSON.stringify(result.json.response)}`)
+  }
   try {
     await connection.close({ signal: deadline() })
   } catch (error) {
