@@ -3,7 +3,7 @@
 //
 //   index.html?ws=/ip4/127.0.0.1/tcp/4001/ws/p2p/12D3…&webtransport=/ip4/…/webtransport/certhash/…/p2p/12D3…
 //
-// For each transport it pings the peer, asks it for identify, echoes 10 B, 1 KiB and 100 KiB on
+// For each transport it pings the peer (three times), asks it for identify, echoes 10 B, 1 KiB and 100 KiB on
 // /echo/1.0.0 and makes one JSON request-response call. The results go to `window.results` (and
 // into the <pre id="results">) once every case has ended; `window.results.done` is then true.
 
@@ -26,6 +26,8 @@ export const ECHO_SIZES = [10, 1024, 100 * 1024]
 export const JSON_TEXT = 'hello from the browser'
 /** Deadline of each step (dial, ping, identify, one echo, one request). */
 const STEP_TIMEOUT_MS = 10_000
+/** Pings per transport. */
+const PINGS = 3
 /** The transports the page knows, in the order it runs them. */
 const TRANSPORTS = ['ws', 'webtransport']
 
@@ -151,11 +153,20 @@ async function runTransport (node, name, address) {
   if (connection == null) return result
 
   await step('ping', async () => {
-    // The ping service times in whole milliseconds (0 on loopback); the page also times the
-    // call with the finer performance clock.
-    const started = performance.now()
-    const rttMs = await node.services.ping.ping(target, { signal: deadline() })
-    return { rttMs, measuredMs: performance.now() - started }
+    // The ping service times in whole milliseconds (0 is possible on loopback); the page also
+    // times each call, stream opening included, with the finer performance clock. The best of
+    // a few pings is what a person wants to see.
+    const samples = []
+    for (let i = 0; i < PINGS; i++) {
+      const started = performance.now()
+      const rttMs = await node.services.ping.ping(target, { signal: deadline() })
+      samples.push({ rttMs, measuredMs: performance.now() - started })
+    }
+    return {
+      rttMs: Math.min(...samples.map(s => s.rttMs)),
+      measuredMs: Math.min(...samples.map(s => s.measuredMs)),
+      samples
+    }
   })
   await step('identify', async () => {
     const info = await node.services.identify.identify(connection, { signal: deadline() })
@@ -205,7 +216,7 @@ function show (results) {
     const cells = [
       name,
       r.dial?.remotePeer ?? '—',
-      r.ping != null ? `${r.ping.measuredMs.toFixed(2)} ms` : '—',
+      r.ping != null ? `${r.ping.measuredMs.toFixed(2)} ms (libp2p ping: ${r.ping.rttMs} ms)` : '—',
       r.identify?.agentVersion ?? '—',
       r.echo != null ? r.echo.filter(e => e.equal).map(e => `${e.size} B`).join(', ') || '—' : '—',
       r.json != null ? JSON.stringify(r.json.response) : '—',
