@@ -4,6 +4,7 @@ mod bench_cmd;
 mod demo;
 mod demo_rpc;
 mod node_cmd;
+mod progress;
 mod queue_cmd;
 mod rpc_cmd;
 mod rr_cmd;
