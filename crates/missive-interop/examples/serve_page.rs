@@ -31,7 +31,9 @@ async fn main() -> anyhow::Result<()> {
     let mut lifetime = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let value = args.next().with_context(|| format!("{flag} needs a value"))?;
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--port" => port = value.parse().context("--port")?,
             "--for-seconds" => {

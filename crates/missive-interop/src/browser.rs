@@ -312,7 +312,11 @@ pub fn check_prerequisites() -> Result<(), String> {
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(format!("missing: {}; {}", missing.join(", "), install_hint()))
+        Err(format!(
+            "missing: {}; {}",
+            missing.join(", "),
+            install_hint()
+        ))
     }
 }
 

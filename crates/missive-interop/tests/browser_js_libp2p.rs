@@ -20,7 +20,10 @@ fn browser_available() -> bool {
     match browser::check_prerequisites() {
         Ok(()) => true,
         Err(_) if browser::skip_requested() => {
-            eprintln!("{}=skip: the browser test is skipped", browser::SKIP_VARIABLE);
+            eprintln!(
+                "{}=skip: the browser test is skipped",
+                browser::SKIP_VARIABLE
+            );
             false
         }
         Err(missing) => panic!("the browser test cannot run: {missing}"),
@@ -49,7 +52,11 @@ fn check(peer: &BrowserPeer, transport: BrowserTransport, address: &str, run: &P
     assert_eq!(run.status, 0, "the page did not finish: {}", context());
     let results = &run.results;
     assert!(results.done, "{}", context());
-    assert!(results.errors.is_empty(), "page errors {:?}", results.errors);
+    assert!(
+        results.errors.is_empty(),
+        "page errors {:?}",
+        results.errors
+    );
     let name = transport.name();
     let page = results
         .transports
@@ -69,7 +76,8 @@ fn check(peer: &BrowserPeer, transport: BrowserTransport, address: &str, run: &P
     assert_eq!(dial.remote_peer, node_id, "the connection's peer");
     let dialed_transport = address.split("/p2p/").next().unwrap_or(address);
     assert!(
-        dial.remote_addr.starts_with(dialed_transport.split("/certhash/").next().unwrap_or("")),
+        dial.remote_addr
+            .starts_with(dialed_transport.split("/certhash/").next().unwrap_or("")),
         "connection on {} for a dial to {address}",
         dial.remote_addr
     );
@@ -80,7 +88,10 @@ fn check(peer: &BrowserPeer, transport: BrowserTransport, address: &str, run: &P
 
     let ping = page.ping.as_ref().expect("ping results");
     assert!(ping.measured_ms > 0.0, "ping time {ping:?}");
-    assert!(ping.rtt_ms >= 0.0 && ping.rtt_ms <= ping.measured_ms + 1.0, "{ping:?}");
+    assert!(
+        ping.rtt_ms >= 0.0 && ping.rtt_ms <= ping.measured_ms + 1.0,
+        "{ping:?}"
+    );
 
     let identify = page.identify.as_ref().expect("identify results");
     assert_eq!(identify.peer_id, node_id);
@@ -120,9 +131,15 @@ fn check(peer: &BrowserPeer, transport: BrowserTransport, address: &str, run: &P
     for (echo, size) in page.echo.iter().zip(ECHO_SIZES) {
         let expected = sha256_hex(&echo_pattern(size));
         assert_eq!(echo.size, size);
-        assert_eq!(echo.sent_sha256, expected, "{size} B: the page sent another pattern");
+        assert_eq!(
+            echo.sent_sha256, expected,
+            "{size} B: the page sent another pattern"
+        );
         assert_eq!(echo.received_length, size, "{size} B: echo length");
-        assert_eq!(echo.received_sha256, expected, "{size} B: echoed bytes differ");
+        assert_eq!(
+            echo.received_sha256, expected,
+            "{size} B: echoed bytes differ"
+        );
         assert!(echo.equal, "{size} B: the page saw a difference");
         assert!(
             echoed
