@@ -111,7 +111,7 @@ fn check(peer: &BrowserPeer, transport: BrowserTransport, address: &str, run: &P
     }
     let listening = dialed_transport.to_owned();
     assert!(
-        identify.listen_addrs.iter().any(|a| *a == listening),
+        identify.listen_addrs.contains(&listening),
         "identify's listen addresses {:?} lack {listening}",
         identify.listen_addrs
     );
