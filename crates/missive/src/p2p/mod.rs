@@ -28,6 +28,7 @@ mod events;
 pub(crate) mod identity;
 mod inbound;
 mod multiaddr;
+mod multibase;
 pub mod negotiate;
 pub(crate) mod negotiated;
 pub(crate) mod node;
