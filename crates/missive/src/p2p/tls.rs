@@ -144,7 +144,10 @@ impl TlsConfig {
         let mut server = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| local(&e))?
-            .with_client_cert_verifier(Arc::new(Verifier { expected: None }))
+            .with_client_cert_verifier(Arc::new(Verifier {
+                expected: None,
+                client_auth_mandatory: true,
+            }))
             .with_cert_resolver(Arc::new(Resolver(certified.clone())));
         server.alpn_protocols = vec![ALPN.to_vec()];
         // Tickets would only serve resumption, which skips the certificate check.
@@ -161,13 +164,44 @@ impl TlsConfig {
         self.server.clone()
     }
 
+    /// The server configuration of a QUIC endpoint that also serves WebTransport: ALPN
+    /// `libp2p` then `h3`, the certificate chosen by ALPN, client certificates optional (a
+    /// browser has none; a `libp2p` connection without one fails the PeerId check after the
+    /// handshake). Presented certificates are still checked as libp2p-tls ones.
+    #[cfg(feature = "webtransport")]
+    pub(crate) fn server_config_with_webtransport(
+        &self,
+        certificates: Arc<super::webtransport_certs::Certificates>,
+    ) -> Result<Arc<ServerConfig>, TlsError> {
+        let mut server = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| TlsError::Local(e.to_string()))?
+            .with_client_cert_verifier(Arc::new(Verifier {
+                expected: None,
+                client_auth_mandatory: false,
+            }))
+            .with_cert_resolver(Arc::new(super::webtransport_certs::AlpnResolver {
+                libp2p: self.certified.clone(),
+                webtransport: certificates,
+            }));
+        server.alpn_protocols = vec![
+            ALPN.to_vec(),
+            super::webtransport_certs::ALPN_H3.to_vec(),
+        ];
+        server.send_tls13_tickets = 0;
+        Ok(Arc::new(server))
+    }
+
     /// The configuration of one dial; with `expected`, only that peer is accepted.
     pub(crate) fn client_config(&self, expected: Option<PeerId>) -> Arc<ClientConfig> {
         let mut client = ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .expect("the ring provider supports TLS 1.3")
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Verifier { expected }))
+            .with_custom_certificate_verifier(Arc::new(Verifier {
+                expected,
+                client_auth_mandatory: true,
+            }))
             .with_client_cert_resolver(Arc::new(Resolver(self.certified.clone())));
         client.alpn_protocols = vec![ALPN.to_vec()];
         client.resumption = rustls::client::Resumption::disabled();
@@ -279,6 +313,9 @@ fn tls12_refused() -> rustls::Error {
 #[derive(Debug)]
 struct Verifier {
     expected: Option<PeerId>,
+    /// `false` only on a QUIC endpoint that also serves WebTransport, whose browsers have no
+    /// certificate: a `libp2p` connection without one is refused after the handshake.
+    client_auth_mandatory: bool,
 }
 
 impl ServerCertVerifier for Verifier {
@@ -328,7 +365,7 @@ impl ClientCertVerifier for Verifier {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        true
+        self.client_auth_mandatory
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
