@@ -240,3 +240,33 @@ async fn quic_a_peer_known_by_tcp_and_quic_addresses_is_reached() {
     .await
     .expect("in time");
 }
+
+/// js-libp2p 3 pings with one stream per ping and closes its write side after the 32 bytes;
+/// the answer must still arrive whole and end cleanly, not be discarded by a reset of the
+/// stream when the node sees the end. The pause before reading lets a reset arrive first.
+#[tokio::test]
+async fn quic_a_ping_whose_sender_closes_its_side_gets_its_answer_and_a_clean_end() {
+    tokio::time::timeout(DEADLINE, async {
+        let (a, addr) = quic_listener().await;
+        let b = node(NodeConfig::default()).await;
+        let peer = b.dial(addr).await.expect("dial");
+        for round in 0..3u8 {
+            let mut s = b
+                .stream_control()
+                .open_stream(peer, missive::protocols::ping::PROTOCOL)
+                .await
+                .expect("open");
+            let sent = [round.wrapping_mul(7).wrapping_add(1); 32];
+            s.write_all(&sent).await.expect("write");
+            s.shutdown().await.expect("close the write side");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut back = Vec::new();
+            s.read_to_end(&mut back)
+                .await
+                .expect("the answer and a clean end, not a reset");
+            assert_eq!(back, sent, "round {round}");
+        }
+    })
+    .await
+    .expect("in time");
+}

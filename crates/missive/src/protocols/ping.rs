@@ -89,6 +89,13 @@ pub(crate) fn serve(control: &Control) {
         loop {
             match tokio::time::timeout(SERVE_IDLE, stream.read_exact(&mut buf)).await {
                 Ok(Ok(_)) => {}
+                // The pinger closed its side (js-libp2p does after each ping): finish ours, so
+                // the answer already written is delivered. A dropped stream resets, and on QUIC
+                // a reset lets the peer discard the answer still in flight.
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    let _ = stream.shutdown().await;
+                    return;
+                }
                 _ => return,
             }
             if stream.write_all(&buf).await.is_err() || stream.flush().await.is_err() {
