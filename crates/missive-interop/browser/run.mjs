@@ -8,7 +8,7 @@
 // from anywhere else. Exit status: 0 when the page finished (its own `ok` says whether every check
 // passed), 2 on a usage error or a missing browser or bundle, 3 when the page did not finish
 // before the deadline, 4 when the page threw an uncaught error. On anything but a clean pass the
-// page's console goes to stderr.
+// page's console goes to stderr. MISSIVE_PAGE_DEBUG='libp2p:*' adds js-libp2p's log to it.
 
 import { createServer } from 'node:http'
 import { readFile, stat } from 'node:fs/promises'
@@ -116,6 +116,11 @@ async function main () {
   let results = null
   try {
     const page = await browser.newPage()
+    // js-libp2p logs through `debug`, which reads localStorage.debug when the page loads:
+    // MISSIVE_PAGE_DEBUG='libp2p:*' puts its log into the console printed on failure.
+    if (process.env.MISSIVE_PAGE_DEBUG != null) {
+      await page.addInitScript(pattern => { window.localStorage.debug = pattern }, process.env.MISSIVE_PAGE_DEBUG)
+    }
     page.on('console', message => consoleLines.push(`[${message.type()}] ${message.text()}`))
     page.on('pageerror', error => pageErrors.push(String(error?.stack ?? error)))
     page.on('requestfailed', request => consoleLines.push(`[request failed] ${request.url()} ${request.failure()?.errorText ?? ''}`))
