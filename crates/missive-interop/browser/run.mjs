@@ -95,6 +95,8 @@ async function main () {
   const query = new URLSearchParams(options.addresses)
   const url = `http://127.0.0.1:${port}/index.html?${query}`
 
+  const started = performance.now()
+  const timings = {}
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -110,6 +112,7 @@ async function main () {
     ],
     timeout: 20_000
   })
+  timings.launchMs = Math.round(performance.now() - started)
   const consoleLines = []
   const pageErrors = []
   let status = 0
@@ -130,6 +133,7 @@ async function main () {
     } catch {
       status = 3
     }
+    timings.pageMs = Math.round(performance.now() - started - timings.launchMs)
     results = await page.evaluate(() => window.results ?? null)
     if (options.screenshot != null) await page.screenshot({ path: options.screenshot, fullPage: true })
   } finally {
@@ -138,7 +142,8 @@ async function main () {
   }
   if (status === 0 && pageErrors.length > 0) status = 4
 
-  const line = { url, finished: status === 0, status, results, pageErrors }
+  timings.totalMs = Math.round(performance.now() - started)
+  const line = { url, finished: status === 0, status, timings, results, pageErrors }
   process.stdout.write(JSON.stringify(line) + '\n')
   if (status !== 0 || results?.ok !== true) {
     if (status === 3) console.error(`run.mjs: the page did not finish within ${options.timeoutMs} ms`)

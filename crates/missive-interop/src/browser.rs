@@ -357,6 +357,8 @@ pub struct PageRun {
     pub results: PageResults,
     /// The runner's stderr (the page's console when something failed).
     pub stderr: String,
+    /// How long the runner took.
+    pub timings: RunnerTimings,
 }
 
 /// What the page writes into `window.results`.
@@ -474,9 +476,23 @@ pub struct JsonResults {
     pub response: JsonResponse,
 }
 
+/// How long the runner's parts took, in milliseconds.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerTimings {
+    /// Starting Chromium.
+    pub launch_ms: u64,
+    /// Loading the page until its results were done.
+    pub page_ms: u64,
+    /// Everything, the browser's exit included.
+    pub total_ms: u64,
+}
+
 #[derive(Deserialize)]
 struct RunnerLine {
     status: i32,
+    #[serde(default)]
+    timings: RunnerTimings,
     results: Option<PageResults>,
 }
 
@@ -540,5 +556,6 @@ pub async fn run_page_with(
         status: parsed.status,
         results,
         stderr,
+        timings: parsed.timings,
     })
 }

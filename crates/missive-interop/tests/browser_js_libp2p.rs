@@ -163,8 +163,10 @@ fn check(peer: &BrowserPeer, transport: BrowserTransport, address: &str, run: &P
         .map(|e| format!("{} B {:.1} ms", e.size, e.ms))
         .collect();
     eprintln!(
-        "{name}: {} — dial {:.1} ms, ping {:.2} ms (js-libp2p: {} ms), echo {}",
+        "{name}: {} — Chromium start {} ms, page {} ms; dial {:.1} ms, ping {:.2} ms (js-libp2p: {} ms), echo {}",
         results.user_agent,
+        run.timings.launch_ms,
+        run.timings.page_ms,
         dial.ms,
         ping.measured_ms,
         ping.rtt_ms,
