@@ -14,7 +14,9 @@ use missive::p2p::negotiate::{
     DialerProgress, DialerSelect, ListenerProgress, ListenerSelect, Version,
 };
 use missive::p2p::noise::NoiseConfig;
-use missive::p2p::{IncomingError, Keypair, Multiaddr, Node, NodeConfig, NodeEvent, PeerId, Protocol, UpgradeError};
+use missive::p2p::{
+    IncomingError, Keypair, Multiaddr, Node, NodeConfig, NodeEvent, PeerId, Protocol, UpgradeError,
+};
 use missive::request_response::{Behaviour, Config, ProtocolSupport, cbor, json};
 use missive::stream::StreamProtocol;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
@@ -32,7 +34,11 @@ async fn in_time<T>(f: impl std::future::Future<Output = T>) -> T {
 async fn listener(config: NodeConfig) -> (Node, Multiaddr) {
     let node = Node::new(Keypair::generate(), config).await.expect("node");
     let addr = node
-        .listen("/ip4/127.0.0.1/udp/0/quic-v1/webtransport".parse().expect("addr"))
+        .listen(
+            "/ip4/127.0.0.1/udp/0/quic-v1/webtransport"
+                .parse()
+                .expect("addr"),
+        )
         .await
         .expect("listen");
     (node, addr)
@@ -58,7 +64,9 @@ fn port(addr: &Multiaddr) -> u16 {
 
 /// A wtransport endpoint that accepts only certificates of `hashes` (SHA-256 multihashes),
 /// as a browser given `serverCertificateHashes`.
-fn endpoint(hashes: &[Vec<u8>]) -> wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client> {
+fn endpoint(
+    hashes: &[Vec<u8>],
+) -> wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client> {
     let digests = hashes.iter().map(|h| {
         assert_eq!(h[..2], [0x12, 0x20], "a sha2-256 multihash");
         let d: [u8; 32] = h[2..].try_into().expect("32 bytes");
@@ -124,7 +132,10 @@ async fn connect(addr: &Multiaddr, peer: PeerId) -> Client {
 }
 
 /// Reads what arrived into `sel` until it decides.
-async fn dialer_negotiate<T: AsyncRead + AsyncWrite + Unpin>(io: &mut T, protocol: &str) -> io::Result<Vec<u8>> {
+async fn dialer_negotiate<T: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut T,
+    protocol: &str,
+) -> io::Result<Vec<u8>> {
     let mut sel = DialerSelect::new([protocol], Version::V1).map_err(io::Error::other)?;
     let mut buf = vec![0u8; 4096];
     loop {
@@ -234,7 +245,9 @@ fn pattern(len: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn the_listen_address_names_two_fresh_certificates_and_the_quic_port() {
-    let node = Node::new(Keypair::generate(), NodeConfig::default()).await.expect("node");
+    let node = Node::new(Keypair::generate(), NodeConfig::default())
+        .await
+        .expect("node");
     let quic = node
         .listen("/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("addr"))
         .await
@@ -242,20 +255,30 @@ async fn the_listen_address_names_two_fresh_certificates_and_the_quic_port() {
     let wt: Multiaddr = format!("/ip4/127.0.0.1/udp/{}/quic-v1/webtransport", port(&quic))
         .parse()
         .expect("addr");
-    let addr = node.listen(wt).await.expect("webtransport on the QUIC socket");
+    let addr = node
+        .listen(wt)
+        .await
+        .expect("webtransport on the QUIC socket");
     assert_eq!(port(&addr), port(&quic));
     let text = addr.to_string();
-    assert!(text.contains("/quic-v1/webtransport/certhash/uEi"), "{text}");
+    assert!(
+        text.contains("/quic-v1/webtransport/certhash/uEi"),
+        "{text}"
+    );
     let hashes = certhashes(&addr);
     assert_eq!(hashes.len(), 2, "current and next");
     assert_ne!(hashes[0], hashes[1]);
     assert_eq!(node.listen_addrs(), vec![quic.clone(), addr.clone()]);
     // Both transports answer on the one socket: a QUIC node and a WebTransport client.
-    let other = Node::new(Keypair::generate(), NodeConfig::default()).await.expect("node");
+    let other = Node::new(Keypair::generate(), NodeConfig::default())
+        .await
+        .expect("node");
     let peer = in_time(other.dial(quic)).await.expect("QUIC dial");
     assert_eq!(peer, node.peer_id());
     let client = in_time(connect(&addr, node.peer_id())).await;
-    let (_, _) = in_time(client.open("/ipfs/ping/1.0.0")).await.expect("a stream");
+    let (_, _) = in_time(client.open("/ipfs/ping/1.0.0"))
+        .await
+        .expect("a stream");
 }
 
 #[tokio::test]
@@ -275,7 +298,10 @@ async fn ping_identify_and_echo_over_webtransport() {
             assert_eq!(back, payload);
         }
         // identify: the node's key, its WebTransport address, what it serves.
-        let mut info = client.exchange("/ipfs/id/1.0.0", b"").await.expect("identify");
+        let mut info = client
+            .exchange("/ipfs/id/1.0.0", b"")
+            .await
+            .expect("identify");
         let (len, prefix) = uvarint(&info);
         info.drain(..prefix);
         assert_eq!(info.len(), len);
@@ -296,14 +322,23 @@ async fn ping_identify_and_echo_over_webtransport() {
             let client = &client;
             async move {
                 let msg = vec![i; 64 * 1024 + usize::from(i)];
-                assert_eq!(client.exchange("/echo/1.0.0", &msg).await.expect("echo"), msg);
+                assert_eq!(
+                    client.exchange("/echo/1.0.0", &msg).await.expect("echo"),
+                    msg
+                );
             }
         });
         futures_util::future::join_all(at_once).await;
         // A protocol the node does not serve is refused; the session lives on.
         let refused = client.open("/nope/1.0.0").await;
         assert!(refused.is_err());
-        assert_eq!(client.exchange("/echo/1.0.0", b"still").await.expect("echo"), b"still");
+        assert_eq!(
+            client
+                .exchange("/echo/1.0.0", b"still")
+                .await
+                .expect("echo"),
+            b"still"
+        );
         // The node opens a stream to the client, over the same session.
         let served = async {
             let mut s = client.accept("/echo/1.0.0").await.expect("inbound stream");
@@ -352,7 +387,8 @@ async fn request_response_over_webtransport_in_json_and_cbor() {
     j.serve(|_, v: serde_json::Value| async move { serde_json::json!({ "echo": v }) })
         .expect("serve");
     let c = Behaviour::<Cbor>::new(&node, full("/cbor/1"), Config::default()).expect("rr");
-    c.serve(|_, s: String| async move { format!("hello {s}") }).expect("serve");
+    c.serve(|_, s: String| async move { format!("hello {s}") })
+        .expect("serve");
     in_time(async {
         let client = connect(&addr, node.peer_id()).await;
         // The wire of rust-libp2p's codecs: the encoded value, then the end of the stream.
@@ -430,11 +466,16 @@ async fn wrong_paths_and_types_are_refused_and_the_listener_serves_on() {
             "/.well-known/libp2p-webtransport?type=noise&type=noise",
         ] {
             let refused = connect_with(&addr, node.peer_id(), path, &[]).await;
-            let err = refused.err().unwrap_or_else(|| panic!("{path} was accepted"));
+            let err = refused
+                .err()
+                .unwrap_or_else(|| panic!("{path} was accepted"));
             assert!(err.contains("rejected"), "{path}: {err}");
         }
         let client = connect(&addr, node.peer_id()).await;
-        client.open("/ipfs/ping/1.0.0").await.expect("the listener still serves");
+        client
+            .open("/ipfs/ping/1.0.0")
+            .await
+            .expect("the listener still serves");
     })
     .await;
 }
@@ -458,7 +499,10 @@ async fn a_certhash_the_server_does_not_list_fails_the_clients_handshake() {
     assert!(err.contains("lack the certificate hash"), "{err}");
     // And a certificate hash that is not the server's fails TLS itself, as in a browser.
     let endpoint = endpoint(&[forged]);
-    let url = format!("https://127.0.0.1:{}/.well-known/libp2p-webtransport?type=noise", port(&addr));
+    let url = format!(
+        "https://127.0.0.1:{}/.well-known/libp2p-webtransport?type=noise",
+        port(&addr)
+    );
     assert!(in_time(endpoint.connect(url)).await.is_err());
 }
 
@@ -468,17 +512,23 @@ async fn a_client_that_never_finishes_noise_is_closed_at_the_deadline() {
     let (node, addr) = listener(NodeConfig::default().with_connection_setup_timeout(setup)).await;
     let mut events = node.events();
     let endpoint = endpoint(&certhashes(&addr));
-    let url = format!("https://127.0.0.1:{}/.well-known/libp2p-webtransport?type=noise", port(&addr));
+    let url = format!(
+        "https://127.0.0.1:{}/.well-known/libp2p-webtransport?type=noise",
+        port(&addr)
+    );
     let conn = in_time(endpoint.connect(url)).await.expect("session");
     let (mut send, _recv) = conn.open_bi().await.expect("open").await.expect("opened");
-    send.write_all(&[0, 32]).await.expect("half a first message");
+    send.write_all(&[0, 32])
+        .await
+        .expect("half a first message");
     let started = Instant::now();
     in_time(conn.closed()).await;
     let waited = started.elapsed();
     assert!(waited < setup * 4, "closed after {waited:?}");
     let mut timed_out = false;
     for _ in 0..16 {
-        if let Some(NodeEvent::IncomingConnectionError { error, .. }) = in_time(events.next()).await {
+        if let Some(NodeEvent::IncomingConnectionError { error, .. }) = in_time(events.next()).await
+        {
             timed_out = matches!(*error, IncomingError::Upgrade(UpgradeError::Timeout));
             break;
         }
@@ -486,14 +536,19 @@ async fn a_client_that_never_finishes_noise_is_closed_at_the_deadline() {
     assert!(timed_out, "the node reports the deadline");
     // Someone else is served meanwhile and after.
     let client = in_time(connect(&addr, node.peer_id())).await;
-    in_time(client.open("/ipfs/ping/1.0.0")).await.expect("served");
+    in_time(client.open("/ipfs/ping/1.0.0"))
+        .await
+        .expect("served");
 }
 
 #[tokio::test]
 async fn many_stalled_sessions_cannot_lock_an_honest_client_out() {
     let (node, addr) = listener(NodeConfig::default().with_max_pending_incoming(4)).await;
     let mut events = node.events();
-    let url = format!("https://127.0.0.1:{}/.well-known/libp2p-webtransport?type=noise", port(&addr));
+    let url = format!(
+        "https://127.0.0.1:{}/.well-known/libp2p-webtransport?type=noise",
+        port(&addr)
+    );
     let mut stalled = Vec::new();
     for _ in 0..12 {
         let endpoint = endpoint(&certhashes(&addr));
@@ -503,7 +558,9 @@ async fn many_stalled_sessions_cannot_lock_an_honest_client_out() {
         }
     }
     let client = in_time(connect(&addr, node.peer_id())).await;
-    in_time(client.open("/ipfs/ping/1.0.0")).await.expect("the honest client is served");
+    in_time(client.open("/ipfs/ping/1.0.0"))
+        .await
+        .expect("the honest client is served");
     let mut evicted = 0;
     while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(200), events.next()).await {
         if let NodeEvent::IncomingConnectionError { error, .. } = e {

@@ -310,8 +310,7 @@ impl Driver {
             }
             #[cfg(feature = "webtransport")]
             Muxer::WebTransport(_) => {
-                let Muxer::WebTransport(wt) =
-                    std::mem::replace(&mut self.conn, Muxer::Closed)
+                let Muxer::WebTransport(wt) = std::mem::replace(&mut self.conn, Muxer::Closed)
                 else {
                     unreachable!("matched above");
                 };

@@ -583,12 +583,14 @@ mod tests {
         let b58 = format!("z{}", bs58::encode(&hash).into_string());
         let text = format!("/ip4/127.0.0.1/udp/4001/quic-v1/webtransport/certhash/{b58}");
         let a: Multiaddr = text.parse().expect("parse");
-        assert_eq!(
-            a.iter().last(),
-            Some(&Protocol::Certhash(hash.clone()))
-        );
+        assert_eq!(a.iter().last(), Some(&Protocol::Certhash(hash.clone())));
         let printed = a.to_string();
-        assert!(printed.ends_with("/quic-v1/webtransport/certhash/uEiABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fIA"), "{printed}");
+        assert!(
+            printed.ends_with(
+                "/quic-v1/webtransport/certhash/uEiABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fIA"
+            ),
+            "{printed}"
+        );
         assert_eq!(printed.parse::<Multiaddr>().expect("reparse"), a);
         let bytes = a.to_bytes();
         let mut tail = vec![0xcd, 0x03, 0xd1, 0x03, 0xd2, 0x03, 34];
@@ -598,7 +600,9 @@ mod tests {
         // A value that is not a multihash, or not multibase, is refused in both forms.
         assert_eq!(
             Multiaddr::from_bytes(&[0xd2, 0x03, 3, 0x12, 0x20, 0x01]),
-            Err(DecodeMultiaddrError::InvalidValue("a certhash is not a multihash"))
+            Err(DecodeMultiaddrError::InvalidValue(
+                "a certhash is not a multihash"
+            ))
         );
         assert_eq!(
             "/certhash/uEiAB".parse::<Multiaddr>(),
@@ -644,11 +648,13 @@ mod tests {
             any::<u16>().prop_map(Protocol::Udp),
             Just(Protocol::QuicV1),
             Just(Protocol::WebTransport),
-            (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..40)).prop_map(|(code, digest)| {
-                let mut hash = vec![code & 0x7f, digest.len() as u8];
-                hash.extend_from_slice(&digest);
-                Protocol::Certhash(hash)
-            }),
+            (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..40)).prop_map(
+                |(code, digest)| {
+                    let mut hash = vec![code & 0x7f, digest.len() as u8];
+                    hash.extend_from_slice(&digest);
+                    Protocol::Certhash(hash)
+                }
+            ),
             Just(Protocol::Tls),
             Just(Protocol::Ws),
             Just(Protocol::Wss),

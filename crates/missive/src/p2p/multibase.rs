@@ -27,7 +27,9 @@ pub(crate) fn encode_base64url(bytes: &[u8]) -> String {
         }
     }
     if bits > 0 {
-        out.push(char::from(BASE64_URL[((acc << (6 - bits)) & 0x3f) as usize]));
+        out.push(char::from(
+            BASE64_URL[((acc << (6 - bits)) & 0x3f) as usize],
+        ));
     }
     out
 }
@@ -129,7 +131,16 @@ mod tests {
 
     #[test]
     fn malformed_text_is_refused() {
-        for text in ["", "x", "qabc", "ueWVzIG1hbmkgIQ=", "MeWVzIG1hbmkgIQ", "f7", "b!!", "z0OIl"] {
+        for text in [
+            "",
+            "x",
+            "qabc",
+            "ueWVzIG1hbmkgIQ=",
+            "MeWVzIG1hbmkgIQ",
+            "f7",
+            "b!!",
+            "z0OIl",
+        ] {
             assert_eq!(decode(text), None, "{text}");
         }
     }

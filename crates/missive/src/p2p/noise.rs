@@ -1103,7 +1103,11 @@ mod tests {
 
     #[tokio::test]
     async fn webtransport_handshake_carries_the_certhashes_and_checks_the_dialed_ones() {
-        let (h1, h2, h3) = (vec![0x12, 0x20, 1], vec![0x12, 0x20, 2], vec![0x12, 0x20, 3]);
+        let (h1, h2, h3) = (
+            vec![0x12, 0x20, 1],
+            vec![0x12, 0x20, 2],
+            vec![0x12, 0x20, 3],
+        );
         // Every dialed hash listed (a subset of what is announced): both sides connect.
         let (c, s) = webtransport_pair(
             vec![h1.clone(), h2.clone()],

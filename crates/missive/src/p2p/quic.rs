@@ -159,7 +159,8 @@ fn webtransport_server_config(
     let rustls = tls
         .server_config_with_webtransport(certificates)
         .map_err(|e| local(&e))?;
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(rustls).map_err(|e| local(&e))?;
+    let crypto =
+        quinn::crypto::rustls::QuicServerConfig::try_from(rustls).map_err(|e| local(&e))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut t = transport_settings(config);
     t.max_concurrent_uni_streams(8u32.into())

@@ -184,10 +184,7 @@ impl TlsConfig {
                 libp2p: self.certified.clone(),
                 webtransport: certificates,
             }));
-        server.alpn_protocols = vec![
-            ALPN.to_vec(),
-            super::webtransport_certs::ALPN_H3.to_vec(),
-        ];
+        server.alpn_protocols = vec![ALPN.to_vec(), super::webtransport_certs::ALPN_H3.to_vec()];
         server.send_tls13_tickets = 0;
         Ok(Arc::new(server))
     }

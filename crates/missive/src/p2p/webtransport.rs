@@ -204,7 +204,9 @@ pub(crate) async fn accept_session(
     let session_id = session.session_id();
     let mut first = loop {
         match session.accept_bi().await.map_err(|e| http3(&e))? {
-            Some(AcceptedBi::BidiStream(id, s)) if id == session_id => break WebTransportStream::new(s),
+            Some(AcceptedBi::BidiStream(id, s)) if id == session_id => {
+                break WebTransportStream::new(s);
+            }
             // A stream of another session, or another request: refused, one session only.
             Some(AcceptedBi::BidiStream(_, s)) => drop(WebTransportStream::new(s)),
             Some(AcceptedBi::Request(_, mut s)) => {
@@ -414,8 +416,16 @@ type Opening = Pin<
     >,
 >;
 
-type Accepting =
-    Pin<Box<dyn Future<Output = Result<Option<AcceptedBi<h3_quinn::Connection, Bytes>>, h3::error::StreamError>> + Send>>;
+type Accepting = Pin<
+    Box<
+        dyn Future<
+                Output = Result<
+                    Option<AcceptedBi<h3_quinn::Connection, Bytes>>,
+                    h3::error::StreamError,
+                >,
+            > + Send,
+    >,
+>;
 
 /// The next stream or request of the session. Kept across polls: h3-webtransport reads a
 /// stream's header inside the accept, which is not cancel-safe.
@@ -524,7 +534,12 @@ mod tests {
         let hash = "uEiABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fIA";
         for (text, want) in [
             ("/ip4/127.0.0.1/udp/4001/quic-v1/webtransport", true),
-            (&format!("/ip4/127.0.0.1/udp/4001/quic-v1/webtransport/certhash/{hash}/certhash/{hash}") as &str, true),
+            (
+                &format!(
+                    "/ip4/127.0.0.1/udp/4001/quic-v1/webtransport/certhash/{hash}/certhash/{hash}"
+                ) as &str,
+                true,
+            ),
             ("/ip6/::1/udp/4001/quic-v1/webtransport", true),
             ("/ip4/127.0.0.1/udp/4001/quic-v1", false),
             ("/ip4/127.0.0.1/tcp/4001/ws", false),
@@ -534,7 +549,9 @@ mod tests {
             let a: Multiaddr = text.parse().expect("addr");
             assert_eq!(target(&a).is_some(), want, "{text}");
         }
-        let a: Multiaddr = "/ip4/127.0.0.1/udp/4001/quic-v1/webtransport".parse().expect("addr");
+        let a: Multiaddr = "/ip4/127.0.0.1/udp/4001/quic-v1/webtransport"
+            .parse()
+            .expect("addr");
         assert_eq!(target(&a), Some("127.0.0.1:4001".parse().expect("socket")));
     }
 
@@ -569,14 +586,26 @@ mod tests {
             r.extensions_mut().insert(h3::ext::Protocol::WEB_TRANSPORT);
             r
         };
-        assert_eq!(check_request(&connect("https://h/.well-known/libp2p-webtransport?type=noise")), Ok(()));
+        assert_eq!(
+            check_request(&connect(
+                "https://h/.well-known/libp2p-webtransport?type=noise"
+            )),
+            Ok(())
+        );
         for (uri, status) in [
             ("https://h/other?type=noise", 404),
             ("https://h/.well-known/libp2p-webtransport", 400),
             ("https://h/.well-known/libp2p-webtransport?type=tls", 400),
-            ("https://h/.well-known/libp2p-webtransport?type=noise&type=noise", 400),
+            (
+                "https://h/.well-known/libp2p-webtransport?type=noise&type=noise",
+                400,
+            ),
         ] {
-            assert_eq!(check_request(&connect(uri)).map_err(|s| s.as_u16()), Err(status), "{uri}");
+            assert_eq!(
+                check_request(&connect(uri)).map_err(|s| s.as_u16()),
+                Err(status),
+                "{uri}"
+            );
         }
         let get = http::Request::builder()
             .uri("https://h/.well-known/libp2p-webtransport?type=noise")
