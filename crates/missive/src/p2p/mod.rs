@@ -42,7 +42,7 @@ pub(crate) mod substream;
 pub mod tls;
 mod upgrade;
 #[cfg(feature = "webtransport")]
-pub(crate) mod webtransport;
+pub mod webtransport;
 #[cfg(feature = "webtransport")]
 mod webtransport_certs;
 
