@@ -563,10 +563,10 @@ async fn many_stalled_sessions_cannot_lock_an_honest_client_out() {
         .expect("the honest client is served");
     let mut evicted = 0;
     while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(200), events.next()).await {
-        if let NodeEvent::IncomingConnectionError { error, .. } = e {
-            if matches!(*error, IncomingError::TooManyPendingHandshakes) {
-                evicted += 1;
-            }
+        if let NodeEvent::IncomingConnectionError { error, .. } = e
+            && matches!(*error, IncomingError::TooManyPendingHandshakes)
+        {
+            evicted += 1;
         }
     }
     assert!(evicted >= 8, "{evicted} stalled sessions yielded");

@@ -45,7 +45,7 @@ mod upgrade;
 #[cfg_attr(docsrs, doc(cfg(feature = "websocket")))]
 pub mod websocket;
 #[cfg(feature = "webtransport")]
-pub(crate) mod webtransport;
+pub mod webtransport;
 #[cfg(feature = "webtransport")]
 mod webtransport_certs;
 

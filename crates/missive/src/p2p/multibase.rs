@@ -69,7 +69,7 @@ pub(crate) fn decode(text: &str) -> Option<Vec<u8>> {
 fn rfc4648(body: &str, alphabet: &[u8], bits: u32, padded: bool, upper: bool) -> Option<Vec<u8>> {
     let data = if padded {
         let group = if bits == 5 { 8 } else { 4 };
-        if body.len() % group != 0 {
+        if !body.len().is_multiple_of(group) {
             return None;
         }
         body.trim_end_matches('=')

@@ -17,7 +17,7 @@ pub(crate) enum Substream {
     Quic(QuicStream),
     /// A bidirectional stream of a WebTransport session (on QUIC, behind its stream header).
     #[cfg(feature = "webtransport")]
-    WebTransport(super::webtransport::WebTransportStream),
+    WebTransport(Box<super::webtransport::WebTransportStream>),
 }
 
 impl Substream {

@@ -2,8 +2,11 @@
 //! so that browsers can dial the node.
 //!
 //! It shares the UDP socket of the node's QUIC listener: the QUIC handshake's ALPN tells the
-//! two apart (`libp2p` for QUIC, `h3` for HTTP/3), and the certificate is chosen by it (see
-//! [`super::webtransport_certs`]). On an `h3` connection the session is HTTP/3 with h3 and
+//! two apart (`libp2p` for QUIC, `h3` for HTTP/3) and chooses the certificate: the
+//! libp2p-tls one, or a short-lived ECDSA P-256 one (14 days, rotated an hour before it
+//! expires) whose SHA-256 hash, with the next one's, the listen address announces as
+//! `/certhash/…`, since that is how a browser accepts a self-signed certificate. On an `h3`
+//! connection the session is HTTP/3 with h3 and
 //! h3-webtransport: one extended CONNECT to `/.well-known/libp2p-webtransport?type=noise`
 //! (404 for another path, 400 without exactly one `type=noise`), then the Noise XX handshake
 //! as responder on the client's first bidirectional stream, with the certificate hashes in
@@ -14,17 +17,13 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use missive::p2p::{Keypair, Node, NodeConfig};
+//! use missive::p2p::{Keypair, Node, NodeConfig, Protocol};
 //!
 //! let node = Node::new(Keypair::generate(), NodeConfig::default()).await?;
 //! let quic = node.listen("/ip4/127.0.0.1/udp/0/quic-v1".parse()?).await?;
-//! // The same UDP port, now also serving browsers; the address carries the certhashes.
-//! let port = quic.to_string().rsplit("/udp/").next().and_then(|s| s.split('/').next())
-//!     .unwrap_or("0").to_owned();
-//! let web = node
-//!     .listen(format!("/ip4/127.0.0.1/udp/{port}/quic-v1/webtransport").parse()?)
-//!     .await?;
-//! println!("browsers dial {web}/p2p/{}", node.peer_id());
+//! // The same UDP port now also serves browsers; the address carries the certhashes.
+//! let web = node.listen(quic.with(Protocol::WebTransport)).await?;
+//! println!("browsers dial {}", web.with(Protocol::P2p(node.peer_id())));
 //! # Ok(()) }
 //! ```
 
@@ -471,7 +470,7 @@ impl Driver {
                 Some((tx, opened)) = opening.next() => match opened {
                     // A caller that gave up drops the stream, which resets it.
                     Ok(s) => {
-                        let s = Substream::WebTransport(WebTransportStream::new(s));
+                        let s = Substream::WebTransport(Box::new(WebTransportStream::new(s)));
                         let _ = tx.send(Ok(s));
                     }
                     Err(e) => break close_cause(&wt.quic, &e),
@@ -480,7 +479,7 @@ impl Driver {
                     accepting = accept_next(wt.session.clone());
                     match accepted {
                         Ok(Some(AcceptedBi::BidiStream(id, s))) if id == session_id => {
-                            let s = Substream::WebTransport(WebTransportStream::new(s));
+                            let s = Substream::WebTransport(Box::new(WebTransportStream::new(s)));
                             on_inbound(shared, &self.handle, s);
                         }
                         // Another session's stream, or a second CONNECT: one session only.

@@ -184,3 +184,68 @@ impl ResolvesServerCert for AlpnResolver {
 pub(crate) fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn days(n: u64) -> Duration {
+        Duration::from_secs(n * 24 * 3600)
+    }
+
+    #[test]
+    fn certificates_are_short_lived_ecdsa_named_by_their_sha256() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let c = Certificates::new(now).expect("certificates");
+        let current = c.current();
+        assert_eq!(current.not_before, now - CLOCK_SKEW);
+        assert_eq!(current.not_after - VALIDITY, current.not_before);
+        assert!(VALIDITY <= days(14));
+        assert_eq!(
+            current.certified.key.algorithm(),
+            rustls::SignatureAlgorithm::ECDSA
+        );
+        let der = current.certified.cert[0].as_ref();
+        assert_eq!(current.hash, certhash(der));
+        assert_eq!(current.hash[..2], [0x12, 0x20]);
+        assert_eq!(
+            current.hash[2..],
+            *ring::digest::digest(&ring::digest::SHA256, der).as_ref()
+        );
+        // X.509v3: the explicit [0] version field holds 2.
+        // (after the two SEQUENCE headers, whose lengths vary).
+        assert!(
+            der[..12]
+                .windows(5)
+                .any(|w| w == [0xa0, 0x03, 0x02, 0x01, 0x02]),
+            "{:02x?}",
+            &der[..12]
+        );
+    }
+
+    #[test]
+    fn rotation_switches_before_expiry_and_keeps_the_retired_hash_for_the_handshake() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let c = Certificates::new(now).expect("certificates");
+        let [a, b]: [Vec<u8>; 2] = c.announced().try_into().expect("two hashes");
+        assert_eq!(c.for_handshake(), [a.clone(), b.clone()]);
+        let due = c.rotation_due();
+        assert_eq!(due, c.current().not_after - CLOCK_SKEW);
+        assert!(!c.rotate_if_due(now + days(1)).expect("no rotation yet"));
+        assert!(
+            !c.rotate_if_due(due - Duration::from_secs(1))
+                .expect("not yet")
+        );
+        assert!(c.rotate_if_due(due).expect("rotation"));
+        let announced = c.announced();
+        assert_eq!(announced[0], b, "the next one is presented now");
+        assert_ne!(announced[1], a);
+        assert_ne!(announced[1], b);
+        assert_eq!(c.for_handshake(), [a, b.clone(), announced[1].clone()]);
+        // The new current one has been valid, with the skew allowance, since before the switch.
+        let current = c.current();
+        assert_eq!(current.hash, b);
+        assert!(current.not_before + CLOCK_SKEW <= due);
+        assert!(current.not_after > due + days(13));
+    }
+}
