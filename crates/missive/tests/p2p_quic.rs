@@ -247,7 +247,7 @@ async fn quic_a_peer_known_by_tcp_and_quic_addresses_is_reached() {
 #[tokio::test]
 async fn quic_a_ping_whose_sender_closes_its_side_gets_its_answer_and_a_clean_end() {
     tokio::time::timeout(DEADLINE, async {
-        let (a, addr) = quic_listener().await;
+        let (listener, addr) = quic_listener().await;
         let b = node(NodeConfig::default()).await;
         let peer = b.dial(addr).await.expect("dial");
         for round in 0..3u8 {
@@ -266,6 +266,7 @@ async fn quic_a_ping_whose_sender_closes_its_side_gets_its_answer_and_a_clean_en
                 .expect("the answer and a clean end, not a reset");
             assert_eq!(back, sent, "round {round}");
         }
+        listener.shutdown().await;
     })
     .await
     .expect("in time");
