@@ -50,6 +50,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     outcomes.push(queue_over("tls", args.count).await?);
     outcomes.push(node_ping_and_echo(TCP, "tcp+noise+yamux", args.echoes).await?);
     outcomes.push(node_ping_and_echo(QUIC, "quic", args.echoes).await?);
+    outcomes.push(node_ping_and_echo(WS, "ws+noise+yamux", args.echoes).await?);
     outcomes.push(crate::demo_rpc::unary_stream_and_cancel(args.calls).await?);
     outcomes.push(crate::demo_rpc::over_a_node_stream(args.calls).await?);
     outcomes.push(request_response(TCP, "tcp/json", args.requests).await?);
@@ -185,6 +186,7 @@ async fn queue_over(transport: &'static str, count: u32) -> anyhow::Result<Outco
 /// The node's loopback listen addresses the demo runs its node rows on.
 const TCP: &str = "/ip4/127.0.0.1/tcp/0";
 const QUIC: &str = "/ip4/127.0.0.1/udp/0/quic-v1";
+const WS: &str = "/ip4/127.0.0.1/tcp/0/ws";
 
 async fn node_ping_and_echo(
     listen: &str,

@@ -25,8 +25,9 @@ pub(crate) struct ListenArgs {
     /// The type of a new identity (a key file that exists keeps its own).
     #[arg(long, value_enum, default_value_t = KeyKind::Ed25519)]
     key_type: KeyKind,
-    /// Addresses to listen on (default: TCP and QUIC on loopback, ports chosen by the system).
-    #[arg(default_values = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"])]
+    /// Addresses to listen on (default: TCP, QUIC and WebSocket on loopback, ports chosen by the
+    /// system).
+    #[arg(default_values = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0/ws"])]
     addrs: Vec<String>,
     /// Do not serve WebTransport (for browsers) on the port of each QUIC address.
     #[arg(long)]

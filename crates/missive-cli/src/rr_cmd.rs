@@ -25,8 +25,9 @@ pub(crate) enum RrCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Addresses to listen on (default: TCP and QUIC on loopback, ports chosen by the system).
-    #[arg(default_values = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"])]
+    /// Addresses to listen on (default: TCP, QUIC and WebSocket on loopback, ports chosen by the
+    /// system).
+    #[arg(default_values = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0/ws"])]
     addrs: Vec<String>,
     /// The node's key file; created when it does not exist.
     #[arg(long)]

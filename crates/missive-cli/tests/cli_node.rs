@@ -254,3 +254,57 @@ fn node_listen_serves_tcp_and_quic_by_default_and_ping_and_identify_work_over_qu
     );
     assert!(text.contains("/quic-v1"), "{text}");
 }
+
+#[test]
+fn node_listen_serves_websocket_by_default_and_ping_and_identify_work_over_ws() {
+    let mut node = Running(
+        missive()
+            .args(["node", "listen"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn node"),
+    );
+    let mut stdout = BufReader::new(node.0.stdout.take().expect("stdout"));
+    let mut lines = Vec::new();
+    // The peer id, then one line per default address: TCP, QUIC, WebSocket.
+    for _ in 0..4 {
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("line");
+        lines.push(line.trim().to_owned());
+    }
+    let addrs: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("listening on "))
+        .collect();
+    assert_eq!(addrs.len(), 3, "{lines:?}");
+    let ws = addrs
+        .iter()
+        .find(|a| a.contains("/tcp/") && a.contains("/ws/p2p/"))
+        .unwrap_or_else(|| panic!("no WebSocket address in {lines:?}"));
+    let out = missive()
+        .args(["ping", ws, "--count", "2", "--interval-ms", "10"])
+        .output()
+        .expect("run ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("2 of 2 answered"), "{text}");
+    let out = missive()
+        .args(["node", "identify", ws])
+        .output()
+        .expect("run identify");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("/ws"),
+        "the ws listen address is announced: {text}"
+    );
+}

@@ -45,6 +45,7 @@ fn demo_reports_every_layer_as_passed() {
     for (layer, transport) in [
         ("node", "tcp+noise+yamux"),
         ("node", "quic"),
+        ("node", "ws+noise+yamux"),
         ("rpc", "tcp"),
         ("rpc", "node stream"),
         ("request_response", "tcp/json"),
@@ -56,7 +57,7 @@ fn demo_reports_every_layer_as_passed() {
             .unwrap_or_else(|| panic!("no {layer}/{transport} row in {lines:?}"));
         assert_eq!(row["passed"], true, "{row}");
     }
-    assert_eq!(lines.len(), 8, "one row per layer and transport: {lines:?}");
+    assert_eq!(lines.len(), 9, "one row per layer and transport: {lines:?}");
 }
 
 #[test]

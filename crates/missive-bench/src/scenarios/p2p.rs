@@ -2,7 +2,9 @@
 //! Noise, yamux, multistream-select), missive's node with [`missive::stream::Control`] against
 //! rust-libp2p with libp2p-stream's `Control`; `stream-echo-quic` and `stream-bulk-quic`: the same
 //! over QUIC v1 (libp2p-tls in the QUIC handshake, native QUIC streams, multistream-select), both
-//! nodes listening and dialing on `/ip4/127.0.0.1/udp/<port>/quic-v1` only.
+//! nodes listening and dialing on `/ip4/127.0.0.1/udp/<port>/quic-v1` only; `stream-echo-ws` and
+//! `stream-bulk-ws`: over WebSocket (`/ip4/127.0.0.1/tcp/<port>/ws`, libp2p-websocket on the
+//! rust-libp2p side), Noise and yamux inside binary messages.
 //!
 //! Each round starts two fresh nodes, one per side, each on its own single-threaded runtime; the
 //! listening side accepts one stream of the scenario's protocol, the dialing side connects, opens
@@ -128,6 +130,40 @@ pub(super) fn scenarios() -> Vec<Scenario> {
             ],
         },
         Scenario {
+            name: "stream-echo-ws",
+            entries: vec![
+                Entry {
+                    system: "missive",
+                    metric: "round_trips_per_s",
+                    unit: "1/s",
+                    run: |p| missive_round(Transport::Ws, Traffic::Echo, p),
+                },
+                Entry {
+                    system: LIBP2P,
+                    metric: "round_trips_per_s",
+                    unit: "1/s",
+                    run: |p| libp2p_round(Transport::Ws, Traffic::Echo, p),
+                },
+            ],
+        },
+        Scenario {
+            name: "stream-bulk-ws",
+            entries: vec![
+                Entry {
+                    system: "missive",
+                    metric: "bytes_per_s",
+                    unit: "B/s",
+                    run: |p| missive_round(Transport::Ws, Traffic::Bulk, p),
+                },
+                Entry {
+                    system: LIBP2P,
+                    metric: "bytes_per_s",
+                    unit: "B/s",
+                    run: |p| libp2p_round(Transport::Ws, Traffic::Bulk, p),
+                },
+            ],
+        },
+        Scenario {
             name: "stream-bulk-quic",
             entries: vec![
                 Entry {
@@ -154,6 +190,8 @@ pub(super) enum Transport {
     Tcp,
     /// QUIC v1: libp2p-tls in the QUIC handshake, native QUIC streams.
     Quic,
+    /// WebSocket over TCP (`/tcp/<port>/ws`), then Noise and yamux inside binary messages.
+    Ws,
 }
 
 /// The loopback socket address with a port chosen by the system.
@@ -299,6 +337,7 @@ pub(super) fn missive_loopback(transport: Transport) -> Multiaddr {
 pub(super) fn missive_addr(transport: Transport, addr: SocketAddr) -> Multiaddr {
     match transport {
         Transport::Tcp => Multiaddr::from_socket_addr(addr),
+        Transport::Ws => Multiaddr::from_socket_addr(addr).with(Protocol::Ws),
         Transport::Quic => {
             let ip = match addr.ip() {
                 IpAddr::V4(a) => Protocol::Ip4(a),
@@ -452,6 +491,25 @@ pub(super) fn libp2p_swarm_with<B: NetworkBehaviour>(
             .with_behaviour(|_| behaviour())?
             .with_swarm_config(config)
             .build(),
+        // `SwarmBuilder::with_websocket`'s transport without its DNS layer (it is async only
+        // for the resolver, which loopback addresses do not need).
+        Transport::Ws => builder
+            .with_other_transport(|key| {
+                let ws = libp2p::websocket::Config::new(tcp::tokio::Transport::new(
+                    tcp::Config::default(),
+                ));
+                Ok::<_, noise::Error>(
+                    libp2p::Transport::upgrade(ws, libp2p::core::upgrade::Version::V1Lazy)
+                        .authenticate(noise::Config::new(key)?)
+                        .multiplex(yamux::Config::default())
+                        .map(|(peer, muxer), _| {
+                            (peer, libp2p::core::muxing::StreamMuxerBox::new(muxer))
+                        }),
+                )
+            })?
+            .with_behaviour(|_| behaviour())?
+            .with_swarm_config(config)
+            .build(),
     })
 }
 
@@ -460,6 +518,9 @@ pub(super) fn libp2p_addr(transport: Transport, addr: SocketAddr) -> LibMultiadd
     let ip = LibMultiaddr::empty().with(LibProtocolPart::from(addr.ip()));
     match transport {
         Transport::Tcp => ip.with(LibProtocolPart::Tcp(addr.port())),
+        Transport::Ws => ip
+            .with(LibProtocolPart::Tcp(addr.port()))
+            .with(LibProtocolPart::Ws("/".into())),
         Transport::Quic => ip
             .with(LibProtocolPart::Udp(addr.port()))
             .with(LibProtocolPart::QuicV1),
@@ -642,10 +703,16 @@ mod tests {
     }
 
     #[test]
-    fn the_quic_scenarios_compare_the_stacks_only() {
+    fn every_system_echoes_and_uploads_over_websocket_in_a_short_round() -> anyhow::Result<()> {
+        short_round("stream-echo-ws")?;
+        short_round("stream-bulk-ws")
+    }
+
+    #[test]
+    fn the_quic_and_ws_scenarios_compare_the_stacks_only() {
         for scenario in scenarios() {
             let systems: Vec<_> = scenario.entries.iter().map(|e| e.system).collect();
-            if scenario.name.ends_with("-quic") {
+            if scenario.name.ends_with("-quic") || scenario.name.ends_with("-ws") {
                 assert_eq!(systems, ["missive", LIBP2P], "{}", scenario.name);
             } else {
                 assert_eq!(systems, ["missive", LIBP2P, "raw"], "{}", scenario.name);
@@ -656,7 +723,7 @@ mod tests {
     #[test]
     fn addresses_convert_between_socket_and_both_multiaddr_forms() -> anyhow::Result<()> {
         let addr = SocketAddr::from(([127, 0, 0, 1], 4001));
-        for transport in [Transport::Tcp, Transport::Quic] {
+        for transport in [Transport::Tcp, Transport::Quic, Transport::Ws] {
             assert_eq!(missive_socket_addr(&missive_addr(transport, addr))?, addr);
             assert_eq!(libp2p_socket_addr(&libp2p_addr(transport, addr))?, addr);
         }
@@ -674,6 +741,7 @@ mod tests {
         for (transport, spelled) in [
             (Transport::Tcp, "/ip4/127.0.0.1/tcp/4001"),
             (Transport::Quic, "/ip4/127.0.0.1/udp/4001/quic-v1"),
+            (Transport::Ws, "/ip4/127.0.0.1/tcp/4001/ws"),
         ] {
             assert_eq!(missive_addr(transport, addr).to_string(), spelled);
             assert_eq!(libp2p_addr(transport, addr).to_string(), spelled);

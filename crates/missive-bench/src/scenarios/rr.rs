@@ -1,7 +1,8 @@
 //! `rr-seq` and `rr-64`: request-response with the CBOR codec over one node connection (TCP,
 //! Noise, yamux, one multistream-select negotiation per request), missive's
 //! [`Behaviour`] against rust-libp2p's `request_response::cbor::Behaviour`; `rr-seq-quic`: `rr-seq`
-//! over QUIC v1 (one native QUIC stream and one multistream-select negotiation per request).
+//! over QUIC v1 (one native QUIC stream and one multistream-select negotiation per request);
+//! `rr-seq-ws`: `rr-seq` over WebSocket (`/tcp/<port>/ws`, then Noise and yamux).
 //!
 //! Each round starts two fresh nodes, one per side, each on its own single-threaded runtime. The
 //! listening side answers every request with the request itself; the dialing side connects and
@@ -97,6 +98,23 @@ pub(super) fn scenarios() -> Vec<Scenario> {
                     metric: "requests_per_s",
                     unit: "1/s",
                     run: |p| libp2p_round(Transport::Quic, 1, p),
+                },
+            ],
+        },
+        Scenario {
+            name: "rr-seq-ws",
+            entries: vec![
+                Entry {
+                    system: "missive",
+                    metric: "requests_per_s",
+                    unit: "1/s",
+                    run: |p| missive_round(Transport::Ws, 1, p),
+                },
+                Entry {
+                    system: LIBP2P,
+                    metric: "requests_per_s",
+                    unit: "1/s",
+                    run: |p| libp2p_round(Transport::Ws, 1, p),
                 },
             ],
         },
@@ -480,6 +498,11 @@ mod tests {
     #[test]
     fn every_system_answers_requests_over_quic_in_a_short_round() -> anyhow::Result<()> {
         short_round("rr-seq-quic")
+    }
+
+    #[test]
+    fn every_system_answers_requests_over_websocket_in_a_short_round() -> anyhow::Result<()> {
+        short_round("rr-seq-ws")
     }
 
     #[test]
