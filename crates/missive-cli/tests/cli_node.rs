@@ -295,5 +295,8 @@ fn node_listen_serves_websocket_by_default_and_ping_and_identify_work_over_ws() 
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("/ws"), "the ws listen address is announced: {text}");
+    assert!(
+        text.contains("/ws"),
+        "the ws listen address is announced: {text}"
+    );
 }

@@ -1,5 +1,6 @@
-//! missive's node against rust-libp2p 0.57's WebSocket transport (libp2p-websocket, built by
-//! `SwarmBuilder::with_websocket`), both ways over `/ip4/127.0.0.1/tcp/<port>/ws`: PeerIds, ping,
+//! missive's node against rust-libp2p 0.57's WebSocket transport (libp2p-websocket over its TCP
+//! transport, with Noise and yamux, as `SwarmBuilder::with_websocket` builds it without DNS), both
+//! ways over `/ip4/127.0.0.1/tcp/<port>/ws`: PeerIds, ping,
 //! identify with the ws listen and observed addresses, libp2p-stream echoes (10 B to 1 MiB, past
 //! the WebSocket frame size) and a JSON request-response exchange; and a `wss` listener of
 //! rust-libp2p (its TLS config on the transport) that missive dials.
@@ -14,9 +15,9 @@ use libp2p::core::upgrade::Version;
 use libp2p::request_response::{self as lib_rr, ProtocolSupport as LibSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr as LibMultiaddr, StreamProtocol as LibProtocol, Swarm, identify, noise, ping,
-    websocket, yamux,
+    Multiaddr as LibMultiaddr, StreamProtocol as LibProtocol, Swarm, identify, noise, ping, yamux,
 };
+use libp2p_websocket as websocket;
 use missive::p2p::{Keypair, Multiaddr, Node, NodeConfig, NodeEvent, PeerId, Protocol};
 use missive::protocols::identify as missive_identify;
 use missive::request_response::{self as rr, ProtocolSupport};
@@ -82,33 +83,31 @@ fn behaviour(key: &libp2p::identity::Keypair) -> Behaviour {
     }
 }
 
-/// A swarm with the builder's WebSocket transport (plain `ws` listen and dial, `wss` dial).
-async fn websocket_swarm() -> Swarm<Behaviour> {
-    libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_websocket(noise::Config::new, yamux::Config::default)
-        .await
-        .expect("websocket")
-        .with_behaviour(behaviour)
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
+/// A swarm with rust-libp2p's WebSocket transport only (plain `ws` listen and dial).
+fn websocket_swarm() -> Swarm<Behaviour> {
+    swarm_over(None)
 }
 
 /// A swarm that listens on `wss` with a self-signed certificate for `localhost`.
 fn wss_swarm(cert_der: Vec<u8>, key_der: Vec<u8>) -> Swarm<Behaviour> {
+    let tls = websocket::tls::Config::new(
+        websocket::tls::PrivateKey::new(key_der),
+        vec![websocket::tls::Certificate::new(cert_der)],
+    )
+    .expect("tls config");
+    swarm_over(Some(tls))
+}
+
+fn swarm_over(tls: Option<websocket::tls::Config>) -> Swarm<Behaviour> {
     libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_other_transport(|key| {
             let mut ws = websocket::Config::new(libp2p::tcp::tokio::Transport::new(
                 libp2p::tcp::Config::default(),
             ));
-            let tls = websocket::tls::Config::new(
-                websocket::tls::PrivateKey::new(key_der),
-                vec![websocket::tls::Certificate::new(cert_der)],
-            )
-            .expect("tls config");
-            ws.set_tls_config(tls);
+            if let Some(tls) = tls {
+                ws.set_tls_config(tls);
+            }
             ws.upgrade(Version::V1Lazy)
                 .authenticate(noise::Config::new(key).expect("noise"))
                 .multiplex(yamux::Config::default())
@@ -370,7 +369,7 @@ fn is_ws(a: &str) -> bool {
 #[tokio::test]
 async fn websocket_missive_dials_rust_libp2p_ping_identify_echo_and_json_request_response() {
     tokio::time::timeout(DEADLINE, async {
-        let mut lib = run(websocket_swarm().await);
+        let mut lib = run(websocket_swarm());
         let lib_ws = lib.listen_on(WS).await;
         assert!(is_ws(&lib_ws.to_string()), "{lib_ws}");
         let (node, node_ws, greet) = missive_node(NodeConfig::default()).await;
@@ -432,7 +431,7 @@ async fn websocket_missive_dials_rust_libp2p_ping_identify_echo_and_json_request
 #[tokio::test]
 async fn websocket_rust_libp2p_dials_missive_ping_identify_echo_and_json_request_response() {
     tokio::time::timeout(DEADLINE, async {
-        let mut lib = run(websocket_swarm().await);
+        let mut lib = run(websocket_swarm());
         let (node, node_ws, _greet) = missive_node(NodeConfig::default()).await;
         let mut events = node.events();
         let me = lib_peer_id(&node.peer_id());
