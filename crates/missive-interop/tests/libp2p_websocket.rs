@@ -1,8 +1,9 @@
-//! missive's node against rust-libp2p 0.57's WebSocket transport (libp2p-websocket, built by
-//! `SwarmBuilder::with_websocket`), both ways over `/ip4/127.0.0.1/tcp/<port>/ws`: PeerIds, ping,
+//! missive's node against rust-libp2p 0.57's WebSocket transport (libp2p-websocket over its TCP
+//! transport, with Noise and yamux, as `SwarmBuilder::with_websocket` builds it without DNS), both
+//! ways over `/ip4/127.0.0.1/tcp/<port>/ws`: PeerIds, ping,
 //! identify with the ws listen and observed addresses, libp2p-stream echoes (10 B to 1 MiB, past
-//! the WebSocket frame size) and a JSON request-response exchange; and a `wss` listener of
-//! rust-libp2p (its TLS config on the transport) that missive dials.
+//! the WebSocket frame size) and a JSON request-response exchange; and `wss` both ways (each
+//! side's listener with a self-signed certificate the other trusts, dialed by `/tls/sni/localhost/ws`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,9 +15,9 @@ use libp2p::core::upgrade::Version;
 use libp2p::request_response::{self as lib_rr, ProtocolSupport as LibSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr as LibMultiaddr, StreamProtocol as LibProtocol, Swarm, identify, noise, ping,
-    websocket, yamux,
+    Multiaddr as LibMultiaddr, StreamProtocol as LibProtocol, Swarm, identify, noise, ping, yamux,
 };
+use libp2p_websocket as websocket;
 use missive::p2p::{Keypair, Multiaddr, Node, NodeConfig, NodeEvent, PeerId, Protocol};
 use missive::protocols::identify as missive_identify;
 use missive::request_response::{self as rr, ProtocolSupport};
@@ -82,33 +83,39 @@ fn behaviour(key: &libp2p::identity::Keypair) -> Behaviour {
     }
 }
 
-/// A swarm with the builder's WebSocket transport (plain `ws` listen and dial, `wss` dial).
-async fn websocket_swarm() -> Swarm<Behaviour> {
-    libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_websocket(noise::Config::new, yamux::Config::default)
-        .await
-        .expect("websocket")
-        .with_behaviour(behaviour)
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
+/// A swarm with rust-libp2p's WebSocket transport only (plain `ws` listen and dial).
+fn websocket_swarm() -> Swarm<Behaviour> {
+    swarm_over(None)
+}
+
+/// A swarm that dials `wss` trusting `cert_der`.
+fn wss_client_swarm(cert_der: Vec<u8>) -> Swarm<Behaviour> {
+    let mut tls = websocket::tls::Config::builder();
+    tls.add_trust(&websocket::tls::Certificate::new(cert_der))
+        .expect("trust");
+    swarm_over(Some(tls.finish()))
 }
 
 /// A swarm that listens on `wss` with a self-signed certificate for `localhost`.
 fn wss_swarm(cert_der: Vec<u8>, key_der: Vec<u8>) -> Swarm<Behaviour> {
+    let tls = websocket::tls::Config::new(
+        websocket::tls::PrivateKey::new(key_der),
+        vec![websocket::tls::Certificate::new(cert_der)],
+    )
+    .expect("tls config");
+    swarm_over(Some(tls))
+}
+
+fn swarm_over(tls: Option<websocket::tls::Config>) -> Swarm<Behaviour> {
     libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_other_transport(|key| {
             let mut ws = websocket::Config::new(libp2p::tcp::tokio::Transport::new(
                 libp2p::tcp::Config::default(),
             ));
-            let tls = websocket::tls::Config::new(
-                websocket::tls::PrivateKey::new(key_der),
-                vec![websocket::tls::Certificate::new(cert_der)],
-            )
-            .expect("tls config");
-            ws.set_tls_config(tls);
+            if let Some(tls) = tls {
+                ws.set_tls_config(tls);
+            }
             ws.upgrade(Version::V1Lazy)
                 .authenticate(noise::Config::new(key).expect("noise"))
                 .multiplex(yamux::Config::default())
@@ -261,7 +268,7 @@ impl Libp2pPeer {
 
     /// Opens an [`ECHO`] stream to `peer`, sends `msg`, returns what came back.
     async fn echo(&self, peer: libp2p::PeerId, msg: &[u8]) -> Vec<u8> {
-        let mut s = self
+        let s = self
             .control
             .clone()
             .open_stream(peer, LibProtocol::new(ECHO))
@@ -370,7 +377,7 @@ fn is_ws(a: &str) -> bool {
 #[tokio::test]
 async fn websocket_missive_dials_rust_libp2p_ping_identify_echo_and_json_request_response() {
     tokio::time::timeout(DEADLINE, async {
-        let mut lib = run(websocket_swarm().await);
+        let mut lib = run(websocket_swarm());
         let lib_ws = lib.listen_on(WS).await;
         assert!(is_ws(&lib_ws.to_string()), "{lib_ws}");
         let (node, node_ws, greet) = missive_node(NodeConfig::default()).await;
@@ -432,7 +439,7 @@ async fn websocket_missive_dials_rust_libp2p_ping_identify_echo_and_json_request
 #[tokio::test]
 async fn websocket_rust_libp2p_dials_missive_ping_identify_echo_and_json_request_response() {
     tokio::time::timeout(DEADLINE, async {
-        let mut lib = run(websocket_swarm().await);
+        let mut lib = run(websocket_swarm());
         let (node, node_ws, _greet) = missive_node(NodeConfig::default()).await;
         let mut events = node.events();
         let me = lib_peer_id(&node.peer_id());
@@ -518,6 +525,62 @@ async fn websocket_missive_dials_a_rust_libp2p_wss_listener() {
         for len in SIZES {
             missive_echo(&node, peer, &pattern(len)).await;
         }
+    })
+    .await
+    .expect("in time");
+}
+
+#[tokio::test]
+async fn websocket_rust_libp2p_dials_a_missive_wss_listener() {
+    tokio::time::timeout(DEADLINE, async {
+        let cert = missive::transport::tls::SelfSigned::generate(&["localhost"]).expect("cert");
+        let config =
+            NodeConfig::default().with_websocket_tls_server(cert.server_config().expect("config"));
+        let (node, _, _greet) = missive_node(config).await;
+        let wss = node
+            .listen("/ip4/127.0.0.1/tcp/0/tls/ws".parse().expect("addr"))
+            .await
+            .expect("listen on wss");
+        let port = wss
+            .iter()
+            .find_map(|p| match p {
+                Protocol::Tcp(p) => Some(*p),
+                _ => None,
+            })
+            .expect("port");
+        let cert_der = cert.cert.to_vec();
+        let mut lib = run(wss_client_swarm(cert_der));
+        let me = lib_peer_id(&node.peer_id());
+        let mut events = node.events();
+        // rust-libp2p takes the TLS name from /sni (the certificate names `localhost`).
+        let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}/tls/sni/localhost/ws")
+            .parse()
+            .expect("addr");
+        lib.command(Command::Dial(lib_addr(
+            &addr.with(Protocol::P2p(node.peer_id())),
+        )))
+        .await;
+        let (peer, _) = established(&mut events).await;
+        assert_eq!(peer, lib.missive_peer());
+        lib.pinged(me).await;
+        for len in SIZES {
+            let msg = pattern(len);
+            assert!(
+                lib.echo(me, &msg).await == msg,
+                "echo of {len} bytes differs"
+            );
+        }
+        let answer = lib
+            .request(
+                me,
+                Greet {
+                    name: "wss".into(),
+                    times: 1,
+                },
+            )
+            .await
+            .expect("missive answers over wss");
+        assert_eq!(answer.times, 2);
     })
     .await
     .expect("in time");

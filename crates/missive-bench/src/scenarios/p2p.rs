@@ -4,7 +4,7 @@
 //! over QUIC v1 (libp2p-tls in the QUIC handshake, native QUIC streams, multistream-select), both
 //! nodes listening and dialing on `/ip4/127.0.0.1/udp/<port>/quic-v1` only; `stream-echo-ws` and
 //! `stream-bulk-ws`: over WebSocket (`/ip4/127.0.0.1/tcp/<port>/ws`, libp2p-websocket on the
-//! rust-libp2p side), Noise and yamux inside binary messages.
+//! rust-libp2p side, over its TCP transport as `SwarmBuilder::with_websocket` builds it), Noise and yamux inside binary messages.
 //!
 //! Each round starts two fresh nodes, one per side, each on its own single-threaded runtime; the
 //! listening side accepts one stream of the scenario's protocol, the dialing side connects, opens
@@ -491,11 +491,11 @@ pub(super) fn libp2p_swarm_with<B: NetworkBehaviour>(
             .with_behaviour(|_| behaviour())?
             .with_swarm_config(config)
             .build(),
-        // `SwarmBuilder::with_websocket`'s transport without its DNS layer (it is async only
-        // for the resolver, which loopback addresses do not need).
+        // `SwarmBuilder::with_websocket`'s transport without its DNS layer, which loopback
+        // addresses do not need.
         Transport::Ws => builder
             .with_other_transport(|key| {
-                let ws = libp2p::websocket::Config::new(tcp::tokio::Transport::new(
+                let ws = libp2p_websocket::Config::new(tcp::tokio::Transport::new(
                     tcp::Config::default(),
                 ));
                 Ok::<_, noise::Error>(

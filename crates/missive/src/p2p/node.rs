@@ -968,6 +968,7 @@ enum Connect<'a> {
 }
 
 impl Connect<'_> {
+    #[cfg_attr(not(feature = "websocket"), allow(unused_variables))]
     async fn connect(&self, config: &NodeConfig) -> io::Result<Wire> {
         match self {
             Connect::Tcp(t) => Ok(Wire::Tcp(connect(&t.host, t.port).await?)),

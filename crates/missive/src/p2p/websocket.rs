@@ -159,6 +159,19 @@ pub(crate) fn target(addr: &Multiaddr) -> Option<WsTarget> {
     })
 }
 
+/// Whether `addr` is a WebSocket address the node dials and listens on (for the fuzz target).
+#[doc(hidden)]
+pub fn is_websocket_address_for_fuzzing(addr: &Multiaddr) -> bool {
+    target(addr).is_some_and(|t| {
+        // The listen form keeps the WebSocket part as written.
+        let shown = t.address_of(std::net::SocketAddr::from(([127, 0, 0, 1], 1)));
+        let suffix: Vec<_> = shown.iter().skip(2).collect();
+        let written: Vec<_> = addr.iter().skip(2).take(suffix.len()).collect();
+        assert_eq!(suffix, written, "{addr}");
+        true
+    })
+}
+
 impl WsTarget {
     /// `socket`'s address with this target's WebSocket part.
     pub(crate) fn address_of(&self, socket: SocketAddr) -> Multiaddr {
@@ -409,6 +422,8 @@ impl Shared {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn t(s: &str) -> Option<WsTarget> {
@@ -431,6 +446,40 @@ mod tests {
         assert_eq!(wss.sni.as_deref(), Some("example.com"));
         let listen = wss.address_of("10.0.0.1:9".parse().expect("socket"));
         assert_eq!(listen.to_string(), "/ip4/10.0.0.1/tcp/9/wss");
+    }
+
+    proptest! {
+        #[test]
+        fn every_host_and_websocket_form_is_a_target_that_keeps_its_form(
+            host in prop_oneof![
+                any::<[u8; 4]>().prop_map(|b| Protocol::Ip4(b.into())),
+                any::<[u8; 16]>().prop_map(|b| Protocol::Ip6(b.into())),
+                "[a-z]{1,12}\\.[a-z]{2,3}".prop_map(Protocol::Dns4),
+            ],
+            port in any::<u16>(),
+            form in 0usize..4,
+            sni in "[a-z]{1,12}\\.[a-z]{2,3}",
+        ) {
+            let parts: Vec<Protocol> = match form {
+                0 => vec![Protocol::Ws],
+                1 => vec![Protocol::Wss],
+                2 => vec![Protocol::Tls, Protocol::Ws],
+                _ => vec![Protocol::Tls, Protocol::Sni(sni.clone()), Protocol::Ws],
+            };
+            let mut addr = Multiaddr::empty().with(host).with(Protocol::Tcp(port));
+            for p in parts {
+                addr.push(p);
+            }
+            let t = target(&addr).expect("a target");
+            prop_assert_eq!(t.tls, form != 0);
+            prop_assert_eq!(t.tcp.port, port);
+            if form == 3 {
+                prop_assert_eq!(t.sni.as_deref(), Some(sni.as_str()));
+            }
+            prop_assert!(is_websocket_address_for_fuzzing(&addr));
+            let reparsed: Multiaddr = addr.to_string().parse().expect("text form");
+            prop_assert!(target(&reparsed).is_some());
+        }
     }
 
     #[test]
