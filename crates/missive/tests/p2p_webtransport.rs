@@ -572,3 +572,96 @@ async fn many_stalled_sessions_cannot_lock_an_honest_client_out() {
     assert!(evicted >= 8, "{evicted} stalled sessions yielded");
     drop(stalled);
 }
+
+/// Accepts any server certificate: the raw client below only needs a QUIC handshake.
+#[derive(Debug)]
+struct AcceptAnything;
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Client certificates are optional on a socket that serves WebTransport (browsers have
+/// none), so a `libp2p` QUIC client without one completes TLS; the node must still refuse
+/// it, and serve real QUIC peers on the same socket.
+#[tokio::test]
+async fn a_quic_client_without_a_certificate_is_refused_on_a_webtransport_socket() {
+    use std::sync::Arc;
+    let (node, addr) = listener(NodeConfig::default()).await;
+    let mut events = node.events();
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .expect("tls 1.3")
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(AcceptAnything))
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"libp2p".to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls)).expect("quic");
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client");
+    let to = std::net::SocketAddr::from(([127, 0, 0, 1], port(&addr)));
+    let conn = in_time(
+        endpoint
+            .connect_with(quinn::ClientConfig::new(Arc::new(crypto)), to, "l")
+            .expect("connect"),
+    )
+    .await
+    .expect("TLS completes without a client certificate");
+    in_time(conn.closed()).await;
+    let error = in_time(async {
+        loop {
+            match events.next().await.expect("events") {
+                NodeEvent::IncomingConnectionError { error, .. } => break error,
+                NodeEvent::ConnectionEstablished { .. } => panic!("a peer without a certificate"),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(error.to_string().contains("no certificate"), "{error}");
+    // A node dials the QUIC address of the same socket.
+    let quic: Multiaddr = format!("/ip4/127.0.0.1/udp/{}/quic-v1", port(&addr))
+        .parse()
+        .expect("addr");
+    let other = Node::new(Keypair::generate(), NodeConfig::default())
+        .await
+        .expect("node");
+    let peer = in_time(other.dial(quic))
+        .await
+        .expect("a QUIC peer is served");
+    in_time(other.ping(peer)).await.expect("and answered");
+}

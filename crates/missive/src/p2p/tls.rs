@@ -146,8 +146,8 @@ impl TlsConfig {
             .map_err(|e| local(&e))?
             .with_client_cert_verifier(Arc::new(Verifier {
                 expected: None,
-                client_auth_mandatory: true,
                 refusal: None,
+                client_auth_mandatory: true,
             }))
             .with_cert_resolver(Arc::new(Resolver(certified.clone())));
         server.alpn_protocols = vec![ALPN.to_vec()];
@@ -179,8 +179,8 @@ impl TlsConfig {
             .map_err(|e| TlsError::Local(e.to_string()))?
             .with_client_cert_verifier(Arc::new(Verifier {
                 expected: None,
-                client_auth_mandatory: false,
                 refusal: None,
+                client_auth_mandatory: false,
             }))
             .with_cert_resolver(Arc::new(super::webtransport_certs::AlpnResolver {
                 libp2p: self.certified.clone(),
@@ -195,8 +195,8 @@ impl TlsConfig {
     pub(crate) fn client_config(&self, expected: Option<PeerId>) -> Arc<ClientConfig> {
         self.client_config_with(Verifier {
             expected,
-            client_auth_mandatory: true,
             refusal: None,
+            client_auth_mandatory: true,
         })
     }
 
@@ -209,8 +209,8 @@ impl TlsConfig {
         let slot = RefusalSlot::default();
         let config = self.client_config_with(Verifier {
             expected,
-            client_auth_mandatory: true,
             refusal: Some(slot.clone()),
+            client_auth_mandatory: true,
         });
         (config, slot)
     }

@@ -15,6 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use crate::transport::certificate::{CertificateError, CertificateParams, EcdsaKey};
+
 /// Longest validity a browser accepts for a certificate named by hash.
 pub(crate) const VALIDITY: Duration = Duration::from_secs(14 * 24 * 3600);
 /// How early a certificate's validity starts, for clients whose clock lags ours.
@@ -52,24 +54,21 @@ pub(crate) fn certhash(der: &[u8]) -> Vec<u8> {
 
 impl Certificate {
     /// Makes a certificate valid from `not_before` for [`VALIDITY`]: ECDSA P-256 with
-    /// SHA-256, X.509v3, an empty subject, for server authentication.
-    pub(crate) fn generate(not_before: SystemTime) -> Result<Self, rcgen::Error> {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name = rcgen::DistinguishedName::new();
+    /// SHA-256, X.509v3, an empty subject.
+    pub(crate) fn generate(not_before: SystemTime) -> Result<Self, CertificateError> {
+        let key = EcdsaKey::generate()?;
         let not_after = not_before + VALIDITY;
-        let epoch = rcgen::date_time_ymd(1970, 1, 1);
-        params.not_before = epoch + Duration::from_secs(unix_secs(not_before));
-        params.not_after = epoch + Duration::from_secs(unix_secs(not_after));
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = params.self_signed(&key)?;
-        let der = cert.der().clone();
+        let der = key.self_signed(&CertificateParams {
+            names: &[],
+            not_before: unix_secs(not_before) as i64,
+            not_after: unix_secs(not_after) as i64,
+            extensions: &[],
+        })?;
         let hash = certhash(&der);
-        let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
         let signer = rustls::crypto::ring::default_provider()
             .key_provider
-            .load_private_key(key_der)
-            .map_err(|_| rcgen::Error::CouldNotParseKeyPair)?;
+            .load_private_key(key.private_key())
+            .map_err(|_| CertificateError::Key)?;
         Ok(Self {
             certified: Arc::new(CertifiedKey::new(vec![der], signer)),
             hash,
@@ -95,7 +94,7 @@ pub(crate) struct Certificates {
 
 impl Certificates {
     /// The first certificate valid from an hour before `now`, and the next one.
-    pub(crate) fn new(now: SystemTime) -> Result<Self, rcgen::Error> {
+    pub(crate) fn new(now: SystemTime) -> Result<Self, CertificateError> {
         let current = Certificate::generate(now - CLOCK_SKEW)?;
         let next = Certificate::generate(next_start(&current))?;
         Ok(Self {
@@ -139,7 +138,7 @@ impl Certificates {
 
     /// Switches to the next certificate and makes the one after it, if `now` is past
     /// [`Certificates::rotation_due`]; `true` when it did (the announced hashes changed).
-    pub(crate) fn rotate_if_due(&self, now: SystemTime) -> Result<bool, rcgen::Error> {
+    pub(crate) fn rotate_if_due(&self, now: SystemTime) -> Result<bool, CertificateError> {
         if now < self.rotation_due() {
             return Ok(false);
         }
