@@ -209,7 +209,8 @@ fn node_listen_serves_tcp_and_quic_by_default_and_ping_and_identify_work_over_qu
     );
     let mut stdout = BufReader::new(node.0.stdout.take().expect("stdout"));
     let mut lines = Vec::new();
-    for _ in 0..4 {
+    // The peer id, then TCP, QUIC, WebTransport on the QUIC port and WebSocket.
+    for _ in 0..5 {
         let mut line = String::new();
         stdout.read_line(&mut line).expect("line");
         lines.push(line.trim().to_owned());
@@ -267,8 +268,9 @@ fn node_listen_serves_websocket_by_default_and_ping_and_identify_work_over_ws() 
     );
     let mut stdout = BufReader::new(node.0.stdout.take().expect("stdout"));
     let mut lines = Vec::new();
-    // The peer id, then one line per default address: TCP, QUIC, WebSocket.
-    for _ in 0..4 {
+    // The peer id, then one line per default address: TCP, QUIC, WebTransport on the QUIC
+    // port, WebSocket.
+    for _ in 0..5 {
         let mut line = String::new();
         stdout.read_line(&mut line).expect("line");
         lines.push(line.trim().to_owned());
@@ -277,7 +279,7 @@ fn node_listen_serves_websocket_by_default_and_ping_and_identify_work_over_ws() 
         .iter()
         .filter_map(|l| l.strip_prefix("listening on "))
         .collect();
-    assert_eq!(addrs.len(), 3, "{lines:?}");
+    assert_eq!(addrs.len(), 4, "{lines:?}");
     let ws = addrs
         .iter()
         .find(|a| a.contains("/tcp/") && a.contains("/ws/p2p/"))
