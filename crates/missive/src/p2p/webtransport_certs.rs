@@ -15,12 +15,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::transport::certificate::{CertificateError, CertificateParams, EcdsaKey};
+use crate::transport::certificate::{CertificateError, CertificateParams, EcdsaKey, Extension};
 
 /// Longest validity a browser accepts for a certificate named by hash.
 pub(crate) const VALIDITY: Duration = Duration::from_secs(14 * 24 * 3600);
 /// How early a certificate's validity starts, for clients whose clock lags ours.
 pub(crate) const CLOCK_SKEW: Duration = Duration::from_secs(3600);
+
+/// extendedKeyUsage (2.5.29.37), the one extension the certificates carry: Chromium parses a
+/// certificate named by hash with QUIC's X.509 reader, which refuses one with no extensions.
+const EXTENDED_KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x25];
+/// `SEQUENCE { serverAuth (1.3.6.1.5.5.7.3.1) }`, the usage go's WebTransport certificates name.
+const SERVER_AUTH_ONLY: &[u8] = &[
+    0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01,
+];
 
 /// ALPN of HTTP/3, which WebTransport sessions use.
 pub(crate) const ALPN_H3: &[u8] = b"h3";
@@ -54,7 +62,7 @@ pub(crate) fn certhash(der: &[u8]) -> Vec<u8> {
 
 impl Certificate {
     /// Makes a certificate valid from `not_before` for [`VALIDITY`]: ECDSA P-256 with
-    /// SHA-256, X.509v3, an empty subject.
+    /// SHA-256, X.509v3, an empty subject, extendedKeyUsage serverAuth.
     pub(crate) fn generate(not_before: SystemTime) -> Result<Self, CertificateError> {
         let key = EcdsaKey::generate()?;
         let not_after = not_before + VALIDITY;
@@ -62,7 +70,11 @@ impl Certificate {
             names: &[],
             not_before: unix_secs(not_before) as i64,
             not_after: unix_secs(not_after) as i64,
-            extensions: &[],
+            extensions: &[Extension {
+                oid: EXTENDED_KEY_USAGE,
+                critical: false,
+                value: SERVER_AUTH_ONLY,
+            }],
         })?;
         let hash = certhash(&der);
         let signer = rustls::crypto::ring::default_provider()
@@ -219,6 +231,51 @@ mod tests {
                 .any(|w| w == [0xa0, 0x03, 0x02, 0x01, 0x02]),
             "{:02x?}",
             &der[..12]
+        );
+    }
+
+    /// One DER element at the start of `der`: its tag, its content and what follows it.
+    fn element(der: &[u8]) -> (u8, &[u8], &[u8]) {
+        let (tag, first) = (der[0], der[1]);
+        let (len, header) = if first < 0x80 {
+            (first as usize, 2)
+        } else {
+            let n = (first & 0x7f) as usize;
+            let len = der[2..2 + n]
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | *b as usize);
+            (len, 2 + n)
+        };
+        (tag, &der[header..header + len], &der[header + len..])
+    }
+
+    #[test]
+    fn certificates_carry_extensions_as_chromium_requires() {
+        // Chromium reads a certificate named by hash with QUIC's own X.509 parser, which
+        // refuses one without an extensions field, even a v3 one.
+        let c = Certificates::new(SystemTime::now()).expect("certificates");
+        let der = c.current().certified.cert[0].as_ref().to_vec();
+        let (_, certificate, _) = element(&der);
+        let (_, mut tbs, _) = element(certificate);
+        let mut extensions = None;
+        while !tbs.is_empty() {
+            let (tag, content, rest) = element(tbs);
+            if tag == 0xa3 {
+                extensions = Some(content.to_vec());
+            }
+            tbs = rest;
+        }
+        let extensions = extensions.expect("a [3] extensions field");
+        let (tag, list, _) = element(&extensions);
+        assert_eq!(tag, 0x30);
+        assert!(!list.is_empty(), "at least one extension");
+        // extendedKeyUsage (2.5.29.37) with serverAuth (1.3.6.1.5.5.7.3.1), as go's has.
+        let eku = [0x06, 0x03, 0x55, 0x1d, 0x25];
+        let server_auth = [0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+        assert!(list.windows(eku.len()).any(|w| w == eku), "{list:02x?}");
+        assert!(
+            list.windows(server_auth.len()).any(|w| w == server_auth),
+            "{list:02x?}"
         );
     }
 
