@@ -495,11 +495,12 @@ pub(super) fn libp2p_swarm_with<B: NetworkBehaviour>(
         // addresses do not need.
         Transport::Ws => builder
             .with_other_transport(|key| {
+                use libp2p::Transport as _;
                 let ws = libp2p_websocket::Config::new(tcp::tokio::Transport::new(
                     tcp::Config::default(),
                 ));
-                Ok::<_, noise::Error>(
-                    libp2p::Transport::upgrade(ws, libp2p::core::upgrade::Version::V1Lazy)
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    ws.upgrade(libp2p::core::upgrade::Version::V1Lazy)
                         .authenticate(noise::Config::new(key)?)
                         .multiplex(yamux::Config::default())
                         .map(|(peer, muxer), _| {
