@@ -28,6 +28,7 @@ mod events;
 pub(crate) mod identity;
 mod inbound;
 mod multiaddr;
+mod multibase;
 pub mod negotiate;
 pub(crate) mod negotiated;
 pub(crate) mod node;
@@ -43,6 +44,10 @@ mod upgrade;
 #[cfg(feature = "websocket")]
 #[cfg_attr(docsrs, doc(cfg(feature = "websocket")))]
 pub mod websocket;
+#[cfg(feature = "webtransport")]
+pub mod webtransport;
+#[cfg(feature = "webtransport")]
+mod webtransport_certs;
 
 pub use config::NodeConfig;
 pub use connection::{CloseCause, ConnectionId, StreamRefusal};
@@ -56,6 +61,8 @@ pub use node::Node;
 pub use upgrade::{Endpoint, Security, UpgradeError};
 #[cfg(feature = "websocket")]
 pub use websocket::WebSocketError;
+#[cfg(feature = "webtransport")]
+pub use webtransport::WebTransportError;
 
 #[doc(hidden)]
 pub use stream_ends::scan_for_fuzzing as scan_stream_ends_for_fuzzing;

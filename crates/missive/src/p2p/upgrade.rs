@@ -116,6 +116,11 @@ pub enum UpgradeError {
     #[cfg(feature = "websocket")]
     #[error("websocket upgrade failed: {0}")]
     WebSocket(#[source] super::websocket::WebSocketError),
+    /// The WebTransport session could not be set up (HTTP/3, the CONNECT request, the
+    /// Noise handshake's stream).
+    #[cfg(feature = "webtransport")]
+    #[error("WebTransport session failed: {0}")]
+    WebTransport(#[source] super::webtransport::WebTransportError),
 }
 
 /// Which side opened the connection.
