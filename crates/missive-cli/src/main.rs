@@ -4,6 +4,7 @@ mod bench_cmd;
 mod demo;
 mod demo_rpc;
 mod node_cmd;
+mod progress;
 mod queue_cmd;
 mod rpc_cmd;
 mod rr_cmd;
@@ -51,14 +52,31 @@ enum NodeCommand {
     Identify(node_cmd::IdentifyArgs),
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+/// Logs to stderr, filtered by `RUST_LOG` (`warn` when unset): a comma-separated list of
+/// `level` and `target=level` directives, e.g. `RUST_LOG=missive=debug,warn`.
+fn init_logging() {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) => directives.parse::<Targets>().unwrap_or_else(|e| {
+            eprintln!("warning: RUST_LOG={directives:?} is not a list of target=level directives ({e}); logging warnings only");
+            Targets::new().with_default(tracing::Level::WARN)
+        }),
+        Err(_) => Targets::new().with_default(tracing::Level::WARN),
+    };
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(false),
         )
-        .with_writer(std::io::stderr)
+        .with(filter)
         .init();
+}
+
+fn main() -> ExitCode {
+    init_logging();
     let cli = Cli::parse();
     let command = match cli.command {
         Command::Bench(args) => return report(bench_cmd::run(args)),
