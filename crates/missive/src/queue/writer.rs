@@ -146,12 +146,17 @@ impl Writer {
     }
 
     fn enqueue(&mut self, datagram: Datagram) {
-        self.queued += datagram.frame_len();
-        datagram.encode_header(&mut self.staging);
+        let frame_len = datagram.frame_len();
+        self.queued += frame_len;
+        let header = datagram.header();
         let payload = datagram.into_payload();
         if payload.len() < COPY_THRESHOLD {
+            // One reservation for the frame, so that the two copies only check it.
+            self.staging.reserve(frame_len);
+            self.staging.extend_from_slice(&header);
             self.staging.extend_from_slice(&payload);
         } else {
+            self.staging.extend_from_slice(&header);
             self.chunks.push_back(self.staging.split().freeze());
             self.chunks.push_back(payload);
         }
