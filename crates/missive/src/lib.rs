@@ -81,3 +81,6 @@ pub mod rpc;
 pub mod compat;
 
 pub mod guide;
+
+#[cfg(feature = "metrics")]
+pub mod metrics;

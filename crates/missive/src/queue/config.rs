@@ -21,6 +21,8 @@ pub struct QueueConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) tcp_keepalive: Option<Duration>,
     pub(crate) idle_timeout: Option<Duration>,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::QueueMetrics,
 }
 
 impl Default for QueueConfig {
@@ -38,6 +40,8 @@ impl Default for QueueConfig {
             connect_timeout: crate::transport::DEFAULT_CONNECT_TIMEOUT,
             tcp_keepalive: Some(crate::transport::DEFAULT_TCP_KEEPALIVE),
             idle_timeout: None,
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::QueueMetrics::default(),
         }
     }
 }
@@ -122,6 +126,15 @@ impl QueueConfig {
     /// is full drops the handshake, and the system would retry for minutes.
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Where the connections and listeners made with this configuration record their metrics
+    /// (default: [`QueueMetrics::default`](crate::metrics::QueueMetrics), in the crate's default
+    /// registry).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(mut self, metrics: crate::metrics::QueueMetrics) -> Self {
+        self.metrics = metrics;
         self
     }
 

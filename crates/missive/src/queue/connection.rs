@@ -94,6 +94,8 @@ impl Connection {
         let stream = tokio::time::timeout(timeout, crate::transport::tcp::connect(addr))
             .await
             .map_err(|_| ConnectError::Timeout(timeout))??;
+        #[cfg(feature = "metrics")]
+        config.metrics.inner.client_connections.inc();
         Ok(Self::from_tcp(stream, config)?)
     }
 
@@ -142,6 +144,8 @@ impl Connection {
         let (tcp, _) = stream.get_ref();
         let local = Address::Tcp(tcp.local_addr()?);
         let peer = Address::Tcp(tcp.peer_addr()?);
+        #[cfg(feature = "metrics")]
+        queue_config.metrics.inner.client_connections.inc();
         Ok(Self::with_addresses(stream, queue_config, local, peer))
     }
 
@@ -162,6 +166,8 @@ impl Connection {
         let stream = tokio::time::timeout(timeout, crate::transport::unix::connect(path.as_ref()))
             .await
             .map_err(|_| ConnectError::Timeout(timeout))??;
+        #[cfg(feature = "metrics")]
+        config.metrics.inner.client_connections.inc();
         Ok(Self::from_unix(stream, config))
     }
 

@@ -153,15 +153,23 @@ impl Listener {
         loop {
             while let Poll::Ready(Some(done)) = self.handshakes.poll_next_unpin(cx) {
                 match done {
-                    Ok(connection) => return Poll::Ready(Ok(connection)),
+                    Ok(connection) => {
+                        #[cfg(feature = "metrics")]
+                        self.config.metrics.inner.server_connections.inc();
+                        return Poll::Ready(Ok(connection));
+                    }
                     Err(failure) => {
                         self.failed_handshakes += 1;
+                        #[cfg(feature = "metrics")]
+                        self.config.metrics.inner.failed_handshakes.inc();
                         tracing::debug!(peer = %failure.peer, reason = %failure.reason, "handshake failed");
                     }
                 }
             }
             match self.poll_socket(cx) {
                 Poll::Ready(Ok(Accepted::Ready(connection))) => {
+                    #[cfg(feature = "metrics")]
+                    self.config.metrics.inner.server_connections.inc();
                     return Poll::Ready(Ok(*connection));
                 }
                 Poll::Ready(Ok(Accepted::Handshaking(handshake))) => {
