@@ -91,7 +91,8 @@ impl Connection {
         config: QueueConfig,
     ) -> Result<Self, ConnectError> {
         let timeout = config.connect_timeout;
-        let stream = tokio::time::timeout(timeout, crate::transport::tcp::connect(addr))
+        let dial = crate::transport::tcp::connect_with_options(addr, &config.socket);
+        let stream = tokio::time::timeout(timeout, dial)
             .await
             .map_err(|_| ConnectError::Timeout(timeout))??;
         #[cfg(feature = "metrics")]
@@ -133,12 +134,12 @@ impl Connection {
         config: Arc<rustls::ClientConfig>,
         queue_config: QueueConfig,
     ) -> Result<Self, ConnectError> {
-        let stream = crate::transport::tls::connect_within(
+        let stream = crate::transport::tls::connect_with(
             addr,
             server_name,
             config,
-            queue_config.connect_timeout,
-            queue_config.handshake_timeout,
+            (queue_config.connect_timeout, queue_config.handshake_timeout),
+            &queue_config.socket,
         )
         .await?;
         let (tcp, _) = stream.get_ref();

@@ -66,6 +66,8 @@ pub struct ClientConfig {
     send_budget: usize,
     connect_timeout: Duration,
     handshake_timeout: Duration,
+    #[cfg(feature = "tcp")]
+    socket: crate::transport::tcp::SocketOptions,
     #[cfg(feature = "metrics")]
     metrics: crate::metrics::RpcMetrics,
 }
@@ -81,6 +83,8 @@ impl Default for ClientConfig {
             send_budget: 1024 * 1024,
             connect_timeout: crate::transport::DEFAULT_CONNECT_TIMEOUT,
             handshake_timeout: Duration::from_secs(10),
+            #[cfg(feature = "tcp")]
+            socket: crate::transport::tcp::SocketOptions::default(),
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::RpcMetrics::default(),
         }
@@ -94,6 +98,21 @@ impl ClientConfig {
     pub fn with_metrics(mut self, metrics: crate::metrics::RpcMetrics) -> Self {
         self.metrics = metrics;
         self
+    }
+
+    /// The TCP options of the sockets `Client::connect_tcp` and `connect_tls` dial with
+    /// (defaults: [`SocketOptions`](crate::transport::tcp::SocketOptions): `TCP_NODELAY`,
+    /// keepalive after 30 s, the system's buffer sizes).
+    #[cfg(feature = "tcp")]
+    pub fn with_socket_options(mut self, options: crate::transport::tcp::SocketOptions) -> Self {
+        self.socket = options;
+        self
+    }
+
+    /// The TCP options of dialed sockets.
+    #[cfg(feature = "tcp")]
+    pub fn socket_options(&self) -> &crate::transport::tcp::SocketOptions {
+        &self.socket
     }
 
     /// Calls in flight on one connection at most (default 4,096). Each costs one table entry

@@ -33,7 +33,12 @@ where
         C: Encoder<Message = Req> + Decoder<Message = Resp> + Send + 'static,
         C::Serialized: Send,
     {
-        let stream = crate::transport::tcp::connect_within(addr, config.connect_timeout()).await?;
+        let stream = crate::transport::tcp::connect_with(
+            addr,
+            config.socket_options(),
+            config.connect_timeout(),
+        )
+        .await?;
         Ok(Self::spawn(stream, codec, config))
     }
 
@@ -57,12 +62,12 @@ where
         C: Encoder<Message = Req> + Decoder<Message = Resp> + Send + 'static,
         C::Serialized: Send,
     {
-        let stream = tls::connect_within(
+        let stream = tls::connect_with(
             addr,
             server_name,
             tls_config,
-            config.connect_timeout(),
-            config.handshake_timeout(),
+            (config.connect_timeout(), config.handshake_timeout()),
+            config.socket_options(),
         )
         .await?;
         Ok(Self::spawn(stream, codec, config))

@@ -143,7 +143,8 @@ pub struct ServerConfig {
     shutdown_grace: Duration,
     max_pending_handshakes: usize,
     first_bytes_timeout: Duration,
-    tcp_keepalive: Option<Duration>,
+    #[cfg(feature = "tcp")]
+    socket: crate::transport::tcp::SocketOptions,
     idle_timeout: Option<Duration>,
     #[cfg(feature = "metrics")]
     metrics: crate::metrics::RpcMetrics,
@@ -158,7 +159,8 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             max_pending_handshakes: 64,
             first_bytes_timeout: crate::transport::DEFAULT_FIRST_BYTES_TIMEOUT,
-            tcp_keepalive: Some(Duration::from_secs(30)),
+            #[cfg(feature = "tcp")]
+            socket: crate::transport::tcp::SocketOptions::default(),
             idle_timeout: None,
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::RpcMetrics::default(),
@@ -221,8 +223,20 @@ impl ServerConfig {
     /// TCP keepalive on the connections `Server::serve_tcp` and `serve_tls` accept (default:
     /// probes after 30 s without traffic; `None` turns it off). It notices a peer that vanished
     /// without closing, at the cost of a few probe packets per idle connection.
+    #[cfg(feature = "tcp")]
     pub fn with_tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
-        self.tcp_keepalive = idle;
+        self.socket = self.socket.with_keepalive(idle);
+        self
+    }
+
+    /// The TCP options set on every connection `Server::serve_tcp` and `serve_tls` accept
+    /// (defaults: [`SocketOptions`](crate::transport::tcp::SocketOptions)); replaces the
+    /// keepalive of [`Self::with_tcp_keepalive`]. The listener's own options (backlog,
+    /// `SO_REUSEADDR`) are those it was bound with: see
+    /// [`tcp::bind_with`](crate::transport::tcp::bind_with).
+    #[cfg(feature = "tcp")]
+    pub fn with_socket_options(mut self, options: crate::transport::tcp::SocketOptions) -> Self {
+        self.socket = options;
         self
     }
 
@@ -253,8 +267,15 @@ impl ServerConfig {
     }
 
     /// The TCP keepalive of accepted connections.
+    #[cfg(feature = "tcp")]
     pub fn tcp_keepalive(&self) -> Option<Duration> {
-        self.tcp_keepalive
+        self.socket.keepalive()
+    }
+
+    /// The TCP options of accepted connections.
+    #[cfg(feature = "tcp")]
+    pub fn socket_options(&self) -> &crate::transport::tcp::SocketOptions {
+        &self.socket
     }
 
     /// The idle timeout.
@@ -347,11 +368,11 @@ impl Server {
         self.connections.subscribe()
     }
 
-    /// TCP options of an accepted connection: `TCP_NODELAY` and keepalive. A failure is logged:
-    /// the connection works without them.
+    /// TCP options of an accepted connection (`ServerConfig::with_socket_options`). A failure
+    /// is logged: the connection works without them.
     #[cfg(feature = "tcp")]
     pub(super) fn prepare_accepted(&self, socket: &tokio::net::TcpStream) {
-        if let Err(e) = crate::transport::tcp::prepare_accepted(socket, self.config.tcp_keepalive) {
+        if let Err(e) = self.config.socket.apply(socket) {
             tracing::debug!(error = %e, "rpc connection: socket options not set");
         }
     }
