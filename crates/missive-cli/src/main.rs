@@ -3,6 +3,7 @@
 mod bench_cmd;
 mod demo;
 mod demo_rpc;
+mod metrics_http;
 mod node_cmd;
 mod queue_cmd;
 mod rpc_cmd;

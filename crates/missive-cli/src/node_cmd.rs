@@ -28,6 +28,8 @@ pub(crate) struct ListenArgs {
     /// Addresses to listen on (default: TCP and QUIC on loopback, ports chosen by the system).
     #[arg(default_values = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"])]
     addrs: Vec<String>,
+    #[command(flatten)]
+    metrics: crate::metrics_http::MetricsArgs,
 }
 
 /// The identity key types a node can sign with.
@@ -74,6 +76,7 @@ pub(crate) struct IdentifyArgs {
 }
 
 pub(crate) async fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
+    args.metrics.start().await?;
     let key = match &args.key {
         Some(path) => {
             let key = Keypair::load_or_generate_with(path, || args.key_type.generate())
