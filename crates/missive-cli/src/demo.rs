@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Args;
 use futures_util::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
 use missive::p2p::{Keypair, Node, NodeConfig};
 use missive::queue::{Connection, Datagram, Listener};
 use missive::transport::tls::SelfSigned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::progress::Progress;
 use crate::table;
 
 #[derive(Debug, Args)]
@@ -128,11 +128,11 @@ async fn queue_over(transport: &'static str, count: u32) -> anyhow::Result<Outco
         .as_socket_addr()
         .context("a TCP listener has a socket address")?;
 
-    let progress = ProgressBar::new(u64::from(count)).with_style(
-        ProgressStyle::with_template("queue/{msg:3} {bar:40} {pos}/{len} datagrams")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    let progress = Progress::new(
+        format!("queue/{transport:3}"),
+        u64::from(count),
+        "datagrams",
     );
-    progress.set_message(transport);
     let receiver = {
         let progress = progress.clone();
         tokio::spawn(async move {
@@ -196,11 +196,11 @@ async fn node_ping_and_echo(
     let echo = tokio::spawn(crate::node_cmd::serve_echo(server.stream_control()));
     let client = Node::new(Keypair::generate(), NodeConfig::default()).await?;
 
-    let progress = ProgressBar::new(u64::from(echoes)).with_style(
-        ProgressStyle::with_template("node/echo {msg} {bar:40} {pos}/{len} round trips")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    let progress = Progress::new(
+        format!("node/echo {transport}"),
+        u64::from(echoes),
+        "round trips",
     );
-    progress.set_message(transport);
     let started = Instant::now();
     let reached = client.dial(addr).await?;
     let dialed_in = started.elapsed();

@@ -5,6 +5,7 @@ mod demo;
 mod demo_rpc;
 mod metrics_http;
 mod node_cmd;
+mod progress;
 mod queue_cmd;
 mod rpc_cmd;
 mod rr_cmd;
@@ -64,22 +65,32 @@ enum NodeCommand {
     Identify(node_cmd::IdentifyArgs),
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
+/// Logs to stderr, filtered by `RUST_LOG` (`warn` when unset): a comma-separated list of
+/// `level` and `target=level` directives, e.g. `RUST_LOG=missive=debug,warn`.
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) => directives.parse::<Targets>().unwrap_or_else(|e| {
+            eprintln!("warning: RUST_LOG={directives:?} is not a list of target=level directives ({e}); logging warnings only");
+            Targets::new().with_default(tracing::Level::WARN)
+        }),
+        Err(_) => Targets::new().with_default(tracing::Level::WARN),
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => registry.with(layer.with_ansi(false)).init(),
+        LogFormat::Json => registry
+            .with(layer.json().with_current_span(true).with_span_list(true))
             .init(),
     }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
     let command = match cli.command {
         Command::Bench(args) => return report(bench_cmd::run(args)),
         other => other,

@@ -33,6 +33,8 @@
 //! # }
 //! ```
 
+mod x25519;
+
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -190,159 +192,10 @@ fn builder() -> snow::Builder<'static> {
         .parse()
         .expect("the libp2p noise parameters are a valid pattern");
     let resolver = snow::resolvers::FallbackResolver::new(
+        Box::new(x25519::Resolver),
         Box::new(snow::resolvers::RingResolver),
-        Box::new(snow::resolvers::DefaultResolver),
     );
-    #[cfg(feature = "aws-lc")]
-    let resolver =
-        snow::resolvers::FallbackResolver::new(Box::new(aws_lc_dh::Resolver), Box::new(resolver));
     snow::Builder::with_resolver(params, Box::new(resolver))
-}
-
-/// X25519 from aws-lc-rs, for snow.
-#[cfg(feature = "aws-lc")]
-mod aws_lc_dh {
-    use aws_lc_rs::agreement::{PrivateKey, UnparsedPublicKey, X25519, agree};
-    use snow::params::{CipherChoice, DHChoice, HashChoice};
-    use snow::types::{Cipher, Dh, Hash, Random};
-
-    /// Resolves only the Diffie-Hellman function, and only X25519.
-    pub(super) struct Resolver;
-
-    impl snow::resolvers::CryptoResolver for Resolver {
-        fn resolve_rng(&self) -> Option<Box<dyn Random>> {
-            None
-        }
-
-        fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
-            match choice {
-                DHChoice::Curve25519 => Some(Box::new(X25519Key::default())),
-                _ => None,
-            }
-        }
-
-        fn resolve_hash(&self, _: &HashChoice) -> Option<Box<dyn Hash>> {
-            None
-        }
-
-        fn resolve_cipher(&self, _: &CipherChoice) -> Option<Box<dyn Cipher>> {
-            None
-        }
-    }
-
-    /// One X25519 key pair; `key` is `None` until a private key is set or generated.
-    #[derive(Default)]
-    pub(super) struct X25519Key {
-        key: Option<PrivateKey>,
-        public: [u8; 32],
-        private: [u8; 32],
-    }
-
-    impl Dh for X25519Key {
-        fn name(&self) -> &'static str {
-            "25519"
-        }
-
-        fn pub_len(&self) -> usize {
-            32
-        }
-
-        fn priv_len(&self) -> usize {
-            32
-        }
-
-        fn set(&mut self, privkey: &[u8]) {
-            // A wrong length leaves no key, and every later use of it fails.
-            self.key = None;
-            let Some(bytes) = privkey.get(..32) else {
-                return;
-            };
-            let Ok(key) = PrivateKey::from_private_key(&X25519, bytes) else {
-                return;
-            };
-            let Ok(public) = key.compute_public_key() else {
-                return;
-            };
-            self.public.copy_from_slice(public.as_ref());
-            self.private.copy_from_slice(bytes);
-            self.key = Some(key);
-        }
-
-        fn generate(&mut self, rng: &mut dyn Random) -> Result<(), snow::Error> {
-            let mut bytes = [0u8; 32];
-            rng.try_fill_bytes(&mut bytes)?;
-            self.set(&bytes);
-            bytes.fill(0);
-            self.key.as_ref().map(|_| ()).ok_or(snow::Error::Dh)
-        }
-
-        fn pubkey(&self) -> &[u8] {
-            &self.public
-        }
-
-        fn privkey(&self) -> &[u8] {
-            &self.private
-        }
-
-        fn dh(&self, pubkey: &[u8], out: &mut [u8]) -> Result<(), snow::Error> {
-            let key = self.key.as_ref().ok_or(snow::Error::Dh)?;
-            let pubkey = pubkey.get(..32).ok_or(snow::Error::Dh)?;
-            let out = out.get_mut(..32).ok_or(snow::Error::Dh)?;
-            // aws-lc refuses a peer key of small order (an all-zero shared secret).
-            agree(
-                key,
-                UnparsedPublicKey::new(&X25519, pubkey),
-                snow::Error::Dh,
-                |shared| {
-                    out.copy_from_slice(shared);
-                    Ok(())
-                },
-            )
-        }
-    }
-
-    impl Drop for X25519Key {
-        fn drop(&mut self) {
-            self.private.fill(0);
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-        use proptest::prelude::*;
-        use snow::resolvers::{CryptoResolver as _, DefaultResolver};
-
-        fn dalek() -> Box<dyn Dh> {
-            DefaultResolver
-                .resolve_dh(&DHChoice::Curve25519)
-                .expect("curve25519-dalek x25519")
-        }
-
-        proptest! {
-            #[test]
-            fn agrees_with_curve25519_dalek(a in any::<[u8; 32]>(), b in any::<[u8; 32]>()) {
-                let (mut ours, mut theirs) = (X25519Key::default(), dalek());
-                ours.set(&a);
-                theirs.set(&b);
-                let mut reference = dalek();
-                reference.set(&a);
-                prop_assert_eq!(ours.pubkey(), reference.pubkey());
-                let (mut x, mut y) = ([0u8; 32], [0u8; 32]);
-                ours.dh(theirs.pubkey(), &mut x).expect("ours");
-                theirs.dh(ours.pubkey(), &mut y).expect("theirs");
-                prop_assert_eq!(x, y);
-            }
-        }
-
-        #[test]
-        fn small_order_peer_key_is_refused() {
-            let mut ours = X25519Key::default();
-            ours.set(&[9u8; 32]);
-            let mut out = [0u8; 32];
-            assert!(ours.dh(&[0u8; 32], &mut out).is_err());
-        }
-    }
 }
 
 /// Checks the payload's signature over `remote_static` and returns the sender's PeerId.

@@ -23,7 +23,7 @@ use super::connection::{CloseCause, Command, Driver, Muxed, StreamOpenFailure, o
 use super::events::{DialError, IncomingError, ListenError, NodeEvent};
 use super::node::Shared;
 use super::substream::{QuicStream, Substream};
-use super::tls::TlsConfig;
+use super::tls::{RefusalSlot, TlsConfig};
 use super::upgrade::UpgradeError;
 use super::{Multiaddr, NodeConfig, PeerId, Protocol};
 use crate::transport::pending::PendingSlot;
@@ -116,12 +116,17 @@ fn server_config(tls: &TlsConfig, config: &NodeConfig) -> Result<quinn::ServerCo
     Ok(server)
 }
 
-fn client_config(tls: &TlsConfig, config: &NodeConfig) -> Result<quinn::ClientConfig, String> {
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls.client_config(None))
-        .map_err(|e| e.to_string())?;
+/// The configuration of one dial, and where its verifier records a refusal.
+fn client_config(
+    tls: &TlsConfig,
+    config: &NodeConfig,
+) -> Result<(quinn::ClientConfig, RefusalSlot), String> {
+    let (rustls, refusal) = tls.client_config_recording(None);
+    let crypto =
+        quinn::crypto::rustls::QuicClientConfig::try_from(rustls).map_err(|e| e.to_string())?;
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
     client.transport_config(transport_config(config));
-    Ok(client)
+    Ok((client, refusal))
 }
 
 /// `/ip4|ip6/<ip>/udp/<port>/quic-v1` of `addr`.
@@ -209,14 +214,18 @@ impl Shared {
             error: Arc::new(e),
         };
         let endpoint = self.quic.for_dial(to).map_err(transport)?;
-        let config = client_config(&self.security.tls, &self.config)
+        let (config, refusal) = client_config(&self.security.tls, &self.config)
             .map_err(|e| transport(std::io::Error::other(e)))?;
         let connecting = endpoint
             .connect_with(config, to, SERVER_NAME)
             .map_err(|e| transport(std::io::Error::other(e)))?;
-        let conn = connecting
-            .await
-            .map_err(|e| upgrade(UpgradeError::Quic(std::io::Error::other(e))))?;
+        let conn = connecting.await.map_err(|e| {
+            // quinn passes a verifier's error on as text; the slot has it typed.
+            upgrade(match refusal.take() {
+                Some(tls) => UpgradeError::Tls(tls),
+                None => UpgradeError::Quic(std::io::Error::other(e)),
+            })
+        })?;
         let peer = peer_of(&conn).map_err(upgrade)?;
         Ok((Muxed::Quic(conn), peer))
     }

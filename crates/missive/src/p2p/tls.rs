@@ -144,7 +144,10 @@ impl TlsConfig {
         let mut server = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| local(&e))?
-            .with_client_cert_verifier(Arc::new(Verifier { expected: None }))
+            .with_client_cert_verifier(Arc::new(Verifier {
+                expected: None,
+                refusal: None,
+            }))
             .with_cert_resolver(Arc::new(Resolver(certified.clone())));
         server.alpn_protocols = vec![ALPN.to_vec()];
         // Tickets would only serve resumption, which skips the certificate check.
@@ -163,11 +166,32 @@ impl TlsConfig {
 
     /// The configuration of one dial; with `expected`, only that peer is accepted.
     pub(crate) fn client_config(&self, expected: Option<PeerId>) -> Arc<ClientConfig> {
+        self.client_config_with(Verifier {
+            expected,
+            refusal: None,
+        })
+    }
+
+    /// The configuration of one dial whose verifier also records why it refused the peer's
+    /// certificate, for a transport that passes on only the text of the error (QUIC).
+    pub(crate) fn client_config_recording(
+        &self,
+        expected: Option<PeerId>,
+    ) -> (Arc<ClientConfig>, RefusalSlot) {
+        let slot = RefusalSlot::default();
+        let config = self.client_config_with(Verifier {
+            expected,
+            refusal: Some(slot.clone()),
+        });
+        (config, slot)
+    }
+
+    fn client_config_with(&self, verifier: Verifier) -> Arc<ClientConfig> {
         let mut client = ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .expect("the ring provider supports TLS 1.3")
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Verifier { expected }))
+            .with_custom_certificate_verifier(Arc::new(verifier))
             .with_client_cert_resolver(Arc::new(Resolver(self.certified.clone())));
         client.alpn_protocols = vec![ALPN.to_vec()];
         client.resumption = rustls::client::Resumption::disabled();
@@ -232,16 +256,39 @@ fn handshake_error(e: io::Error) -> TlsError {
     if let rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) = tls
         && let Some(refusal) = other.0.downcast_ref::<Refusal>()
     {
-        return match refusal {
+        return refusal.to_tls_error();
+    }
+    TlsError::Protocol(tls.clone())
+}
+
+impl Refusal {
+    fn to_tls_error(&self) -> TlsError {
+        match self {
             Refusal::Certificate(c) => TlsError::Certificate(c.clone()),
             Refusal::Count(n) => TlsError::CertificateCount(*n),
             Refusal::WrongPeer { expected, actual } => TlsError::PeerIdMismatch {
                 expected: *expected,
                 actual: *actual,
             },
-        };
+        }
     }
-    TlsError::Protocol(tls.clone())
+}
+
+/// Where a dial's verifier leaves the reason it refused the peer (the first one).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct RefusalSlot(Arc<std::sync::Mutex<Option<TlsError>>>);
+
+impl RefusalSlot {
+    fn record(&self, refusal: Refusal) -> rustls::Error {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert_with(|| refusal.to_tls_error());
+        refusal.into()
+    }
+
+    /// The recorded refusal, if the verifier refused.
+    pub(crate) fn take(&self) -> Option<TlsError> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
 }
 
 fn unix_now(now: UnixTime) -> i64 {
@@ -264,10 +311,10 @@ fn verify_handshake_signature(
     message: &[u8],
     cert: &CertificateDer<'_>,
     dss: &DigitallySignedStruct,
-) -> Result<HandshakeSignatureValid, rustls::Error> {
+) -> Result<HandshakeSignatureValid, Refusal> {
     certificate::parse(cert)
         .and_then(|c| c.verify_tls13_signature(dss.scheme, message, dss.signature()))
-        .map_err(|e| Refusal::Certificate(e).into())
+        .map_err(Refusal::Certificate)
         .map(|()| HandshakeSignatureValid::assertion())
 }
 
@@ -279,6 +326,16 @@ fn tls12_refused() -> rustls::Error {
 #[derive(Debug)]
 struct Verifier {
     expected: Option<PeerId>,
+    refusal: Option<RefusalSlot>,
+}
+
+impl Verifier {
+    fn refuse(&self, refusal: Refusal) -> rustls::Error {
+        match &self.refusal {
+            Some(slot) => slot.record(refusal),
+            None => refusal.into(),
+        }
+    }
 }
 
 impl ServerCertVerifier for Verifier {
@@ -290,11 +347,12 @@ impl ServerCertVerifier for Verifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let actual = verify_presented(end_entity, intermediates, now)?;
+        let actual =
+            verify_presented(end_entity, intermediates, now).map_err(|r| self.refuse(r))?;
         if let Some(expected) = self.expected
             && expected != actual
         {
-            return Err(Refusal::WrongPeer { expected, actual }.into());
+            return Err(self.refuse(Refusal::WrongPeer { expected, actual }));
         }
         Ok(ServerCertVerified::assertion())
     }
@@ -314,7 +372,7 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_handshake_signature(message, cert, dss)
+        verify_handshake_signature(message, cert, dss).map_err(|r| self.refuse(r))
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -360,7 +418,7 @@ impl ClientCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_handshake_signature(message, cert, dss)
+        verify_handshake_signature(message, cert, dss).map_err(Into::into)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

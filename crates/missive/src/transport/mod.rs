@@ -60,12 +60,20 @@ pub(crate) async fn within<T>(
 pub(crate) const DEFAULT_FIRST_BYTES_TIMEOUT: std::time::Duration =
     std::time::Duration::from_secs(3);
 
+#[cfg(any(feature = "tls", feature = "p2p"))]
+pub(crate) mod certificate;
 pub mod memory;
 #[cfg(any(
     feature = "p2p",
     all(feature = "tls", any(feature = "queue", feature = "rpc"))
 ))]
 pub(crate) mod pending;
+#[cfg(any(feature = "tls", feature = "p2p"))]
+pub use certificate::CertificateError;
+#[cfg(feature = "p2p")]
+pub(crate) use certificate::Extension;
+#[cfg(any(feature = "tls", feature = "p2p"))]
+pub(crate) use certificate::{CertificateParams, EcdsaKey};
 #[cfg(feature = "tcp")]
 pub mod tcp;
 #[cfg(feature = "tls")]

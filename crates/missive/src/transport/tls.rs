@@ -86,7 +86,7 @@ pub enum TlsError {
     Verifier(#[from] rustls::server::VerifierBuilderError),
     /// A certificate could not be generated.
     #[error("certificate generation failed: {0}")]
-    Generate(#[from] rcgen::Error),
+    Generate(#[from] super::CertificateError),
     /// The TCP connection could not be made.
     #[error("connect failed: {0}")]
     Connect(#[source] io::Error),
@@ -313,16 +313,25 @@ pub struct SelfSigned {
 }
 
 impl SelfSigned {
-    /// Generates an ECDSA P-256 certificate valid for `names` (DNS names or IP addresses).
+    /// Generates an ECDSA P-256 certificate valid for `names` (DNS names or IP addresses),
+    /// from a day ago for ten years.
     pub fn generate(names: &[&str]) -> Result<Self, TlsError> {
-        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        let generated = rcgen::generate_simple_self_signed(names)?;
-        let key_der = generated.signing_key.serialize_der();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let key = super::EcdsaKey::generate()?;
+        let cert = key.self_signed(&super::CertificateParams {
+            names,
+            not_before: now - 86_400,
+            not_after: now + 10 * 365 * 86_400,
+            extensions: &[],
+        })?;
+        let key = key.private_key();
         Ok(SelfSigned {
-            cert: generated.cert.der().clone(),
-            key: PrivateKeyDer::Pkcs8(key_der.into()),
-            cert_pem: generated.cert.pem(),
-            key_pem: generated.signing_key.serialize_pem(),
+            cert_pem: super::certificate::pem("CERTIFICATE", &cert),
+            key_pem: super::certificate::pem("PRIVATE KEY", key.secret_der()),
+            cert,
+            key,
         })
     }
 

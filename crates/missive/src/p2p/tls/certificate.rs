@@ -9,18 +9,23 @@
 
 use ring::signature::{self, VerificationAlgorithm};
 use rustls::SignatureScheme;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, alg_id};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, alg_id};
 
 use super::der::{self, DerError, Reader};
 use crate::p2p::{DecodeKeyError, Keypair, PeerId, PublicKey};
+use crate::transport::{
+    CertificateError as CertificateGenerationError, CertificateParams, EcdsaKey, Extension,
+};
 
 /// Arcs of the libp2p Public Key Extension's OID, 1.3.6.1.4.1.53594.1.1.
+#[cfg(test)]
 const EXTENSION_ARCS: &[u64] = &[1, 3, 6, 1, 4, 1, 53594, 1, 1];
 /// The same OID as DER content (what follows `06 0a`).
 const EXTENSION_OID: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0x83, 0xa2, 0x5a, 0x01, 0x01];
 /// What the host key signs, before the certificate's SubjectPublicKeyInfo.
 const SIGNING_PREFIX: &[u8] = b"libp2p-tls-handshake:";
-/// The certificate key type: the one rust-libp2p and go-libp2p generate.
+/// The certificate key type in tests: the one rust-libp2p and go-libp2p generate.
+#[cfg(test)]
 static CERTIFICATE_ALGORITHM: &rcgen::SignatureAlgorithm = &rcgen::PKCS_ECDSA_P256_SHA256;
 
 /// Why a peer's certificate was refused.
@@ -267,12 +272,13 @@ pub(crate) fn signature_schemes() -> Vec<SignatureScheme> {
 /// critical (as rust-libp2p makes them).
 pub(crate) fn generate(
     identity: &Keypair,
-) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), rcgen::Error> {
-    use rcgen::PublicKeyData as _;
-
-    let key = rcgen::KeyPair::generate_for(CERTIFICATE_ALGORITHM)?;
+) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), CertificateGenerationError> {
+    /// 1975-01-01 and 4096-01-01, Unix seconds.
+    const NOT_BEFORE: i64 = 157_766_400;
+    const NOT_AFTER: i64 = 67_090_176_000;
+    let key = EcdsaKey::generate()?;
     let mut signed = SIGNING_PREFIX.to_vec();
-    signed.extend_from_slice(&key.subject_public_key_info());
+    signed.extend_from_slice(key.subject_public_key_info());
     let signature = identity.sign(&signed);
     let mut fields = Vec::with_capacity(128);
     der::write(
@@ -283,15 +289,17 @@ pub(crate) fn generate(
     der::write(&mut fields, der::OCTET_STRING, &signature);
     let mut value = Vec::with_capacity(fields.len() + 4);
     der::write(&mut value, der::SEQUENCE, &fields);
-
-    let mut extension = rcgen::CustomExtension::from_oid_content(EXTENSION_ARCS, value);
-    extension.set_criticality(true);
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params.custom_extensions.push(extension);
-    let cert = params.self_signed(&key)?;
-    let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    Ok((cert.der().clone(), private))
+    let cert = key.self_signed(&CertificateParams {
+        names: &[],
+        not_before: NOT_BEFORE,
+        not_after: NOT_AFTER,
+        extensions: &[Extension {
+            oid: EXTENSION_OID,
+            critical: true,
+            value: &value,
+        }],
+    })?;
+    Ok((cert, key.private_key()))
 }
 
 /// `SignedKey ::= SEQUENCE { publicKey OCTET STRING, signature OCTET STRING }`.
