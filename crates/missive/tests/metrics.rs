@@ -404,3 +404,192 @@ async fn queue_metrics_count_one_backpressure_wait_per_wait() {
         2.0
     );
 }
+
+#[cfg(feature = "cbor")]
+#[tokio::test]
+async fn node_and_request_response_metrics_count_a_dial_streams_and_requests() {
+    use missive::metrics::{NodeMetrics, RrMetrics};
+    use missive::p2p::{Keypair, Node, NodeConfig};
+    use missive::request_response::{Behaviour, Config, Event, ProtocolSupport, cbor};
+    type Cbor = cbor::Codec<String, String>;
+
+    let (mut server_registry, mut client_registry) = (Registry::default(), Registry::default());
+    let server_node =
+        NodeConfig::default().with_metrics(NodeMetrics::register(&mut server_registry));
+    let client_node =
+        NodeConfig::default().with_metrics(NodeMetrics::register(&mut client_registry));
+    let server_rr = Config::default().with_metrics(RrMetrics::register(&mut server_registry));
+    let client_rr = Config::default().with_metrics(RrMetrics::register(&mut client_registry));
+    let a = Node::new(Keypair::generate(), server_node)
+        .await
+        .expect("node");
+    let b = Node::new(Keypair::generate(), client_node)
+        .await
+        .expect("node");
+    let addr = a
+        .listen("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
+        .await
+        .expect("listen");
+    b.add_address(a.peer_id(), addr);
+    let protocols = [("/greet/1".to_owned(), ProtocolSupport::Full)];
+    let server = Behaviour::<Cbor>::new(&a, protocols.clone(), server_rr).expect("rr");
+    let mut server_events = server.events().expect("events");
+    server
+        .serve(|_, name: String| async move { format!("hello {name}") })
+        .expect("serve");
+    let client = Behaviour::<Cbor>::new(&b, protocols, client_rr).expect("rr");
+    for i in 0..3 {
+        let answer = client
+            .request(a.peer_id(), format!("{i}"))
+            .await
+            .expect("answer");
+        assert_eq!(answer, format!("hello {i}"));
+    }
+    // The server counts a request when it has sent the response, which its event says.
+    for _ in 0..3 {
+        let event = tokio::time::timeout(Duration::from_secs(10), server_events.next())
+            .await
+            .expect("an event in time")
+            .expect("events open");
+        assert!(matches!(event, Event::ResponseSent { .. }), "{event:?}");
+    }
+
+    let s = samples(&encode(&client_registry));
+    assert_eq!(
+        value(&s, r#"missive_node_handshakes_total{direction="outbound"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            r#"missive_node_connections_total{transport="tcp",direction="outbound"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&s, r#"missive_node_connections_open{direction="outbound"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            r#"missive_node_streams_total{direction="outbound",protocol="/greet/1"}"#
+        ),
+        3.0
+    );
+    assert_eq!(value(&s, "missive_node_dial_duration_seconds_count"), 1.0);
+    assert_eq!(
+        value(
+            &s,
+            r#"missive_rr_requests_total{direction="outbound",outcome="ok"}"#
+        ),
+        3.0
+    );
+    assert_eq!(value(&s, "missive_rr_request_duration_seconds_count"), 3.0);
+    assert_eq!(
+        value(&s, r#"missive_rr_requests_in_flight{direction="outbound"}"#),
+        0.0
+    );
+
+    let s = samples(&encode(&server_registry));
+    assert_eq!(
+        value(&s, r#"missive_node_handshakes_total{direction="inbound"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            r#"missive_node_connections_total{transport="tcp",direction="inbound"}"#
+        ),
+        1.0
+    );
+    assert_eq!(value(&s, "missive_node_pending_handshakes"), 0.0);
+    assert_eq!(
+        value(
+            &s,
+            r#"missive_node_streams_total{direction="inbound",protocol="/greet/1"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            r#"missive_rr_requests_total{direction="inbound",outcome="ok"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(&s, r#"missive_rr_requests_in_flight{direction="inbound"}"#),
+        0.0
+    );
+
+    // A request for a protocol the server does not speak fails, and is counted so.
+    let other = Behaviour::<Cbor>::new(
+        &b,
+        [("/other/1".to_owned(), ProtocolSupport::Full)],
+        Config::default().with_metrics(RrMetrics::register(&mut Registry::default())),
+    )
+    .expect("rr");
+    assert!(other.request(a.peer_id(), "x".to_owned()).await.is_err());
+    let s = samples(&encode(&client_registry));
+    assert_eq!(
+        value(
+            &s,
+            r#"missive_node_streams_total{direction="outbound",protocol="/greet/1"}"#
+        ),
+        3.0
+    );
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+#[cfg(feature = "p2p")]
+#[tokio::test]
+async fn node_metrics_count_a_failed_inbound_handshake_by_cause() {
+    use missive::metrics::NodeMetrics;
+    use missive::p2p::{Keypair, Node, NodeConfig};
+    let mut registry = Registry::default();
+    let config = NodeConfig::default()
+        .with_metrics(NodeMetrics::register(&mut registry))
+        .with_first_bytes_timeout(Duration::from_millis(100));
+    let a = Node::new(Keypair::generate(), config).await.expect("node");
+    let addr = a
+        .listen("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
+        .await
+        .expect("listen");
+    let mut events = a.events();
+    let port = addr.iter().find_map(|p| match p {
+        missive::p2p::Protocol::Tcp(port) => Some(*port),
+        _ => None,
+    });
+    let silent = tokio::net::TcpStream::connect(("127.0.0.1", port.expect("a TCP port")))
+        .await
+        .expect("connect");
+    // The node closes the silent connection after the first-bytes deadline, with an event.
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("an event in time")
+            .expect("events open");
+        if matches!(
+            event,
+            missive::p2p::NodeEvent::IncomingConnectionError { .. }
+        ) {
+            break;
+        }
+    }
+    drop(silent);
+    let s = samples(&encode(&registry));
+    assert_eq!(
+        value(&s, r#"missive_node_handshakes_total{direction="inbound"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            r#"missive_node_handshake_failures_total{direction="inbound",cause="first_bytes_timeout"}"#
+        ),
+        1.0
+    );
+    a.shutdown().await;
+}

@@ -41,13 +41,21 @@ use std::sync::{Mutex, OnceLock};
 pub use prometheus_client;
 pub use prometheus_client::registry::Registry;
 
+#[cfg(feature = "p2p")]
+pub(crate) mod node;
 #[cfg(feature = "queue")]
 pub(crate) mod queue;
+#[cfg(feature = "request-response")]
+pub(crate) mod request_response;
 #[cfg(feature = "rpc")]
 pub(crate) mod rpc;
 
+#[cfg(feature = "p2p")]
+pub use node::NodeMetrics;
 #[cfg(feature = "queue")]
 pub use queue::QueueMetrics;
+#[cfg(feature = "request-response")]
+pub use request_response::RrMetrics;
 #[cfg(feature = "rpc")]
 pub use rpc::RpcMetrics;
 

@@ -23,6 +23,8 @@ pub struct NodeConfig {
     pub(crate) ping_timeout: Duration,
     pub(crate) enable_perf: bool,
     pub(crate) security: Vec<Security>,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::NodeMetrics,
 }
 
 impl Default for NodeConfig {
@@ -42,11 +44,21 @@ impl Default for NodeConfig {
             ping_timeout: Duration::from_secs(20),
             enable_perf: false,
             security: vec![Security::Noise, Security::Tls],
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::NodeMetrics::default(),
         }
     }
 }
 
 impl NodeConfig {
+    /// Where the node records its metrics (default:
+    /// [`NodeMetrics::default`](crate::metrics::NodeMetrics), in the crate's default registry).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(mut self, metrics: crate::metrics::NodeMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// Total deadline for TCP connect + security (Noise or TLS) + Yamux negotiation (default
     /// 10 s). It is a deadline, not an idle timer: a peer that trickles bytes is cut off all
     /// the same.

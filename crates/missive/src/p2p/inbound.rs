@@ -40,7 +40,14 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, loca
         };
         let slot = shared.pending().admit(remote.ip());
         let remote_addr = Multiaddr::from_socket_addr(remote);
-        let task = tokio::spawn(handshake(shared.clone(), tcp, remote_addr, slot));
+        #[cfg(feature = "metrics")]
+        let pending = shared.config.metrics.inner.inbound_handshake();
+        let setup = handshake(shared.clone(), tcp, remote_addr, slot);
+        let task = tokio::spawn(async move {
+            setup.await;
+            #[cfg(feature = "metrics")]
+            drop(pending);
+        });
         shared.track_task(task);
     }
 }

@@ -321,6 +321,8 @@ impl Shared {
     }
 
     pub(crate) fn emit(&self, event: NodeEvent) {
+        #[cfg(feature = "metrics")]
+        self.config.metrics.inner.observe(&event);
         let _ = self.events.send(event);
     }
 
@@ -447,8 +449,12 @@ impl Shared {
     /// Dials `addrs` a few at a time under one deadline; answers every waiter; then runs the
     /// connection.
     async fn dial_task(self: Arc<Self>, peer: PeerId, addrs: Vec<Multiaddr>) {
+        #[cfg(feature = "metrics")]
+        let started = std::time::Instant::now();
         let error = match self.dial_any(peer, &addrs).await {
             Ok((muxed, addr)) => {
+                #[cfg(feature = "metrics")]
+                self.config.metrics.inner.dialed(started);
                 self.establish(muxed, peer, Endpoint::Dialer, addr, true, Vec::new())
                     .await;
                 return;
@@ -538,6 +544,8 @@ impl Shared {
         if quic.is_none() && tcp_target.is_none() {
             return Err(DialError::UnsupportedAddress(addr.clone()));
         }
+        #[cfg(feature = "metrics")]
+        self.config.metrics.inner.outbound_handshake();
         let work = async {
             let secured = match (quic, tcp_target) {
                 (Some(udp), _) => self.dial_quic(addr, udp).await?,
@@ -558,7 +566,7 @@ impl Shared {
             }
             Ok((muxed, peer))
         };
-        tokio::select! {
+        let result = tokio::select! {
             _ = self.cancel.cancelled() => Err(DialError::ShuttingDown),
             r = tokio::time::timeout(self.config.connection_setup_timeout, work) => match r {
                 Ok(r) => r,
@@ -567,7 +575,12 @@ impl Shared {
                     error: Arc::new(UpgradeError::Timeout),
                 }),
             },
+        };
+        #[cfg(feature = "metrics")]
+        if let Err(e) = &result {
+            self.config.metrics.inner.outbound_failed(e);
         }
+        result
     }
 
     /// TCP connect, then security and yamux.
@@ -805,6 +818,11 @@ impl Shared {
         let Ok(protocol) = StreamProtocol::try_from_owned(protocol) else {
             return;
         };
+        #[cfg(feature = "metrics")]
+        self.config
+            .metrics
+            .inner
+            .stream(Endpoint::Listener, protocol.as_str());
         let stream = Stream::new(io, protocol.clone(), peer, guard);
         let Some(sink) = self
             .lock_router()
@@ -886,6 +904,11 @@ impl Shared {
             .ok_or(OpenStreamError::Protocol(NegotiationError::Protocol(
                 "peer selected a protocol that was not proposed",
             )))?;
+        #[cfg(feature = "metrics")]
+        self.config
+            .metrics
+            .inner
+            .stream(Endpoint::Dialer, protocol.as_str());
         let stream = Stream::new(io, protocol.clone(), connection.peer, guard);
         Ok((stream, protocol))
     }

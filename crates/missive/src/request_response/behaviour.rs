@@ -403,11 +403,39 @@ impl<C: Codec> Core<C> {
 
     /// Never waits: see [`EventQueue`].
     fn emit(&self, event: EventOf<C>) {
-        self.events.push(event);
+        #[cfg(feature = "metrics")]
+        match &event {
+            Event::ResponseSent { .. } => self.config.metrics.inner.inbound_ended(None),
+            Event::InboundFailure { error, .. } => {
+                self.config.metrics.inner.inbound_ended(Some(error));
+            }
+            _ => {}
+        }
+        let _dropped = self.events.push(event);
+        #[cfg(feature = "metrics")]
+        if _dropped {
+            self.config.metrics.inner.events_dropped.inc();
+        }
     }
 
     /// One outbound request from start to response, within the request timeout.
     async fn outbound(
+        &self,
+        node: &Node,
+        peer: PeerId,
+        addresses: &[Multiaddr],
+        request: C::Request,
+    ) -> Result<(ConnectionId, C::Response), (Option<ConnectionId>, OutboundFailure)> {
+        #[cfg(feature = "metrics")]
+        let record = self.config.metrics.inner.outbound();
+        let result = self.outbound_exchange(node, peer, addresses, request).await;
+        #[cfg(feature = "metrics")]
+        record.end(result.as_ref().err().map(|(_, e)| e));
+        result
+    }
+
+    /// [`Core::outbound`] without its metrics.
+    async fn outbound_exchange(
         &self,
         node: &Node,
         peer: PeerId,
@@ -540,6 +568,8 @@ impl<C: Codec> Core<C> {
             Ok(slots) => {
                 lock(&self.pending_inbound).insert(request_id.0, peer);
                 let untrack = UntrackInbound(self.clone(), request_id);
+                #[cfg(feature = "metrics")]
+                let _in_flight = self.config.metrics.inner.inbound();
                 self.inbound(peer, (stream, slots), protocol, untrack).await;
             }
             Err(error) => {
