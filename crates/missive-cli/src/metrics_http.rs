@@ -41,6 +41,11 @@ impl MetricsArgs {
 
 /// Binds `addr` and serves scrapes on a task of their own until the process ends.
 pub(crate) async fn spawn(addr: &str) -> anyhow::Result<SocketAddr> {
+    // Every layer's families are registered now, so the first scrape already lists them all.
+    let _ = missive::metrics::RpcMetrics::default();
+    let _ = missive::metrics::QueueMetrics::default();
+    let _ = missive::metrics::NodeMetrics::default();
+    let _ = missive::metrics::RrMetrics::default();
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot serve metrics on {addr}"))?;

@@ -259,3 +259,118 @@ fn queue_listen_metrics_count_datagrams_and_bytes_of_a_scripted_workload() {
         2.0
     );
 }
+
+#[test]
+fn json_logs_follow_an_rpc_from_its_connection_to_its_end() {
+    let mut server = missive()
+        .args(["--log-format", "json", "rpc", "serve", "127.0.0.1:0"])
+        .env("RUST_LOG", "missive=debug")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut stderr = BufReader::new(server.stderr.take().expect("stderr"));
+    let mut addr = None;
+    for _ in 0..10 {
+        let mut line = String::new();
+        stderr.read_line(&mut line).expect("stderr line");
+        if let Some(a) = line.trim().strip_prefix("serving rpc echo on ") {
+            addr = Some(a.to_owned());
+            break;
+        }
+    }
+    let addr = addr.expect("the server's banner");
+    assert_eq!(run_ok(&["rpc", "call", &addr, "hello"]), "hello\n");
+    let mut running = Running {
+        child: server,
+        stderr,
+    };
+    // The events of that call, in order, each inside the connection's span.
+    let mut story = Vec::new();
+    for _ in 0..20 {
+        let mut line = String::new();
+        running.stderr.read_line(&mut line).expect("stderr line");
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line.trim()) else {
+            continue; // the command's own messages are text
+        };
+        let message = event["fields"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let span = &event["span"];
+        assert_eq!(span["name"], "rpc_connection", "{event}");
+        assert!(
+            span["peer"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("127.0.0.1:")),
+            "{event}"
+        );
+        if message != "rpc connection accepted" {
+            assert_eq!(event["fields"]["id"], 1, "{event}");
+        }
+        story.push(message);
+        if story.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(
+        story,
+        ["rpc connection accepted", "rpc started", "rpc ended"]
+    );
+}
+
+#[test]
+fn node_listen_metrics_count_the_connections_and_streams_of_two_identifies() {
+    let mut child = missive()
+        .args([
+            "node",
+            "listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--metrics",
+            "127.0.0.1:0",
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut node = Running { child, stderr };
+    let metrics = node
+        .line_after("metrics on http://")
+        .trim_end_matches("/metrics")
+        .to_owned();
+    let mut addr = None;
+    for _ in 0..10 {
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("stdout line");
+        if let Some(a) = line.trim().strip_prefix("listening on ") {
+            addr = Some(a.to_owned());
+            break;
+        }
+    }
+    let addr = addr.expect("a listen address");
+    for _ in 0..2 {
+        run_ok(&["node", "identify", &addr]);
+    }
+    let s = scrape(&metrics);
+    assert_eq!(
+        value(&s, r#"missive_node_handshakes_total{direction="inbound"}"#),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            r#"missive_node_connections_total{transport="tcp",direction="inbound"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            r#"missive_node_streams_total{direction="inbound",protocol="/ipfs/id/1.0.0"}"#
+        ),
+        2.0
+    );
+    assert_eq!(value(&s, "missive_node_pending_handshakes"), 0.0);
+}

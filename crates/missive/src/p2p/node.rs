@@ -321,6 +321,7 @@ impl Shared {
     }
 
     pub(crate) fn emit(&self, event: NodeEvent) {
+        tracing::debug!(?event, "node event");
         #[cfg(feature = "metrics")]
         self.config.metrics.inner.observe(&event);
         let _ = self.events.send(event);
@@ -701,7 +702,16 @@ impl Shared {
             driver.run(self.clone()).await;
             return;
         }
-        let task = tokio::spawn(driver.run(self.clone()));
+        let span = tracing::debug_span!(
+            "connection",
+            id = driver.handle.id.0,
+            peer = %driver.handle.peer,
+            endpoint = ?endpoint,
+        );
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            driver.run(self.clone()),
+            span,
+        ));
         st.tasks.retain(|t| !t.is_finished());
         st.tasks.push(task);
     }
@@ -818,6 +828,7 @@ impl Shared {
         let Ok(protocol) = StreamProtocol::try_from_owned(protocol) else {
             return;
         };
+        tracing::debug!(%peer, %protocol, "inbound stream negotiated");
         #[cfg(feature = "metrics")]
         self.config
             .metrics
@@ -909,6 +920,7 @@ impl Shared {
             .metrics
             .inner
             .stream(Endpoint::Dialer, protocol.as_str());
+        tracing::debug!(peer = %connection.peer, connection = connection.id.0, %protocol, "outbound stream negotiated");
         let stream = Stream::new(io, protocol.clone(), connection.peer, guard);
         Ok((stream, protocol))
     }

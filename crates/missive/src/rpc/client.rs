@@ -436,11 +436,15 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
         Resp: Send + 'static,
     {
         let (client, driver) = Self::new(io, codec, config);
-        tokio::spawn(async move {
-            if let Err(e) = driver.await {
-                tracing::debug!(error = %e, "rpc client connection ended");
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let span = tracing::debug_span!("rpc_client", id = NEXT.fetch_add(1, Ordering::Relaxed));
+        let run = async move {
+            match driver.await {
+                Ok(()) => tracing::debug!("rpc client connection closed"),
+                Err(e) => tracing::debug!(error = %e, "rpc client connection ended"),
             }
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(run, span));
         client
     }
 
@@ -1072,6 +1076,7 @@ where
                     .register_until(key, caller_id, completion, expiry)
                 {
                     Ok(id) => {
+                        tracing::debug!(id, "call sent");
                         if id != request.message_id() {
                             request.set_message_id(id);
                         }
@@ -1111,6 +1116,7 @@ where
             }
             Command::Cancel { key, id } => {
                 if let Some(id) = self.calls.cancel(key, id) {
+                    tracing::debug!(id, "call dropped by its caller: cancelled");
                     #[cfg(feature = "metrics")]
                     self.shared.metrics.cancels.inc();
                     self.freed += 1;
@@ -1145,6 +1151,7 @@ where
         let mut expired = Vec::new();
         let next = self.calls.expire(Instant::now(), &mut expired);
         for (id, completion) in expired {
+            tracing::debug!(id, "call deadline passed: cancelled");
             self.freed += 1;
             #[cfg(feature = "metrics")]
             self.shared.metrics.cancels.inc();

@@ -124,7 +124,9 @@ impl Server {
             |socket, peer| {
                 self.prepare_accepted(&socket);
                 let (codec, service) = new_connection(peer);
-                spawn_connection(self.connection(socket, codec, service));
+                let span = connection_span(&peer);
+                let connection = self.connection(socket, codec, service);
+                spawn_connection(tracing::Instrument::instrument(connection, span));
             },
         )
         .await
@@ -206,7 +208,8 @@ impl Server {
                 let server = self.clone();
                 // Shutdown waits for this task as for a connection.
                 let tracked = self.track();
-                tokio::spawn(async move {
+                let span = connection_span(&peer);
+                let serve = async move {
                     let _tracked = tracked;
                     let evicted = slot.evicted();
                     let work = async {
@@ -239,7 +242,8 @@ impl Server {
                         }
                         Err(e) => tracing::debug!(error = %e, %peer, "rpc TLS handshake failed"),
                     }
-                });
+                };
+                tokio::spawn(tracing::Instrument::instrument(serve, span));
             },
         )
         .await
@@ -271,11 +275,23 @@ impl Server {
             || listener.accept(),
             |socket, _peer| {
                 let (codec, service) = new_connection();
-                spawn_connection(self.connection(socket, codec, service));
+                let span = connection_span(&"unix");
+                let connection = self.connection(socket, codec, service);
+                spawn_connection(tracing::Instrument::instrument(connection, span));
             },
         )
         .await
     }
+}
+
+/// The span of one accepted rpc connection: a number to tell connections apart, and the peer.
+#[cfg(any(feature = "tcp", feature = "unix"))]
+fn connection_span(peer: &dyn std::fmt::Display) -> tracing::Span {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let span = tracing::debug_span!("rpc_connection", id, peer = %peer);
+    span.in_scope(|| tracing::debug!("rpc connection accepted"));
+    span
 }
 
 /// Runs a connection on its own task.

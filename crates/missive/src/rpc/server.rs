@@ -712,6 +712,7 @@ where
                 }
             }
             ControlCode::Cancel => {
+                tracing::debug!(id, "rpc cancelled by the client");
                 #[cfg(feature = "metrics")]
                 {
                     self.tally.side.cancels.inc();
@@ -732,6 +733,7 @@ where
     }
 
     fn start(&mut self, id: u64, request: S::Request) {
+        tracing::debug!(id, "rpc started");
         let mut context = CallContext {
             id,
             buffer: self.config.request_stream_buffer,
@@ -932,6 +934,7 @@ where
         return Step::Finished;
     }
     if finished {
+        tracing::debug!(id, "rpc ended");
         Step::Finished
     } else {
         // A stream: poll it again soon (the budget check comes first).
