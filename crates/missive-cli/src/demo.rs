@@ -328,13 +328,14 @@ fn nth(i: u32) -> Datagram {
 
 /// One line of what the library's metrics counted during the demo.
 fn metrics_summary(text: &str) -> String {
-    let sum = |name: &str, keep: &dyn Fn(&str) -> bool| -> f64 {
+    let sum = |name: &str, keep: &dyn Fn(&str) -> bool| -> u64 {
         text.lines()
             .filter(|line| !line.starts_with('#'))
             .filter_map(|line| line.rsplit_once(' '))
             .filter(|(key, _)| key.split('{').next() == Some(name) && keep(key))
             .filter_map(|(_, value)| value.parse::<f64>().ok())
-            .sum()
+            .map(|value| value as u64)
+            .sum::<u64>()
     };
     let all = |_: &str| true;
     let ended_well = |key: &str| {
@@ -352,6 +353,15 @@ fn metrics_summary(text: &str) -> String {
     let handshakes = sum("missive_node_handshakes_total", &all);
     let handshake_failed = sum("missive_node_handshake_failures_total", &all);
     let receive_errors = sum("missive_queue_receive_errors_total", &all);
+    let error_kinds: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            line.starts_with("missive_queue_receive_errors_total{") && !line.ends_with(" 0")
+        })
+        .collect();
+    if !error_kinds.is_empty() {
+        eprintln!("{}", error_kinds.join("\n"));
+    }
     format!(
         "metrics: {handshakes} node handshakes ({handshake_failed} failed), {} rpc calls ended ({rpc_failed} failed), {requests} requests ({rr_failed} failed), {} datagrams received ({receive_errors} receive errors); failures: {}",
         calls,

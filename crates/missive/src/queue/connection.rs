@@ -231,6 +231,8 @@ impl Connection {
     /// them, close the writer with [`Writer::close`] and read the reader to its end instead.
     pub async fn close(mut self) -> Result<Closed, SendError> {
         self.writer.close().await?;
+        #[cfg(feature = "metrics")]
+        self.reader.closing();
         let mut discarded = 0;
         let drain = async {
             while let Some(item) = self.reader.next().await {

@@ -120,6 +120,12 @@ impl Reader {
         &self.peer
     }
 
+    /// The connection is closing: what ends the reader now is nobody's error to count.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn closing(&mut self) {
+        self.counts.closing = true;
+    }
+
     fn finish(&mut self, error: RecvError) -> Poll<Option<Result<Datagram, RecvError>>> {
         #[cfg(feature = "metrics")]
         self.counts.end(Some(match &error {
@@ -216,6 +222,8 @@ struct ReadCounts {
     datagrams: u64,
     bytes: u64,
     open: bool,
+    /// Errors end a closing connection's linger read, which nobody sees: not counted.
+    closing: bool,
 }
 
 #[cfg(feature = "metrics")]
@@ -227,6 +235,7 @@ impl ReadCounts {
             datagrams: 0,
             bytes: 0,
             open: true,
+            closing: false,
         }
     }
 
@@ -249,7 +258,7 @@ impl ReadCounts {
         self.flush();
         if std::mem::take(&mut self.open) {
             self.handles.open.dec();
-            if let Some(kind) = kind {
+            if let Some(kind) = kind.filter(|_| !self.closing) {
                 self.handles.receive_error(kind);
             }
         }
