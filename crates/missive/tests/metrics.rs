@@ -27,9 +27,8 @@ use tokio::io::AsyncWriteExt;
 /// the text does not end with `# EOF`.
 fn samples(text: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
-    let mut lines = text.lines().peekable();
     let mut ended = false;
-    while let Some(line) = lines.next() {
+    for line in text.lines() {
         assert!(!ended, "text after # EOF: {line}");
         if line == "# EOF" {
             ended = true;

@@ -222,3 +222,65 @@ async fn rpc_server_and_client_make_their_sockets_with_the_configured_options() 
     server.shutdown().await;
     serving.await.expect("task").expect("served");
 }
+
+#[cfg(all(target_os = "linux", feature = "p2p"))]
+#[tokio::test]
+async fn node_listens_dials_and_accepts_with_the_configured_options() {
+    use futures_util::StreamExt;
+    use missive::p2p::{Keypair, Node, NodeConfig, NodeEvent, Protocol};
+    let config = |idle| {
+        NodeConfig::default().with_socket_options(
+            SocketOptions::default().with_keepalive(Some(Duration::from_secs(idle))),
+        )
+    };
+    let a = Node::new(Keypair::generate(), config(29))
+        .await
+        .expect("node");
+    let b = Node::new(Keypair::generate(), config(37))
+        .await
+        .expect("node");
+    let mut events = a.events();
+    let listen = a
+        .listen("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
+        .await
+        .expect("listen");
+    b.dial(listen.clone()).await.expect("dial");
+    let socket = |addr: &missive::p2p::Multiaddr| {
+        let port = addr.iter().find_map(|p| match p {
+            Protocol::Tcp(port) => Some(*port),
+            _ => None,
+        });
+        SocketAddr::from(([127, 0, 0, 1], port.expect("a TCP port")))
+    };
+    let dialer = loop {
+        let event = tokio::time::timeout(DEADLINE, events.next())
+            .await
+            .expect("in time")
+            .expect("open");
+        if let NodeEvent::ConnectionEstablished { remote_addr, .. } = event {
+            break socket(&remote_addr);
+        }
+    };
+    let listener = socket(&listen);
+    // Right after the handshake a retransmit timer may still be armed (data not yet acked): it
+    // gives way to the keepalive timer within a few milliseconds on loopback.
+    let settled = |local, remote| async move {
+        for _ in 0..100 {
+            if let Some(when) = keepalive_timer(local, remote) {
+                return Some(when);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
+    };
+    let on_a = settled(listener, dialer)
+        .await
+        .expect("keepalive on the accepted socket");
+    assert!(on_a <= 29.0 && on_a > 24.0, "fires in {on_a} s");
+    let on_b = settled(dialer, listener)
+        .await
+        .expect("keepalive on the dialed socket");
+    assert!(on_b <= 37.0 && on_b > 32.0, "fires in {on_b} s");
+    b.shutdown().await;
+    a.shutdown().await;
+}

@@ -25,6 +25,8 @@ pub struct QueueMetrics {
 }
 
 #[derive(Debug)]
+// Without a socket transport there are no clients or listeners to count.
+#[cfg_attr(not(any(feature = "tcp", feature = "unix")), allow(dead_code))]
 pub(crate) struct QueueHandles {
     pub(crate) datagrams_in: Counter,
     pub(crate) datagrams_out: Counter,

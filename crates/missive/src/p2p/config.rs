@@ -23,6 +23,7 @@ pub struct NodeConfig {
     pub(crate) ping_timeout: Duration,
     pub(crate) enable_perf: bool,
     pub(crate) security: Vec<Security>,
+    pub(crate) socket: crate::transport::tcp::SocketOptions,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: crate::metrics::NodeMetrics,
 }
@@ -44,6 +45,7 @@ impl Default for NodeConfig {
             ping_timeout: Duration::from_secs(20),
             enable_perf: false,
             security: vec![Security::Noise, Security::Tls],
+            socket: crate::transport::tcp::SocketOptions::default(),
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::NodeMetrics::default(),
         }
@@ -51,6 +53,14 @@ impl Default for NodeConfig {
 }
 
 impl NodeConfig {
+    /// The options of the node's TCP sockets: its listeners (backlog, `SO_REUSEADDR`, buffer
+    /// sizes) and every connection it dials or accepts (`TCP_NODELAY`, keepalive, buffer
+    /// sizes); defaults: [`SocketOptions`](crate::transport::tcp::SocketOptions).
+    pub fn with_socket_options(mut self, options: crate::transport::tcp::SocketOptions) -> Self {
+        self.socket = options;
+        self
+    }
+
     /// Where the node records its metrics (default:
     /// [`NodeMetrics::default`](crate::metrics::NodeMetrics), in the crate's default registry).
     #[cfg(feature = "metrics")]

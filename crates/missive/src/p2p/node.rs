@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -116,7 +116,8 @@ impl Node {
         if self.shared.cancel.is_cancelled() {
             return Err(ListenError::ShuttingDown);
         }
-        let listener = TcpListener::bind(SocketAddr::new(ip, target.port))
+        let bound = SocketAddr::new(ip, target.port);
+        let listener = crate::transport::tcp::bind_with(bound, &self.shared.config.socket)
             .await
             .map_err(ListenError::Io)?;
         let local = Multiaddr::from_socket_addr(listener.local_addr().map_err(ListenError::Io)?);

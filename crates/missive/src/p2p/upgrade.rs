@@ -117,7 +117,9 @@ pub(crate) async fn upgrade(
     expected: Option<PeerId>,
     proposal: Option<Security>,
 ) -> Result<(Muxed, PeerId), UpgradeError> {
-    let _ = tcp.set_nodelay(true);
+    if let Err(e) = config.socket.apply(&tcp) {
+        tracing::debug!(error = %e, "node connection: socket options not set");
+    }
     let dialer = endpoint == Endpoint::Dialer;
     let offered = &config.security;
     let (chosen, raw) = if dialer {
