@@ -1,5 +1,6 @@
 //! missive's node against rust-libp2p 0.57 over TCP + libp2p-tls + yamux, both ways: PeerIds,
-//! ping, a libp2p-stream echo and a CBOR request-response exchange. The libp2p peer speaks
+//! ping, identify, a libp2p-stream echo, a CBOR request-response exchange and the refusal of
+//! protocols the other side does not speak. The libp2p peer speaks
 //! only `/tls/1.0.0`, so a missive dialer with the default order has to fall back from `/noise`.
 
 use std::collections::HashMap;
@@ -9,21 +10,26 @@ use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
 use libp2p::request_response::{self as lib_rr, ProtocolSupport as LibSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr as LibMultiaddr, StreamProtocol as LibProtocol, Swarm, ping, tcp, tls, yamux,
+    Multiaddr as LibMultiaddr, StreamProtocol as LibProtocol, Swarm, identify, ping, tcp, tls,
+    yamux,
 };
 use missive::p2p::{Keypair, Multiaddr, Node, NodeConfig, NodeEvent, PeerId, Protocol, Security};
+use missive::protocols::identify as missive_identify;
 use missive::request_response::{self as rr, ProtocolSupport, cbor};
-use missive::stream::StreamProtocol;
+use missive::stream::{OpenStreamError, StreamProtocol};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{mpsc, oneshot};
 
 const ECHO: &str = "/echo/1.0.0";
 const GREET: &str = "/greet/1";
+const MISSING: &str = "/not-served/1.0.0";
+const LIBP2P_AGENT: &str = "rust-libp2p-tls-interop/0.57";
 const DEADLINE: Duration = Duration::from_secs(30);
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     ping: ping::Behaviour,
+    identify: identify::Behaviour,
     stream: libp2p_stream::Behaviour,
     greet: lib_rr::cbor::Behaviour<String, String>,
 }
@@ -44,6 +50,7 @@ struct Libp2pPeer {
     commands: mpsc::Sender<Command>,
     established: mpsc::Receiver<libp2p::PeerId>,
     pings: mpsc::Receiver<(libp2p::PeerId, bool)>,
+    identified: mpsc::Receiver<(libp2p::PeerId, identify::Info)>,
 }
 
 fn libp2p_peer() -> Libp2pPeer {
@@ -55,9 +62,13 @@ fn libp2p_peer() -> Libp2pPeer {
             yamux::Config::default,
         )
         .expect("tcp")
-        .with_behaviour(|_| Behaviour {
+        .with_behaviour(|key| Behaviour {
             ping: ping::Behaviour::new(
                 ping::Config::new().with_interval(Duration::from_millis(100)),
+            ),
+            identify: identify::Behaviour::new(
+                identify::Config::new("ipfs/0.1.0".to_owned(), key.public())
+                    .with_agent_version(LIBP2P_AGENT.to_owned()),
             ),
             stream: libp2p_stream::Behaviour::new(),
             greet: lib_rr::cbor::Behaviour::new(
@@ -73,6 +84,7 @@ fn libp2p_peer() -> Libp2pPeer {
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(8);
     let (est_tx, established) = mpsc::channel(16);
     let (ping_tx, pings) = mpsc::channel(64);
+    let (identified_tx, identified) = mpsc::channel(16);
     tokio::spawn(async move {
         let mut listen: Option<oneshot::Sender<LibMultiaddr>> = None;
         let mut waiting: HashMap<lib_rr::OutboundRequestId, Reply> = HashMap::new();
@@ -100,6 +112,9 @@ fn libp2p_peer() -> Libp2pPeer {
                     SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => {
                         let _ = ping_tx.try_send((e.peer, e.result.is_ok()));
                     }
+                    SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                        let _ = identified_tx.try_send((peer_id, info));
+                    }
                     SwarmEvent::Behaviour(BehaviourEvent::Greet(e)) => match e {
                         lib_rr::Event::Message { message: lib_rr::Message::Request { request, channel, .. }, .. } => {
                             let _ = swarm.behaviour_mut().greet.send_response(channel, format!("hello {request}"));
@@ -123,6 +138,7 @@ fn libp2p_peer() -> Libp2pPeer {
         commands: cmd_tx,
         established,
         pings,
+        identified,
     }
 }
 
@@ -156,6 +172,16 @@ impl Libp2pPeer {
             let (from, ok) = self.pings.recv().await.expect("ping events");
             if from == peer && ok {
                 return;
+            }
+        }
+    }
+
+    /// Waits for what `peer` said of itself in identify.
+    async fn identified(&mut self, peer: libp2p::PeerId) -> identify::Info {
+        loop {
+            let (from, info) = self.identified.recv().await.expect("identify events");
+            if from == peer {
+                return info;
             }
         }
     }
@@ -299,6 +325,130 @@ async fn tls_libp2p_dials_missive_with_matching_peer_ids_ping_echo_and_request()
 
         let answer = lib.request(missive_id, "libp2p").await;
         assert_eq!(answer.expect("missive answers"), "hello libp2p");
+    })
+    .await
+    .expect("in time");
+}
+
+#[tokio::test]
+async fn tls_identify_works_both_ways_with_the_addresses_each_side_saw() {
+    tokio::time::timeout(DEADLINE, async {
+        let mut lib = libp2p_peer();
+        lib.serve_echo();
+        let lib_addr = lib.listen().await;
+        let (node, _greet) =
+            missive_node(NodeConfig::default().with_security(&[Security::Tls])).await;
+        let node_addr = node
+            .listen("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
+            .await
+            .expect("listen");
+        let me = lib_peer_id(&node.peer_id());
+        let peer = node.dial(lib_addr.clone()).await.expect("dial over tls");
+
+        // rust-libp2p identifies missive on connect.
+        let info = lib.identified(me).await;
+        assert_eq!(info.agent_version, missive_identify::AGENT_VERSION);
+        assert_eq!(info.public_key.to_peer_id(), me);
+        let announced: Vec<String> = info.listen_addrs.iter().map(|a| a.to_string()).collect();
+        assert_eq!(announced, vec![node_addr.to_string()]);
+        let names: Vec<String> = info.protocols.iter().map(|p| p.to_string()).collect();
+        for p in [ECHO, GREET, "/ipfs/id/1.0.0", "/ipfs/ping/1.0.0"] {
+            assert!(names.iter().any(|n| n == p), "{names:?}");
+        }
+        // missive told rust-libp2p the address it reached it at.
+        let text = lib_addr.to_string();
+        let without_peer: Multiaddr = text
+            .split("/p2p/")
+            .next()
+            .expect("a listen address")
+            .parse()
+            .expect("an address");
+        assert_eq!(info.observed_addr.to_string(), without_peer.to_string());
+
+        // missive identifies rust-libp2p.
+        let info = missive_identify::request(&node.stream_control(), peer)
+            .await
+            .expect("missive identifies libp2p");
+        assert_eq!(info.peer_id(), peer);
+        assert_eq!(info.agent_version, LIBP2P_AGENT);
+        let names: Vec<&str> = info.protocols.iter().map(|p| p.as_str()).collect();
+        for p in [ECHO, GREET, "/ipfs/id/1.0.0", "/ipfs/ping/1.0.0"] {
+            assert!(names.contains(&p), "{names:?}");
+        }
+        assert!(
+            info.listen_addrs.contains(&without_peer),
+            "{:?}",
+            info.listen_addrs
+        );
+        // rust-libp2p saw missive's dialing socket: loopback, some TCP port.
+        let observed = info.observed_addr.expect("libp2p reports what it saw");
+        assert!(
+            observed.to_string().starts_with("/ip4/127.0.0.1/tcp/"),
+            "{observed}"
+        );
+    })
+    .await
+    .expect("in time");
+}
+
+#[tokio::test]
+async fn tls_unsupported_protocols_are_refused_both_ways_and_the_connection_stays() {
+    tokio::time::timeout(DEADLINE, async {
+        let lib = libp2p_peer();
+        lib.serve_echo();
+        let lib_addr = lib.listen().await;
+        let (node, _greet) = missive_node(NodeConfig::default()).await;
+        let peer = node.dial(lib_addr).await.expect("dial");
+
+        let err = node
+            .stream_control()
+            .open_stream(peer, StreamProtocol::new(MISSING))
+            .await
+            .expect_err("libp2p refuses an unknown protocol");
+        assert!(
+            matches!(err, OpenStreamError::UnsupportedProtocol(_)),
+            "{err}"
+        );
+        let me = lib_peer_id(&node.peer_id());
+        let err = lib
+            .control
+            .clone()
+            .open_stream(me, LibProtocol::new(MISSING))
+            .await
+            .expect_err("missive refuses an unknown protocol");
+        assert!(
+            matches!(err, libp2p_stream::OpenStreamError::UnsupportedProtocol(_)),
+            "{err}"
+        );
+
+        // A request-response protocol rust-libp2p does not serve.
+        let unknown = rr::Behaviour::<cbor::Codec<String, String>>::new(
+            &node,
+            [("/unknown/1".to_owned(), ProtocolSupport::Full)],
+            rr::Config::default(),
+        )
+        .expect("rr");
+        let err = unknown
+            .request(peer, "x".into())
+            .await
+            .expect_err("libp2p refuses");
+        assert!(
+            matches!(err, rr::OutboundFailure::UnsupportedProtocols),
+            "{err:?}"
+        );
+
+        // The connection outlives the refusals.
+        node.ping(peer).await.expect("ping after the refusals");
+        let mut s = node
+            .stream_control()
+            .open_stream(peer, StreamProtocol::new(ECHO))
+            .await
+            .expect("open");
+        s.write_all(b"still here").await.expect("write");
+        s.shutdown().await.expect("fin");
+        let mut back = Vec::new();
+        s.read_to_end(&mut back).await.expect("read");
+        assert_eq!(back, b"still here");
     })
     .await
     .expect("in time");

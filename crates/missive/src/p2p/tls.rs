@@ -135,7 +135,7 @@ impl TlsConfig {
         key: rustls_pki_types::PrivateKeyDer<'static>,
     ) -> Result<Self, TlsError> {
         let local = |e: &dyn std::fmt::Display| TlsError::Local(e.to_string());
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(provider());
         let signer = provider
             .key_provider
             .load_private_key(key)
@@ -243,6 +243,23 @@ impl TlsConfig {
 /// PeerId it proves: for a transport that runs the TLS handshake itself, such as QUIC.
 pub fn peer_id_from_certificate(cert: &CertificateDer<'_>) -> Result<PeerId, TlsError> {
     certificate::verify(cert, unix_now(UnixTime::now())).map_err(TlsError::Certificate)
+}
+
+/// The cryptography of libp2p-tls handshakes: ring, or aws-lc-rs with the `aws-lc` feature
+/// (its P-256 signing and verification cost about half of ring's, and a dial does two of
+/// each). Key exchange is X25519 or P-256 in both, as in rust-libp2p: a post-quantum hybrid
+/// first would cost peers that lack it a HelloRetryRequest round trip.
+fn provider() -> rustls::crypto::CryptoProvider {
+    #[cfg(not(feature = "aws-lc"))]
+    return rustls::crypto::ring::default_provider();
+    #[cfg(feature = "aws-lc")]
+    {
+        use rustls::crypto::aws_lc_rs::{self, kx_group};
+        rustls::crypto::CryptoProvider {
+            kx_groups: vec![kx_group::X25519, kx_group::SECP256R1],
+            ..aws_lc_rs::default_provider()
+        }
+    }
 }
 
 /// Recovers our own refusal (or rustls's error) from the `io::Error` tokio-rustls returns.
