@@ -30,6 +30,9 @@ pub(crate) struct ListenArgs {
     addrs: Vec<String>,
     #[command(flatten)]
     metrics: crate::metrics_http::MetricsArgs,
+    /// Do not serve WebTransport (for browsers) on the port of each QUIC address.
+    #[arg(long)]
+    no_webtransport: bool,
 }
 
 /// The identity key types a node can sign with.
@@ -103,7 +106,14 @@ pub(crate) async fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
             .listen(addr)
             .await
             .with_context(|| format!("cannot listen on {text}"))?;
-        println!("listening on {}", bound.with(Protocol::P2p(peer)));
+        println!("listening on {}", bound.clone().with(Protocol::P2p(peer)));
+        if !args.no_webtransport && bound.iter().last() == Some(&Protocol::QuicV1) {
+            let web = node
+                .listen(bound.with(Protocol::WebTransport))
+                .await
+                .context("cannot serve WebTransport on the QUIC port")?;
+            println!("listening on {}", web.with(Protocol::P2p(peer)));
+        }
     }
     println!(
         "serving /ipfs/ping/1.0.0, /ipfs/id/1.0.0 and {}",

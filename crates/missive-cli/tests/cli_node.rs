@@ -209,7 +209,7 @@ fn node_listen_serves_tcp_and_quic_by_default_and_ping_and_identify_work_over_qu
     );
     let mut stdout = BufReader::new(node.0.stdout.take().expect("stdout"));
     let mut lines = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         let mut line = String::new();
         stdout.read_line(&mut line).expect("line");
         lines.push(line.trim().to_owned());
@@ -223,6 +223,14 @@ fn node_listen_serves_tcp_and_quic_by_default_and_ping_and_identify_work_over_qu
         .iter()
         .find(|a| a.contains("/udp/") && a.contains("/quic-v1/p2p/"))
         .unwrap_or_else(|| panic!("no QUIC address in {lines:?}"));
+    // WebTransport on the QUIC port, with the hashes of its two certificates.
+    let quic_port = quic.split('/').nth(4).expect("the udp port");
+    let web = addrs
+        .iter()
+        .find(|a| a.contains("/quic-v1/webtransport/certhash/"))
+        .unwrap_or_else(|| panic!("no WebTransport address in {lines:?}"));
+    assert_eq!(web.split('/').nth(4), Some(quic_port), "{web}");
+    assert_eq!(web.matches("/certhash/").count(), 2, "{web}");
     let out = missive()
         .args(["ping", quic, "--count", "2", "--interval-ms", "10"])
         .output()

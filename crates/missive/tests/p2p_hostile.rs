@@ -122,7 +122,7 @@ async fn p2p_noise_payload_with_bad_signature_is_refused() {
             identity_sig: identity
                 .sign(b"noise-libp2p-static-key:not the key")
                 .to_vec(),
-            stream_muxers: vec![],
+            ..HandshakePayload::default()
         });
         let n3 = hs.write_message(&bad, &mut msg).expect("msg3");
         send_frame(&mut tcp, &msg[..n3]).await;

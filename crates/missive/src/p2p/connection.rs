@@ -135,6 +135,8 @@ impl StreamGuard {
                 EndSource::Yamux(id)
             }
             Substream::Quic(_) => EndSource::Transport,
+            #[cfg(feature = "webtransport")]
+            Substream::WebTransport(_) => EndSource::Transport,
         };
     }
 
@@ -238,12 +240,20 @@ pub(crate) enum Muxed {
     },
     /// A QUIC connection: its own streams, its own security.
     Quic(quinn::Connection),
+    /// A WebTransport session: QUIC streams behind HTTP/3, identities proven by Noise.
+    #[cfg(feature = "webtransport")]
+    WebTransport(Box<super::webtransport::WebTransportConnection>),
 }
 
 /// The multiplexer a connection's task drives.
 pub(crate) enum Muxer {
+    /// Taken by the running driver.
+    #[cfg_attr(not(feature = "webtransport"), allow(dead_code))]
+    Closed,
     Yamux(Box<MuxConnection>),
     Quic(quinn::Connection),
+    #[cfg(feature = "webtransport")]
+    WebTransport(Box<super::webtransport::WebTransportConnection>),
 }
 
 impl std::fmt::Debug for Driver {
@@ -267,6 +277,8 @@ pub(crate) fn new_connection(
     let (conn, ends) = match muxed {
         Muxed::Yamux { conn, ends } => (Muxer::Yamux(conn), ends),
         Muxed::Quic(conn) => (Muxer::Quic(conn), Arc::default()),
+        #[cfg(feature = "webtransport")]
+        Muxed::WebTransport(wt) => (Muxer::WebTransport(wt), Arc::default()),
     };
     Driver {
         handle: ConnectionHandle {
@@ -296,6 +308,15 @@ impl Driver {
                 let conn = conn.clone();
                 self.drive_quic(shared, conn).await
             }
+            #[cfg(feature = "webtransport")]
+            Muxer::WebTransport(_) => {
+                let Muxer::WebTransport(wt) = std::mem::replace(&mut self.conn, Muxer::Closed)
+                else {
+                    unreachable!("matched above");
+                };
+                self.drive_webtransport(shared, &wt).await
+            }
+            Muxer::Closed => CloseCause::LocalClose,
         }
     }
 

@@ -28,6 +28,7 @@ mod events;
 pub(crate) mod identity;
 mod inbound;
 mod multiaddr;
+mod multibase;
 pub mod negotiate;
 pub(crate) mod negotiated;
 pub(crate) mod node;
@@ -40,6 +41,10 @@ pub(crate) mod streams;
 pub(crate) mod substream;
 pub mod tls;
 mod upgrade;
+#[cfg(feature = "webtransport")]
+pub mod webtransport;
+#[cfg(feature = "webtransport")]
+mod webtransport_certs;
 
 pub use config::NodeConfig;
 pub use connection::{CloseCause, ConnectionId, StreamRefusal};
@@ -51,6 +56,8 @@ pub use multiaddr::{DecodeMultiaddrError, Multiaddr, ParseMultiaddrError, Protoc
 pub use negotiated::NegotiateError;
 pub use node::Node;
 pub use upgrade::{Endpoint, Security, UpgradeError};
+#[cfg(feature = "webtransport")]
+pub use webtransport::WebTransportError;
 
 #[doc(hidden)]
 pub use stream_ends::scan_for_fuzzing as scan_stream_ends_for_fuzzing;

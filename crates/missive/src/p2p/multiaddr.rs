@@ -1,8 +1,8 @@
 //! [`Multiaddr`]: libp2p's self-describing addresses, in text and binary form.
 //!
 //! The components of the transports libp2p peers announce are supported: `/ip4`, `/ip6`, `/dns`,
-//! `/dns4`, `/dns6`, `/tcp`, `/udp`, `/quic-v1`, `/tls`, `/sni/<host>`, `/ws`, `/wss` and
-//! `/p2p/<peer>`. Anything else is refused with [`ParseMultiaddrError::Unsupported`] (or
+//! `/dns4`, `/dns6`, `/tcp`, `/udp`, `/quic-v1`, `/webtransport`, `/certhash/<multibase>`,
+//! `/tls`, `/sni/<host>`, `/ws`, `/wss` and `/p2p/<peer>`. Anything else is refused with [`ParseMultiaddrError::Unsupported`] (or
 //! [`DecodeMultiaddrError::Unsupported`]) rather than carried along unread. Which of them a node
 //! can dial or listen on is the node's business, not the address's.
 
@@ -33,6 +33,8 @@ mod code {
     pub(super) const TLS: u64 = 448;
     pub(super) const SNI: u64 = 449;
     pub(super) const QUIC_V1: u64 = 461;
+    pub(super) const WEBTRANSPORT: u64 = 465;
+    pub(super) const CERTHASH: u64 = 466;
     pub(super) const WS: u64 = 477;
     pub(super) const WSS: u64 = 478;
 }
@@ -57,6 +59,11 @@ pub enum Protocol {
     Udp(u16),
     /// `/quic-v1`: QUIC (RFC 9000) over the preceding `/udp`.
     QuicV1,
+    /// `/webtransport`: WebTransport over the preceding `/quic-v1`.
+    WebTransport,
+    /// `/certhash/<multibase>`: a multihash (in practice `12 20` ‖ SHA-256) of a certificate
+    /// the WebTransport server may present. Any multibase parses; base64url (`u…`) is printed.
+    Certhash(Vec<u8>),
     /// `/tls`: TLS over the preceding transport (as in `/tls/ws`).
     Tls,
     /// `/sni/<host>`: the server name TLS sends, for a TLS address given by IP.
@@ -215,6 +222,12 @@ impl Multiaddr {
                     out.extend_from_slice(&port.to_be_bytes());
                 }
                 Protocol::QuicV1 => write_uvarint(&mut out, code::QUIC_V1),
+                Protocol::WebTransport => write_uvarint(&mut out, code::WEBTRANSPORT),
+                Protocol::Certhash(hash) => {
+                    write_uvarint(&mut out, code::CERTHASH);
+                    write_uvarint(&mut out, hash.len() as u64);
+                    out.extend_from_slice(hash);
+                }
                 Protocol::Tls => write_uvarint(&mut out, code::TLS),
                 Protocol::Ws => write_uvarint(&mut out, code::WS),
                 Protocol::Wss => write_uvarint(&mut out, code::WSS),
@@ -267,6 +280,16 @@ impl Multiaddr {
                     (Protocol::Udp(u16::from_be_bytes([v[0], v[1]])), rest)
                 }
                 code::QUIC_V1 => (Protocol::QuicV1, rest),
+                code::WEBTRANSPORT => (Protocol::WebTransport, rest),
+                code::CERTHASH => {
+                    let (v, rest) = length_prefixed(rest)?;
+                    if !is_multihash(v) {
+                        return Err(DecodeMultiaddrError::InvalidValue(
+                            "a certhash is not a multihash",
+                        ));
+                    }
+                    (Protocol::Certhash(v.to_vec()), rest)
+                }
                 code::TLS => (Protocol::Tls, rest),
                 code::WS => (Protocol::Ws, rest),
                 code::WSS => (Protocol::Wss, rest),
@@ -297,6 +320,17 @@ impl Multiaddr {
         }
         Ok(Self { parts })
     }
+}
+
+/// `true` when `v` is one multihash: a code, a digest length and exactly that many bytes.
+fn is_multihash(v: &[u8]) -> bool {
+    let Some((_code, rest)) = read_uvarint(v) else {
+        return false;
+    };
+    let Some((len, digest)) = read_uvarint(rest) else {
+        return false;
+    };
+    usize::try_from(len).is_ok_and(|len| len == digest.len())
 }
 
 /// A DNS name (or TLS server name) from its bytes.
@@ -339,7 +373,7 @@ pub enum DecodeMultiaddrError {
     /// A component's value is malformed.
     #[error("invalid binary multiaddr: {0}")]
     InvalidValue(&'static str),
-    /// A component this node does not support, by multicodec code (webtransport, p2p-circuit…).
+    /// A component this node does not support, by multicodec code (p2p-circuit…).
     #[error("unsupported multiaddr component with code {0}")]
     Unsupported(u64),
 }
@@ -362,6 +396,10 @@ impl fmt::Display for Multiaddr {
                 Protocol::Tcp(port) => write!(f, "/tcp/{port}")?,
                 Protocol::Udp(port) => write!(f, "/udp/{port}")?,
                 Protocol::QuicV1 => f.write_str("/quic-v1")?,
+                Protocol::WebTransport => f.write_str("/webtransport")?,
+                Protocol::Certhash(hash) => {
+                    write!(f, "/certhash/{}", super::multibase::encode_base64url(hash))?
+                }
                 Protocol::Tls => f.write_str("/tls")?,
                 Protocol::Sni(n) => write!(f, "/sni/{n}")?,
                 Protocol::Ws => f.write_str("/ws")?,
@@ -394,6 +432,7 @@ impl FromStr for Multiaddr {
         while let Some(name) = it.next() {
             let flag = match name {
                 "quic-v1" => Some(Protocol::QuicV1),
+                "webtransport" => Some(Protocol::WebTransport),
                 "tls" => Some(Protocol::Tls),
                 "ws" => Some(Protocol::Ws),
                 "wss" => Some(Protocol::Wss),
@@ -428,6 +467,12 @@ impl FromStr for Multiaddr {
                         return Err(bad());
                     }
                     Protocol::Sni(value.to_owned())
+                }
+                "certhash" => {
+                    let hash = super::multibase::decode(value)
+                        .filter(|h| is_multihash(h))
+                        .ok_or_else(bad)?;
+                    Protocol::Certhash(hash)
                 }
                 "p2p" | "ipfs" => Protocol::P2p(value.parse().map_err(|_| bad())?),
                 other => return Err(ParseMultiaddrError::Unsupported(other.to_owned())),
@@ -532,11 +577,49 @@ mod tests {
     }
 
     #[test]
-    fn binary_decoder_refuses_unsupported_and_truncated_components() {
-        // /webtransport = 0xd1 0x03
+    fn webtransport_and_certhash_components_match_the_multiaddr_spec() {
+        // go writes base58btc, rust base64url: both name the same multihash.
+        let hash: Vec<u8> = [0x12, 0x20].into_iter().chain(1..=32).collect();
+        let b58 = format!("z{}", bs58::encode(&hash).into_string());
+        let text = format!("/ip4/127.0.0.1/udp/4001/quic-v1/webtransport/certhash/{b58}");
+        let a: Multiaddr = text.parse().expect("parse");
+        assert_eq!(a.iter().last(), Some(&Protocol::Certhash(hash.clone())));
+        let printed = a.to_string();
+        assert!(
+            printed.ends_with(
+                "/quic-v1/webtransport/certhash/uEiABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fIA"
+            ),
+            "{printed}"
+        );
+        assert_eq!(printed.parse::<Multiaddr>().expect("reparse"), a);
+        let bytes = a.to_bytes();
+        let mut tail = vec![0xcd, 0x03, 0xd1, 0x03, 0xd2, 0x03, 34];
+        tail.extend_from_slice(&hash);
+        assert_eq!(bytes[bytes.len() - tail.len()..], tail);
+        assert_eq!(Multiaddr::from_bytes(&bytes).expect("decode"), a);
+        // A value that is not a multihash, or not multibase, is refused in both forms.
         assert_eq!(
-            Multiaddr::from_bytes(&[0xd1, 0x03]),
-            Err(DecodeMultiaddrError::Unsupported(465))
+            Multiaddr::from_bytes(&[0xd2, 0x03, 3, 0x12, 0x20, 0x01]),
+            Err(DecodeMultiaddrError::InvalidValue(
+                "a certhash is not a multihash"
+            ))
+        );
+        assert_eq!(
+            "/certhash/uEiAB".parse::<Multiaddr>(),
+            Err(ParseMultiaddrError::InvalidValue("certhash".into()))
+        );
+        assert_eq!(
+            "/certhash/qabc".parse::<Multiaddr>(),
+            Err(ParseMultiaddrError::InvalidValue("certhash".into()))
+        );
+    }
+
+    #[test]
+    fn binary_decoder_refuses_unsupported_and_truncated_components() {
+        // /p2p-circuit = 0xa2 0x02
+        assert_eq!(
+            Multiaddr::from_bytes(&[0xa2, 0x02]),
+            Err(DecodeMultiaddrError::Unsupported(290))
         );
         assert_eq!(
             Multiaddr::from_bytes(&[0x91, 0x02, 0x00]),
@@ -564,6 +647,14 @@ mod tests {
             any::<u16>().prop_map(Protocol::Tcp),
             any::<u16>().prop_map(Protocol::Udp),
             Just(Protocol::QuicV1),
+            Just(Protocol::WebTransport),
+            (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..40)).prop_map(
+                |(code, digest)| {
+                    let mut hash = vec![code & 0x7f, digest.len() as u8];
+                    hash.extend_from_slice(&digest);
+                    Protocol::Certhash(hash)
+                }
+            ),
             Just(Protocol::Tls),
             Just(Protocol::Ws),
             Just(Protocol::Wss),

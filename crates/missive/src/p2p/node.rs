@@ -93,13 +93,28 @@ impl Node {
         Events::new(self.shared.events.subscribe())
     }
 
-    /// Listens on a `/ip4|ip6/<ip>/tcp/<port>` address (port 0 picks one) and returns the
-    /// actual address.
+    /// Listens on a `/ip4|ip6/<ip>/tcp/<port>` address, `/ip4|ip6/<ip>/udp/<port>/quic-v1`,
+    /// or (feature `webtransport`) `/ip4|ip6/<ip>/udp/<port>/quic-v1/webtransport` (port 0
+    /// picks one) and returns the actual address. WebTransport shares the QUIC socket of the
+    /// same port when the node has one; its address carries the `/certhash` of the
+    /// certificates it presents (see [`super::webtransport`]).
     pub async fn listen(&self, addr: Multiaddr) -> Result<Multiaddr, ListenError> {
-        if let Some(udp) = super::quic::target(&addr) {
+        #[cfg(feature = "webtransport")]
+        let webtransport = super::webtransport::target(&addr);
+        #[cfg(not(feature = "webtransport"))]
+        let webtransport: Option<SocketAddr> = None;
+        let quic = super::quic::target(&addr);
+        if let Some(udp) = webtransport.or(quic) {
             if self.shared.cancel.is_cancelled() {
                 return Err(ListenError::ShuttingDown);
             }
+            #[cfg(feature = "webtransport")]
+            let local = if webtransport.is_some() {
+                self.shared.listen_webtransport(udp)?
+            } else {
+                self.shared.listen_quic(udp)?
+            };
+            #[cfg(not(feature = "webtransport"))]
             let local = self.shared.listen_quic(udp)?;
             self.shared.lock_state().listen_addrs.push(local.clone());
             self.shared.emit(NodeEvent::NewListenAddr {
@@ -739,6 +754,26 @@ impl Shared {
             endpoint,
             cause,
         });
+    }
+
+    /// Puts `hashes` into every WebTransport listen address (after a certificate rotation)
+    /// and announces the new addresses.
+    #[cfg(feature = "webtransport")]
+    pub(crate) fn replace_certhashes(&self, hashes: &[Vec<u8>]) {
+        let changed: Vec<Multiaddr> = {
+            let mut st = self.lock_state();
+            st.listen_addrs
+                .iter_mut()
+                .filter(|a| a.iter().any(|p| matches!(p, super::Protocol::WebTransport)))
+                .map(|a| {
+                    *a = super::webtransport::with_certhashes(a, hashes);
+                    a.clone()
+                })
+                .collect()
+        };
+        for address in changed {
+            self.emit(NodeEvent::NewListenAddr { address });
+        }
     }
 
     /// The addresses the node listens on.

@@ -84,6 +84,12 @@ pub enum NoiseError {
         /// The PeerId the remote proved.
         actual: PeerId,
     },
+    /// A WebTransport server did not list a certificate hash the dialed address named.
+    #[error("the WebTransport server's noise extensions lack the certificate hash {missing:02x?}")]
+    CerthashMismatch {
+        /// The multihash that was dialed but not listed.
+        missing: Vec<u8>,
+    },
     /// The local Noise state failed (not the peer's fault).
     #[error("local noise error: {0}")]
     Local(String),
@@ -96,6 +102,8 @@ pub enum NoiseError {
 #[derive(Clone)]
 pub struct NoiseConfig {
     static_private: Vec<u8>,
+    /// The signed identity, kept to re-encode it with extensions (WebTransport's certhashes).
+    identity: HandshakePayload,
     payload: Vec<u8>,
 }
 
@@ -114,15 +122,80 @@ impl NoiseConfig {
         let mut signed = STATIC_KEY_DOMAIN.to_vec();
         signed.extend_from_slice(&kp.public);
         let sig = identity.sign(&signed);
-        let payload = encode_payload(&HandshakePayload {
+        let identity = HandshakePayload {
             identity_key: identity.public().to_protobuf_encoding(),
             identity_sig: sig,
-            stream_muxers: Vec::new(),
-        });
+            ..HandshakePayload::default()
+        };
         Ok(Self {
             static_private: kp.private,
-            payload,
+            payload: encode_payload(&identity),
+            identity,
         })
+    }
+
+    /// Runs the handshake of a WebTransport session on its first stream and returns the
+    /// remote's proven PeerId. Nothing is encrypted after it: the session's streams are
+    /// secured by the QUIC connection, and the handshake binds them to the peers' identities.
+    ///
+    /// The responder (the server) sends `certhashes`, the multihashes of the certificates it
+    /// may present, in the extensions of message 2. The initiator passes the hashes it dialed
+    /// and refuses, before sending message 3, a responder whose list lacks any of them
+    /// ([`NoiseError::CerthashMismatch`]): the server is not the one the address named.
+    pub async fn handshake_webtransport<T>(
+        &self,
+        mut io: T,
+        initiator: bool,
+        expected: Option<PeerId>,
+        certhashes: &[Vec<u8>],
+    ) -> Result<PeerId, NoiseError>
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut hs = self.state(initiator)?;
+        let remote = if initiator {
+            send_message(&mut io, &mut hs, &[]).await?;
+            let remote = recv_message(&mut io, &mut hs).await?;
+            let remote = decode_payload(&remote)?;
+            if let Some(missing) = certhashes
+                .iter()
+                .find(|h| !remote.webtransport_certhashes.contains(h))
+            {
+                return Err(NoiseError::CerthashMismatch {
+                    missing: missing.clone(),
+                });
+            }
+            send_message(&mut io, &mut hs, &self.payload).await?;
+            remote
+        } else {
+            let payload = encode_payload(&HandshakePayload {
+                webtransport_certhashes: certhashes.to_vec(),
+                ..self.identity.clone()
+            });
+            recv_message(&mut io, &mut hs).await?;
+            send_message(&mut io, &mut hs, &payload).await?;
+            decode_payload(&recv_message(&mut io, &mut hs).await?)?
+        };
+        let remote_static = hs
+            .get_remote_static()
+            .ok_or(NoiseError::InvalidPayload("no remote static key"))?;
+        let peer = verify_decoded(&remote, remote_static)?;
+        check_expected(expected, peer)?;
+        if !hs.is_handshake_finished() {
+            return Err(NoiseError::Local("handshake ended early".into()));
+        }
+        Ok(peer)
+    }
+
+    fn state(&self, initiator: bool) -> Result<snow::HandshakeState, NoiseError> {
+        let builder = builder().local_private_key(&self.static_private);
+        let builder = builder.map_err(|e| NoiseError::Local(e.to_string()))?;
+        if initiator {
+            builder.build_initiator()
+        } else {
+            builder.build_responder()
+        }
+        .map_err(|e| NoiseError::Local(e.to_string()))
     }
 
     /// Runs the handshake on `io` (as the initiator or the responder) and returns the
@@ -137,15 +210,7 @@ impl NoiseConfig {
     where
         T: AsyncRead + AsyncWrite + Unpin,
     {
-        let builder = builder().local_private_key(&self.static_private);
-        let builder = builder.map_err(|e| NoiseError::Local(e.to_string()))?;
-        let mut hs = if initiator {
-            builder.build_initiator()
-        } else {
-            builder.build_responder()
-        }
-        .map_err(|e| NoiseError::Local(e.to_string()))?;
-
+        let mut hs = self.state(initiator)?;
         let remote_payload = if initiator {
             send_message(&mut io, &mut hs, &[]).await?;
             let remote = recv_message(&mut io, &mut hs).await?;
@@ -160,14 +225,7 @@ impl NoiseConfig {
             .get_remote_static()
             .ok_or(NoiseError::InvalidPayload("no remote static key"))?;
         let peer = verify_payload(&remote_payload, remote_static)?;
-        if let Some(expected) = expected
-            && expected != peer
-        {
-            return Err(NoiseError::PeerIdMismatch {
-                expected,
-                actual: peer,
-            });
-        }
+        check_expected(expected, peer)?;
         if !hs.is_handshake_finished() {
             return Err(NoiseError::Local("handshake ended early".into()));
         }
@@ -198,9 +256,23 @@ fn builder() -> snow::Builder<'static> {
     snow::Builder::with_resolver(params, Box::new(resolver))
 }
 
+/// Refuses a remote other than the one dialed.
+fn check_expected(expected: Option<PeerId>, peer: PeerId) -> Result<(), NoiseError> {
+    match expected {
+        Some(expected) if expected != peer => Err(NoiseError::PeerIdMismatch {
+            expected,
+            actual: peer,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Checks the payload's signature over `remote_static` and returns the sender's PeerId.
 fn verify_payload(payload: &[u8], remote_static: &[u8]) -> Result<PeerId, NoiseError> {
-    let p = decode_payload(payload)?;
+    verify_decoded(&decode_payload(payload)?, remote_static)
+}
+
+fn verify_decoded(p: &HandshakePayload, remote_static: &[u8]) -> Result<PeerId, NoiseError> {
     let key = PublicKey::from_protobuf_encoding(&p.identity_key)
         .map_err(NoiseError::InvalidIdentityKey)?;
     let mut signed = STATIC_KEY_DOMAIN.to_vec();
@@ -258,20 +330,30 @@ pub struct HandshakePayload {
     pub identity_key: Vec<u8>,
     /// Signature over `"noise-libp2p-static-key:"` ‖ static key.
     pub identity_sig: Vec<u8>,
+    /// Multihashes of the certificates a WebTransport server may present (extensions field
+    /// 4.1); empty when absent.
+    pub webtransport_certhashes: Vec<Vec<u8>>,
     /// Muxers announced in the extensions (field 4.2); empty when absent.
     pub stream_muxers: Vec<String>,
 }
 
 /// Most stream muxers accepted in the extensions.
 const MAX_MUXERS: usize = 16;
+/// Most certificate hashes accepted in the extensions (a server sends up to three).
+const MAX_CERTHASHES: usize = 16;
+/// Longest certificate hash accepted (a SHA-512 multihash is 66 bytes).
+const MAX_CERTHASH_LEN: usize = 128;
 
 /// Encodes a handshake payload as protobuf.
 pub fn encode_payload(p: &HandshakePayload) -> Vec<u8> {
     let mut out = Vec::with_capacity(p.identity_key.len() + p.identity_sig.len() + 8);
     put_bytes(&mut out, 1, &p.identity_key);
     put_bytes(&mut out, 2, &p.identity_sig);
-    if !p.stream_muxers.is_empty() {
+    if !p.stream_muxers.is_empty() || !p.webtransport_certhashes.is_empty() {
         let mut ext = Vec::new();
+        for h in &p.webtransport_certhashes {
+            put_bytes(&mut ext, 1, h);
+        }
         for m in &p.stream_muxers {
             put_bytes(&mut ext, 2, m.as_bytes());
         }
@@ -297,7 +379,16 @@ pub fn decode_payload(mut buf: &[u8]) -> Result<HandshakePayload, NoiseError> {
                 while !ext.is_empty() {
                     let (f, v, rest) = next_field(ext).map_err(invalid)?;
                     ext = rest;
-                    if let (2, Value::Bytes(m)) = (f, v) {
+                    if let (1, Value::Bytes(h)) = (f, v) {
+                        if p.webtransport_certhashes.len() >= MAX_CERTHASHES
+                            || h.len() > MAX_CERTHASH_LEN
+                        {
+                            return Err(NoiseError::InvalidPayload(
+                                "too many or too long certificate hashes",
+                            ));
+                        }
+                        p.webtransport_certhashes.push(h.to_vec());
+                    } else if let (2, Value::Bytes(m)) = (f, v) {
                         if p.stream_muxers.len() >= MAX_MUXERS {
                             return Err(NoiseError::InvalidPayload("too many stream muxers"));
                         }
@@ -838,13 +929,83 @@ mod tests {
         }
     }
 
+    /// Runs the WebTransport handshake between a client expecting `dialed` and a server
+    /// announcing `announced`.
+    async fn webtransport_pair(
+        dialed: Vec<Vec<u8>>,
+        announced: Vec<Vec<u8>>,
+    ) -> (Result<PeerId, NoiseError>, Result<PeerId, NoiseError>) {
+        let (client, server) = (Keypair::generate(), Keypair::generate());
+        let (a, b) = crate::transport::memory::pair(64 * 1024);
+        let responder = NoiseConfig::new(&server).expect("config");
+        let serve = tokio::spawn(async move {
+            responder
+                .handshake_webtransport(b, false, None, &announced)
+                .await
+        });
+        let initiator = NoiseConfig::new(&client).expect("config");
+        let dialed_result = initiator
+            .handshake_webtransport(a, true, Some(server.peer_id()), &dialed)
+            .await;
+        let served = serve.await.expect("join");
+        if let Ok(peer) = &served {
+            assert_eq!(*peer, client.peer_id());
+        }
+        (dialed_result, served)
+    }
+
+    #[tokio::test]
+    async fn webtransport_handshake_carries_the_certhashes_and_checks_the_dialed_ones() {
+        let (h1, h2, h3) = (
+            vec![0x12, 0x20, 1],
+            vec![0x12, 0x20, 2],
+            vec![0x12, 0x20, 3],
+        );
+        // Every dialed hash listed (a subset of what is announced): both sides connect.
+        let (c, s) = webtransport_pair(
+            vec![h1.clone(), h2.clone()],
+            vec![h3.clone(), h1.clone(), h2.clone()],
+        )
+        .await;
+        assert!(c.is_ok() && s.is_ok(), "{c:?} {s:?}");
+        // A dialed hash missing: the client refuses before message 3, so the server fails too.
+        let (c, s) = webtransport_pair(vec![h1.clone(), h3.clone()], vec![h1, h2]).await;
+        match c {
+            Err(NoiseError::CerthashMismatch { missing }) => assert_eq!(missing, h3),
+            other => panic!("expected a certhash mismatch, got {other:?}"),
+        }
+        assert!(s.is_err());
+    }
+
+    #[test]
+    fn certhash_extensions_are_bounded() {
+        let key = Keypair::generate();
+        let mut p = HandshakePayload {
+            identity_key: key.public().to_protobuf_encoding(),
+            identity_sig: vec![1; 64],
+            webtransport_certhashes: vec![vec![0x12, 0x20]; MAX_CERTHASHES],
+            ..HandshakePayload::default()
+        };
+        assert_eq!(decode_payload(&encode_payload(&p)).expect("decode"), p);
+        p.webtransport_certhashes.push(vec![0x12, 0x20]);
+        assert!(matches!(
+            decode_payload(&encode_payload(&p)),
+            Err(NoiseError::InvalidPayload(_))
+        ));
+        p.webtransport_certhashes = vec![vec![0; MAX_CERTHASH_LEN + 1]];
+        assert!(matches!(
+            decode_payload(&encode_payload(&p)),
+            Err(NoiseError::InvalidPayload(_))
+        ));
+    }
+
     #[test]
     fn payload_with_wrong_signature_is_refused() {
         let key = Keypair::generate();
         let payload = encode_payload(&HandshakePayload {
             identity_key: key.public().to_protobuf_encoding(),
             identity_sig: key.sign(b"something else"),
-            stream_muxers: vec![],
+            ..HandshakePayload::default()
         });
         assert!(matches!(
             verify_payload(&payload, &[1u8; 32]),
@@ -883,7 +1044,7 @@ mod tests {
             let mut payload = HandshakePayload {
                 identity_key: hex(&key),
                 identity_sig: hex(&sig),
-                stream_muxers: vec![],
+                ..HandshakePayload::default()
             };
             let got = verify_payload(&encode_payload(&payload), &remote_static).expect(peer);
             assert_eq!(got.to_string(), peer);
@@ -923,8 +1084,12 @@ mod tests {
             identity_key in proptest::collection::vec(any::<u8>(), 1..64),
             identity_sig in proptest::collection::vec(any::<u8>(), 1..80),
             stream_muxers in proptest::collection::vec("/[a-z0-9/.]{1,20}", 0..4),
+            webtransport_certhashes in proptest::collection::vec(
+                proptest::collection::vec(any::<u8>(), 0..40), 0..4),
         ) {
-            let p = HandshakePayload { identity_key, identity_sig, stream_muxers };
+            let p = HandshakePayload {
+                identity_key, identity_sig, webtransport_certhashes, stream_muxers,
+            };
             prop_assert_eq!(decode_payload(&encode_payload(&p)).expect("decode"), p);
         }
 

@@ -45,6 +45,9 @@ struct EndpointState {
     listening: Vec<quinn::Endpoint>,
     client_v4: Option<quinn::Endpoint>,
     client_v6: Option<quinn::Endpoint>,
+    /// The certificates of WebTransport, once a socket serves it.
+    #[cfg(feature = "webtransport")]
+    webtransport: Option<Arc<super::webtransport_certs::Certificates>>,
 }
 
 impl Endpoints {
@@ -79,6 +82,28 @@ impl Endpoints {
         Ok(e)
     }
 
+    /// The node's WebTransport certificates, made by `make` the first time; `true` with
+    /// them when they were made now.
+    #[cfg(feature = "webtransport")]
+    pub(crate) fn webtransport_certificates<E>(
+        &self,
+        make: impl FnOnce() -> Result<super::webtransport_certs::Certificates, E>,
+    ) -> Result<(Arc<super::webtransport_certs::Certificates>, bool), E> {
+        let mut st = self.lock();
+        if let Some(c) = &st.webtransport {
+            return Ok((c.clone(), false));
+        }
+        let c = Arc::new(make()?);
+        st.webtransport = Some(c.clone());
+        Ok((c, true))
+    }
+
+    /// The WebTransport certificates, if a socket serves WebTransport.
+    #[cfg(feature = "webtransport")]
+    fn certificates(&self) -> Option<Arc<super::webtransport_certs::Certificates>> {
+        self.lock().webtransport.clone()
+    }
+
     /// Closes every socket (at shutdown).
     pub(crate) fn close_all(&self) {
         let st = self.lock();
@@ -96,6 +121,10 @@ impl Endpoints {
 /// The QUIC settings of the node: stream and window limits as rust-libp2p's, keep-alive
 /// while open, and the node's idle timeout as QUIC's own.
 fn transport_config(config: &NodeConfig) -> Arc<quinn::TransportConfig> {
+    Arc::new(transport_settings(config))
+}
+
+fn transport_settings(config: &NodeConfig) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     let streams = u32::try_from(config.max_streams_per_connection.min(256)).unwrap_or(256);
     t.max_concurrent_bidi_streams(streams.into())
@@ -105,7 +134,7 @@ fn transport_config(config: &NodeConfig) -> Arc<quinn::TransportConfig> {
         .keep_alive_interval(Some(KEEP_ALIVE));
     let idle = config.idle_timeout.max(KEEP_ALIVE * 2);
     t.max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok());
-    Arc::new(t)
+    t
 }
 
 fn server_config(tls: &TlsConfig, config: &NodeConfig) -> Result<quinn::ServerConfig, ListenError> {
@@ -113,6 +142,35 @@ fn server_config(tls: &TlsConfig, config: &NodeConfig) -> Result<quinn::ServerCo
         .map_err(|e| ListenError::Io(std::io::Error::other(e)))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(transport_config(config));
+    Ok(server)
+}
+
+/// The server configuration of a socket that also serves WebTransport: one more
+/// bidirectional stream for the session's CONNECT, three unidirectional streams of each side
+/// for HTTP/3 (control, QPACK encoder and decoder), and datagrams,
+/// which are buffered little since nothing here reads them. A `libp2p` connection gets its
+/// unidirectional credit taken back after the handshake.
+#[cfg(feature = "webtransport")]
+fn webtransport_server_config(
+    tls: &TlsConfig,
+    config: &NodeConfig,
+    certificates: Arc<super::webtransport_certs::Certificates>,
+) -> Result<quinn::ServerConfig, ListenError> {
+    let local = |e: &dyn std::fmt::Display| ListenError::Io(std::io::Error::other(e.to_string()));
+    let rustls = tls
+        .server_config_with_webtransport(certificates)
+        .map_err(|e| local(&e))?;
+    let crypto =
+        quinn::crypto::rustls::QuicServerConfig::try_from(rustls).map_err(|e| local(&e))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut t = transport_settings(config);
+    // The session's CONNECT stream stays open as long as it; the node's own limit (checked
+    // per stream) still holds for a QUIC peer that gets the extra credit.
+    let streams = u32::try_from(config.max_streams_per_connection.min(256)).unwrap_or(256);
+    t.max_concurrent_bidi_streams((streams + 1).into())
+        .max_concurrent_uni_streams(8u32.into())
+        .datagram_receive_buffer_size(Some(64 * 1024));
+    server.transport_config(Arc::new(t));
     Ok(server)
 }
 
@@ -189,12 +247,46 @@ impl Shared {
         self: &Arc<Self>,
         addr: SocketAddr,
     ) -> Result<Multiaddr, ListenError> {
-        let endpoint =
-            quinn::Endpoint::server(server_config(&self.security.tls, &self.config)?, addr)
-                .map_err(ListenError::Io)?;
-        let local = multiaddr(endpoint.local_addr().map_err(ListenError::Io)?);
+        let config = server_config(&self.security.tls, &self.config)?;
+        Ok(multiaddr(self.bind_quic(addr, config)?))
+    }
+
+    /// Serves WebTransport next to QUIC at `addr`: on the node's QUIC socket there if it
+    /// has one (its configuration replaced, connections kept), else on a new one.
+    #[cfg(feature = "webtransport")]
+    pub(crate) fn listen_quic_with_webtransport(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        certificates: Arc<super::webtransport_certs::Certificates>,
+    ) -> Result<SocketAddr, ListenError> {
+        let config = webtransport_server_config(&self.security.tls, &self.config, certificates)?;
+        let existing = (addr.port() != 0)
+            .then(|| {
+                let st = self.quic.lock();
+                st.listening
+                    .iter()
+                    .find(|e| e.local_addr().is_ok_and(|a| a == addr))
+                    .cloned()
+            })
+            .flatten();
+        match existing {
+            Some(endpoint) => {
+                endpoint.set_server_config(Some(config));
+                Ok(addr)
+            }
+            None => self.bind_quic(addr, config),
+        }
+    }
+
+    fn bind_quic(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        config: quinn::ServerConfig,
+    ) -> Result<SocketAddr, ListenError> {
+        let endpoint = quinn::Endpoint::server(config, addr).map_err(ListenError::Io)?;
+        let local = endpoint.local_addr().map_err(ListenError::Io)?;
         self.quic.lock().listening.push(endpoint.clone());
-        let task = tokio::spawn(accept_loop(self.clone(), endpoint, local.clone()));
+        let task = tokio::spawn(accept_loop(self.clone(), endpoint, multiaddr(local)));
         self.track_task(task);
         Ok(local)
     }
@@ -289,8 +381,18 @@ async fn handshake(
         let conn = connecting
             .await
             .map_err(|e| IncomingError::Upgrade(quic_error(e)))?;
+        #[cfg(feature = "webtransport")]
+        if let Some(certificates) = shared.quic.certificates() {
+            if super::webtransport::is_h3(&conn) {
+                return super::webtransport::accept_session(&shared, conn, &certificates)
+                    .await
+                    .map_err(IncomingError::Upgrade);
+            }
+            // Only HTTP/3 uses unidirectional streams; a libp2p peer gets none.
+            conn.set_max_concurrent_uni_streams(0u32.into());
+        }
         let peer = peer_of(&conn).map_err(IncomingError::Upgrade)?;
-        Ok::<_, IncomingError>((conn, peer))
+        Ok::<_, IncomingError>((Muxed::Quic(conn), peer))
     };
     let result = tokio::select! {
         _ = shared.cancelled() => return,
@@ -300,7 +402,6 @@ async fn handshake(
         }
     };
     drop(slot);
-    let result = result.map(|(conn, peer)| (Muxed::Quic(conn), peer));
     shared.inbound_done(result, remote_addr).await;
 }
 
@@ -385,7 +486,7 @@ impl Driver {
     }
 }
 
-fn close_cause(e: quinn::ConnectionError) -> CloseCause {
+pub(crate) fn close_cause(e: quinn::ConnectionError) -> CloseCause {
     match e {
         quinn::ConnectionError::ApplicationClosed(_)
         | quinn::ConnectionError::ConnectionClosed(_) => CloseCause::RemoteClosed,

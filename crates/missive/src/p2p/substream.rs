@@ -1,5 +1,6 @@
 //! One stream of a connection, on whichever multiplexer the connection has: a yamux stream
-//! (TCP) or a native bidirectional QUIC stream. Everything above sees tokio
+//! (TCP), a native bidirectional QUIC stream, or a WebTransport stream (QUIC, behind the
+//! session's stream header). Everything above sees tokio
 //! `AsyncRead + AsyncWrite`.
 
 use std::io;
@@ -14,6 +15,9 @@ use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt as _};
 pub(crate) enum Substream {
     Yamux(Compat<yamux::Stream>),
     Quic(QuicStream),
+    /// A bidirectional stream of a WebTransport session (on QUIC, behind its stream header).
+    #[cfg(feature = "webtransport")]
+    WebTransport(Box<super::webtransport::WebTransportStream>),
 }
 
 impl Substream {
@@ -60,6 +64,8 @@ impl AsyncRead for Substream {
         match self.get_mut() {
             Self::Yamux(s) => Pin::new(s).poll_read(cx, buf),
             Self::Quic(s) => Pin::new(&mut s.recv).poll_read(cx, buf),
+            #[cfg(feature = "webtransport")]
+            Self::WebTransport(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -75,6 +81,8 @@ impl AsyncWrite for Substream {
             Self::Quic(s) => Pin::new(&mut s.send)
                 .poll_write(cx, buf)
                 .map_err(io::Error::from),
+            #[cfg(feature = "webtransport")]
+            Self::WebTransport(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -82,6 +90,8 @@ impl AsyncWrite for Substream {
         match self.get_mut() {
             Self::Yamux(s) => Pin::new(s).poll_flush(cx),
             Self::Quic(s) => Pin::new(&mut s.send).poll_flush(cx),
+            #[cfg(feature = "webtransport")]
+            Self::WebTransport(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -95,6 +105,8 @@ impl AsyncWrite for Substream {
                 }
                 done
             }
+            #[cfg(feature = "webtransport")]
+            Self::WebTransport(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

@@ -147,6 +147,7 @@ impl TlsConfig {
             .with_client_cert_verifier(Arc::new(Verifier {
                 expected: None,
                 refusal: None,
+                client_auth_mandatory: true,
             }))
             .with_cert_resolver(Arc::new(Resolver(certified.clone())));
         server.alpn_protocols = vec![ALPN.to_vec()];
@@ -164,11 +165,38 @@ impl TlsConfig {
         self.server.clone()
     }
 
+    /// The server configuration of a QUIC endpoint that also serves WebTransport: ALPN
+    /// `libp2p` then `h3`, the certificate chosen by ALPN, client certificates optional (a
+    /// browser has none; a `libp2p` connection without one fails the PeerId check after the
+    /// handshake). Presented certificates are still checked as libp2p-tls ones.
+    #[cfg(feature = "webtransport")]
+    pub(crate) fn server_config_with_webtransport(
+        &self,
+        certificates: Arc<super::webtransport_certs::Certificates>,
+    ) -> Result<Arc<ServerConfig>, TlsError> {
+        let mut server = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| TlsError::Local(e.to_string()))?
+            .with_client_cert_verifier(Arc::new(Verifier {
+                expected: None,
+                refusal: None,
+                client_auth_mandatory: false,
+            }))
+            .with_cert_resolver(Arc::new(super::webtransport_certs::AlpnResolver {
+                libp2p: self.certified.clone(),
+                webtransport: certificates,
+            }));
+        server.alpn_protocols = vec![ALPN.to_vec(), super::webtransport_certs::ALPN_H3.to_vec()];
+        server.send_tls13_tickets = 0;
+        Ok(Arc::new(server))
+    }
+
     /// The configuration of one dial; with `expected`, only that peer is accepted.
     pub(crate) fn client_config(&self, expected: Option<PeerId>) -> Arc<ClientConfig> {
         self.client_config_with(Verifier {
             expected,
             refusal: None,
+            client_auth_mandatory: true,
         })
     }
 
@@ -182,6 +210,7 @@ impl TlsConfig {
         let config = self.client_config_with(Verifier {
             expected,
             refusal: Some(slot.clone()),
+            client_auth_mandatory: true,
         });
         (config, slot)
     }
@@ -343,6 +372,9 @@ fn tls12_refused() -> rustls::Error {
 #[derive(Debug)]
 struct Verifier {
     expected: Option<PeerId>,
+    /// `false` only on a QUIC endpoint that also serves WebTransport, whose browsers have no
+    /// certificate: a `libp2p` connection without one is refused after the handshake.
+    client_auth_mandatory: bool,
     refusal: Option<RefusalSlot>,
 }
 
@@ -403,7 +435,7 @@ impl ClientCertVerifier for Verifier {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        true
+        self.client_auth_mandatory
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {

@@ -87,6 +87,11 @@ pub enum UpgradeError {
     /// The QUIC connection could not be made (its handshake failed, or it was refused).
     #[error("QUIC connection failed: {0}")]
     Quic(#[source] std::io::Error),
+    /// The WebTransport session could not be set up (HTTP/3, the CONNECT request, the
+    /// Noise handshake's stream).
+    #[cfg(feature = "webtransport")]
+    #[error("WebTransport session failed: {0}")]
+    WebTransport(#[source] super::webtransport::WebTransportError),
 }
 
 /// Which side opened the connection.
