@@ -353,7 +353,14 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint, local: Mult
         // An Initial packet has arrived: the connection has spoken.
         let slot = shared.pending().admit(remote.ip());
         slot.progressed();
-        let task = tokio::spawn(handshake(shared.clone(), incoming, multiaddr(remote), slot));
+        #[cfg(feature = "metrics")]
+        let pending = shared.config.metrics.inner.inbound_handshake();
+        let setup = handshake(shared.clone(), incoming, multiaddr(remote), slot);
+        let task = tokio::spawn(async move {
+            setup.await;
+            #[cfg(feature = "metrics")]
+            drop(pending);
+        });
         shared.track_task(task);
     }
 }
