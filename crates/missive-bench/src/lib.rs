@@ -24,10 +24,15 @@ use std::time::Duration;
 
 use anyhow::bail;
 
+mod instructions;
 mod report;
 mod scenarios;
 mod tls;
 
+pub use instructions::{
+    CountOptions, DEFAULT_MESSAGES, InstructionReport, InstructionRow, QUICK_MESSAGES,
+    count_instructions, run_counted_round,
+};
 pub use report::{Report, Row};
 
 /// Rounds per system in a normal run.
@@ -170,6 +175,9 @@ pub(crate) struct RoundParams {
     /// Whether this is the short smoke run, which only shows that every system works: a family
     /// with many entries may shorten its rounds further or do less outside the measured time.
     pub(crate) quick: bool,
+    /// In a counted round, the messages the senders send before they stop (and `duration` is
+    /// only the time limit); `None` in a timed round.
+    pub(crate) messages: Option<u64>,
 }
 
 impl RoundParams {
@@ -190,7 +198,16 @@ impl RoundParams {
             duration,
             burst,
             quick: options.quick,
+            messages: None,
         })
+    }
+
+    /// When the senders of a round stop.
+    pub(crate) fn limit(&self) -> scenarios::Limit {
+        scenarios::Limit {
+            duration: self.duration,
+            messages: self.messages,
+        }
     }
 
     /// The parameters of the unmeasured warm-up round.
@@ -199,6 +216,7 @@ impl RoundParams {
             duration: (self.duration / 4).max(Duration::from_millis(20)),
             burst: self.burst,
             quick: self.quick,
+            messages: self.messages,
         }
     }
 }

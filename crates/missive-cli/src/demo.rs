@@ -101,6 +101,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 &rows
             )
         );
+        println!("{}", metrics_summary(&missive::metrics::encode_default()));
     }
     Ok(if all_passed {
         ExitCode::SUCCESS
@@ -325,4 +326,49 @@ fn nth(i: u32) -> Datagram {
     payload[..4].copy_from_slice(&i.to_be_bytes());
     payload[4..].fill((i % 251) as u8);
     Datagram::new((i % 65_536) as u16, payload.to_vec())
+}
+
+/// One line of what the library's metrics counted during the demo.
+fn metrics_summary(text: &str) -> String {
+    let sum = |name: &str, keep: &dyn Fn(&str) -> bool| -> u64 {
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.rsplit_once(' '))
+            .filter(|(key, _)| key.split('{').next() == Some(name) && keep(key))
+            .filter_map(|(_, value)| value.parse::<f64>().ok())
+            .map(|value| value as u64)
+            .sum::<u64>()
+    };
+    let all = |_: &str| true;
+    let ended_well = |key: &str| {
+        ["ok", "cancelled", "abandoned", "disconnected"]
+            .iter()
+            .any(|s| key.contains(&format!("status=\"{s}\"")))
+    };
+    let calls = sum("missive_rpc_calls_total", &all);
+    let rpc_failed = calls - sum("missive_rpc_calls_total", &ended_well);
+    let requests = sum("missive_rr_requests_total", &all);
+    let rr_failed = requests
+        - sum("missive_rr_requests_total", &|k| {
+            k.contains("outcome=\"ok\"")
+        });
+    let handshakes = sum("missive_node_handshakes_total", &all);
+    let handshake_failed = sum("missive_node_handshake_failures_total", &all);
+    let receive_errors = sum("missive_queue_receive_errors_total", &all);
+    let error_kinds: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            line.starts_with("missive_queue_receive_errors_total{") && !line.ends_with(" 0")
+        })
+        .collect();
+    if !error_kinds.is_empty() {
+        eprintln!("{}", error_kinds.join("\n"));
+    }
+    format!(
+        "metrics: {handshakes} node handshakes ({handshake_failed} failed), {} rpc calls ended ({rpc_failed} failed), {requests} requests ({rr_failed} failed), {} datagrams received ({receive_errors} receive errors); failures: {}",
+        calls,
+        sum("missive_queue_datagrams_total", &|k| k
+            .contains("direction=\"in\"")),
+        handshake_failed + rpc_failed + rr_failed + receive_errors,
+    )
 }

@@ -3,6 +3,7 @@
 mod bench_cmd;
 mod demo;
 mod demo_rpc;
+mod metrics_http;
 mod node_cmd;
 mod progress;
 mod queue_cmd;
@@ -18,8 +19,20 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "missive", version, about, long_about = None)]
 struct Cli {
+    /// How log lines (RUST_LOG, e.g. `missive=debug`) are written to stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The formats of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// One line of text per event, with its spans.
+    Text,
+    /// One JSON object per event, with its fields and its spans' fields.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,7 +67,7 @@ enum NodeCommand {
 
 /// Logs to stderr, filtered by `RUST_LOG` (`warn` when unset): a comma-separated list of
 /// `level` and `target=level` directives, e.g. `RUST_LOG=missive=debug,warn`.
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
@@ -65,19 +78,19 @@ fn init_logging() {
         }),
         Err(_) => Targets::new().with_default(tracing::Level::WARN),
     };
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(false),
-        )
-        .with(filter)
-        .init();
+    let registry = tracing_subscriber::registry().with(filter);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => registry.with(layer.with_ansi(false)).init(),
+        LogFormat::Json => registry
+            .with(layer.json().with_current_span(true).with_span_list(true))
+            .init(),
+    }
 }
 
 fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     let command = match cli.command {
         Command::Bench(args) => return report(bench_cmd::run(args)),
         other => other,

@@ -29,6 +29,8 @@ pub(crate) struct ListenArgs {
     /// system).
     #[arg(default_values = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0/ws"])]
     addrs: Vec<String>,
+    #[command(flatten)]
+    metrics: crate::metrics_http::MetricsArgs,
     /// Do not serve WebTransport (for browsers) on the port of each QUIC address.
     #[arg(long)]
     no_webtransport: bool,
@@ -78,6 +80,7 @@ pub(crate) struct IdentifyArgs {
 }
 
 pub(crate) async fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
+    args.metrics.start().await?;
     let key = match &args.key {
         Some(path) => {
             let key = Keypair::load_or_generate_with(path, || args.key_type.generate())

@@ -37,6 +37,8 @@ pub(crate) struct ListenArgs {
     /// Stop after this many connections have been served (default: serve until interrupted).
     #[arg(long)]
     connections: Option<u64>,
+    #[command(flatten)]
+    metrics: crate::metrics_http::MetricsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +70,7 @@ pub(crate) async fn run(cmd: QueueCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
+    args.metrics.start().await?;
     let mut listener = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let config = tls::server_config(tls::load_certs(cert)?, tls::load_private_key(key)?)?;

@@ -22,6 +22,8 @@ pub(crate) struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(default_value = "127.0.0.1:7100")]
     addr: String,
+    #[command(flatten)]
+    metrics: crate::metrics_http::MetricsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -43,6 +45,7 @@ pub(crate) async fn run(cmd: RpcCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    args.metrics.start().await?;
     let listener = missive::transport::tcp::bind(&args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;

@@ -32,6 +32,8 @@ pub(crate) struct ServeArgs {
     /// The node's key file; created when it does not exist.
     #[arg(long)]
     key: Option<PathBuf>,
+    #[command(flatten)]
+    metrics: crate::metrics_http::MetricsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -63,6 +65,7 @@ pub(crate) fn serve_json_echo(node: &Node) -> anyhow::Result<Behaviour<JsonCodec
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    args.metrics.start().await?;
     let key = match &args.key {
         Some(path) => Keypair::load_or_generate(path)
             .with_context(|| format!("cannot use the key file {}", path.display()))?,

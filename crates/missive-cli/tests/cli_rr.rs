@@ -66,11 +66,15 @@ fn rr_serve_listens_on_websocket_by_default_and_answers_a_call_over_ws() {
     let mut addrs = Vec::new();
     let mut line = String::new();
     stdout.read_line(&mut line).expect("peer line");
-    for _ in 0..3 {
+    for _ in 0..16 {
         line.clear();
         stdout.read_line(&mut line).expect("address line");
-        if let Some(a) = line.trim().strip_prefix("listening on ") {
-            addrs.push(a.to_owned());
+        match line.trim().strip_prefix("listening on ") {
+            Some(a) => addrs.push(a.to_owned()),
+            None => break,
+        }
+        if addrs.iter().any(|a| a.contains("/ws/p2p/")) {
+            break;
         }
     }
     let ws = addrs

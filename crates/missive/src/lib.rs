@@ -9,6 +9,8 @@
 //! | request/response between peers on the libp2p network, with CBOR or JSON | [`request_response`] | `cbor` / `json` (default) | libp2p-request-response ([guide](guide::from_libp2p_request_response)) |
 //! | raw byte streams of your own protocol between libp2p peers | [`stream`] on the [`p2p`] node | `p2p` (default) | libp2p-stream ([guide](guide::from_libp2p_stream)) |
 //! | a byte stream to run `queue` or `rpc` over | [`transport`] | `tcp`, `tls`, `unix` | — |
+//! | OpenMetrics counters, gauges and histograms of every layer | `metrics` | `metrics` | libp2p-metrics |
+//! | tower middleware around the rpc client, rpc services and request-response | `rpc::TowerService`, `impl tower::Service` | `tower` | — |
 //!
 //! Between two programs you control, `queue` (messages) or `rpc` (calls) over TCP or TLS is
 //! the short path. Among peers identified by keys, or to talk to libp2p nodes, use the node with
@@ -81,3 +83,6 @@ pub mod rpc;
 pub mod compat;
 
 pub mod guide;
+
+#[cfg(feature = "metrics")]
+pub mod metrics;

@@ -665,3 +665,27 @@ async fn a_quic_client_without_a_certificate_is_refused_on_a_webtransport_socket
         .expect("a QUIC peer is served");
     in_time(other.ping(peer)).await.expect("and answered");
 }
+
+/// The node's stream limit counts libp2p streams only: the session's CONNECT stream, open
+/// for its whole life, does not take one of them.
+#[tokio::test]
+async fn the_stream_limit_counts_libp2p_streams_not_the_sessions_own() {
+    let (node, addr) = listener(NodeConfig::default().with_max_streams_per_connection(2)).await;
+    serve_echo(&node);
+    in_time(async {
+        let client = connect(&addr, node.peer_id()).await;
+        // Two streams open at once, each echoing before either closes.
+        let (_, mut first) = client.open("/echo/1.0.0").await.expect("first stream");
+        let (_, mut second) = client.open("/echo/1.0.0").await.expect("second stream");
+        for s in [&mut first, &mut second] {
+            s.write_all(b"open").await.expect("write");
+            s.shutdown().await.expect("finish");
+        }
+        for s in [&mut first, &mut second] {
+            let mut back = Vec::new();
+            s.read_to_end(&mut back).await.expect("echo");
+            assert_eq!(back, b"open");
+        }
+    })
+    .await;
+}

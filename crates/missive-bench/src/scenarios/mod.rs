@@ -23,6 +23,9 @@ mod rpc_tarpc;
 mod rpc_tonic;
 mod rr;
 
+pub(crate) use p2p::CHUNK;
+pub(crate) use rpc::BULK;
+
 /// One named scenario: the systems compared in it.
 #[derive(Debug)]
 pub(crate) struct Scenario {
@@ -66,6 +69,79 @@ pub(crate) const MAX_MESSAGES: u64 = 200_000_000;
 pub(crate) const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much longer than the round's duration a side may run before it gives up.
 pub(crate) const GRACE: Duration = Duration::from_secs(10);
+
+/// When the senders of a round stop: after the round's duration (a timed round) or after a fixed
+/// number of messages (a counted round, whose instructions are counted: no clock is read per
+/// message there, and `duration` is only the time limit).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limit {
+    /// How long the measured part lasts (timed) or may last at most (counted).
+    pub(crate) duration: Duration,
+    /// The messages of a counted round.
+    pub(crate) messages: Option<u64>,
+}
+
+impl Limit {
+    /// The part of the count that connection `conn` of `conns` sends (counted rounds): the
+    /// shares add up to the count.
+    pub(crate) fn share(self, conn: usize, conns: usize) -> Self {
+        let conns = conns.max(1) as u64;
+        let conn = conn as u64;
+        Self {
+            duration: self.duration,
+            messages: self
+                .messages
+                .map(|m| m / conns + u64::from(conn < m % conns)),
+        }
+    }
+
+    /// Starts the measured part now.
+    pub(crate) fn start(self) -> Stop {
+        Stop {
+            deadline: Instant::now() + self.duration,
+            messages: self.messages,
+        }
+    }
+}
+
+/// A started [`Limit`]: asked before each message or burst whether to go on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stop {
+    /// The end of the measured part (a time limit only, in a counted round).
+    pub(crate) deadline: Instant,
+    messages: Option<u64>,
+}
+
+impl Stop {
+    /// Whether a sender that has sent `sent` messages sends another.
+    #[inline]
+    pub(crate) fn allows(&self, sent: u64) -> bool {
+        match self.messages {
+            Some(messages) => sent < messages,
+            None => sent < MAX_MESSAGES && Instant::now() < self.deadline,
+        }
+    }
+
+    /// How many more messages a sender that has sent `sent` may send at most, the clock aside.
+    #[inline]
+    pub(crate) fn remaining(&self, sent: u64) -> u64 {
+        match self.messages {
+            Some(messages) => messages.saturating_sub(sent),
+            None => MAX_MESSAGES.saturating_sub(sent),
+        }
+    }
+
+    /// How many messages a sender that has sent `sent` sends in its next burst of at most
+    /// `burst`; 0 when it stops.
+    #[inline]
+    pub(crate) fn burst(&self, sent: u64, burst: usize) -> u64 {
+        match self.messages {
+            Some(messages) => messages.saturating_sub(sent).min(burst as u64),
+            None if self.allows(sent) => burst as u64,
+            None => 0,
+        }
+    }
+}
 
 /// Builds the single-threaded tokio runtime of one side.
 pub(crate) fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -215,6 +291,50 @@ mod tests {
     fn seq_of_rejects_a_wrong_tag_or_length() {
         assert_eq!(seq_of(tag(8).wrapping_add(1), &payload(8)), None);
         assert_eq!(seq_of(tag(8), &payload(8)[..PAYLOAD - 1]), None);
+    }
+
+    #[test]
+    fn a_counted_stop_ends_bursts_at_the_count_and_ignores_the_clock() {
+        let limit = Limit {
+            duration: Duration::ZERO,
+            messages: Some(10),
+        };
+        let stop = limit.start();
+        assert_eq!(stop.burst(0, 4), 4);
+        assert_eq!(stop.burst(8, 4), 2);
+        assert_eq!(stop.burst(10, 4), 0);
+        assert!(stop.allows(9));
+        assert!(!stop.allows(10));
+    }
+
+    #[test]
+    fn the_shares_of_a_count_add_up_to_it() {
+        let limit = Limit {
+            duration: Duration::ZERO,
+            messages: Some(1_001),
+        };
+        let shares: Vec<_> = (0..16).map(|c| limit.share(c, 16).messages).collect();
+        assert_eq!(shares.iter().map(|m| m.unwrap_or(0)).sum::<u64>(), 1_001);
+        assert_eq!(shares[0], Some(63));
+        assert_eq!(shares[15], Some(62));
+    }
+
+    #[test]
+    fn a_timed_stop_ends_at_its_deadline() {
+        let past = Limit {
+            duration: Duration::ZERO,
+            messages: None,
+        }
+        .start();
+        assert_eq!(past.burst(0, 4), 0);
+        assert!(!past.allows(0));
+        let future = Limit {
+            duration: Duration::from_secs(60),
+            messages: None,
+        }
+        .start();
+        assert_eq!(future.burst(1_000, 4), 4);
+        assert!(!future.allows(MAX_MESSAGES));
     }
 
     #[test]

@@ -49,7 +49,7 @@ use tokio::time::timeout;
 use tokio_util::compat::FuturesAsyncReadCompatExt as _;
 
 use super::two_sides;
-use super::{Entry, GRACE, MAX_MESSAGES, PAYLOAD, SETUP_TIMEOUT, Scenario, payload, tokio_runtime};
+use super::{Entry, GRACE, Limit, PAYLOAD, SETUP_TIMEOUT, Scenario, payload, tokio_runtime};
 use crate::{RoundParams, Sample};
 
 /// System name of rust-libp2p in the scenarios of this family.
@@ -58,7 +58,7 @@ pub(super) const LIBP2P: &str = "rust-libp2p";
 /// round, so that no connection closes on its own while it is measured.
 pub(super) const LONG_IDLE: Duration = Duration::from_secs(600);
 /// Size of one write of `stream-bulk`.
-const CHUNK: usize = 64 * 1024;
+pub(crate) const CHUNK: usize = 64 * 1024;
 /// Size of the receive buffers.
 const READ_BUF: usize = 64 * 1024;
 /// Upper bound on the bytes one `stream-bulk` round sends, whatever the clock says.
@@ -216,10 +216,12 @@ impl Traffic {
     }
 }
 
-/// What the measuring side saw: units moved (round trips or bytes) and the time they took.
+/// What the measuring side saw: units moved (round trips or bytes), the messages (round trips
+/// or writes) that moved them, and the time they took.
 #[derive(Debug, Clone, Copy)]
 struct Moved {
     units: u64,
+    messages: u64,
     elapsed: Duration,
 }
 
@@ -231,7 +233,7 @@ impl Moved {
         }
         Ok(Sample {
             value: self.units as f64 / secs,
-            sent: None,
+            sent: Some(self.messages),
             delivered: None,
         })
     }
@@ -265,19 +267,19 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// The opening side: moves data for `duration` and measures.
+/// The opening side: moves data until `limit` says stop and measures.
 async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     traffic: Traffic,
     mut io: S,
-    duration: Duration,
+    limit: Limit,
 ) -> anyhow::Result<Moved> {
     let start = Instant::now();
-    let deadline = start + duration;
+    let stop = limit.start();
     match traffic {
         Traffic::Echo => {
             let mut back = [0u8; PAYLOAD];
             let mut seq = 0u64;
-            while Instant::now() < deadline && seq < MAX_MESSAGES {
+            while stop.allows(seq) {
                 let message = payload(seq);
                 io.write_all(&message).await?;
                 io.flush().await?;
@@ -294,16 +296,18 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Ok(Moved {
                 units: seq,
+                messages: seq,
                 elapsed,
             })
         }
         Traffic::Bulk => {
             let chunk = vec![0xa5u8; CHUNK];
-            let mut sent = 0u64;
-            while Instant::now() < deadline && sent < MAX_BYTES {
+            let mut writes = 0u64;
+            while stop.allows(writes) && writes < MAX_BYTES / CHUNK as u64 {
                 io.write_all(&chunk).await?;
-                sent += CHUNK as u64;
+                writes += 1;
             }
+            let sent = writes * CHUNK as u64;
             io.shutdown().await?;
             let mut count = [0u8; 8];
             io.read_exact(&mut count).await?;
@@ -314,6 +318,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Ok(Moved {
                 units: sent,
+                messages: writes,
                 elapsed,
             })
         }
@@ -377,6 +382,7 @@ fn missive_round(
     params: &RoundParams,
 ) -> anyhow::Result<Sample> {
     let duration = params.duration;
+    let limit = params.limit();
     let key = Keypair::generate();
     let server_peer = key.peer_id();
     let protocol = StreamProtocol::new(traffic.protocol());
@@ -415,7 +421,7 @@ fn missive_round(
                 )
                 .await
                 .context("opening the stream timed out")??;
-                drive(traffic, stream, duration).await
+                drive(traffic, stream, limit).await
             })
         },
     )?;
@@ -427,6 +433,7 @@ fn missive_round(
 
 fn raw_round(traffic: Traffic, params: &RoundParams) -> anyhow::Result<Sample> {
     let duration = params.duration;
+    let limit = params.limit();
     let ((), moved) = two_sides(
         move |addr_tx| {
             tokio_runtime()?.block_on(async move {
@@ -448,7 +455,7 @@ fn raw_round(traffic: Traffic, params: &RoundParams) -> anyhow::Result<Sample> {
                     .await
                     .context("connecting timed out")??;
                 stream.set_nodelay(true)?;
-                drive(traffic, stream, duration).await
+                drive(traffic, stream, limit).await
             })
         },
     )?;
@@ -495,11 +502,12 @@ pub(super) fn libp2p_swarm_with<B: NetworkBehaviour>(
         // addresses do not need.
         Transport::Ws => builder
             .with_other_transport(|key| {
+                use libp2p::Transport as _;
                 let ws = libp2p_websocket::Config::new(tcp::tokio::Transport::new(
                     tcp::Config::default(),
                 ));
-                Ok::<_, noise::Error>(
-                    libp2p::Transport::upgrade(ws, libp2p::core::upgrade::Version::V1Lazy)
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    ws.upgrade(libp2p::core::upgrade::Version::V1Lazy)
                         .authenticate(noise::Config::new(key)?)
                         .multiplex(yamux::Config::default())
                         .map(|(peer, muxer), _| {
@@ -611,6 +619,7 @@ fn libp2p_round(
     params: &RoundParams,
 ) -> anyhow::Result<Sample> {
     let duration = params.duration;
+    let limit = params.limit();
     let key = libp2p::identity::Keypair::generate_ed25519();
     let server_peer = key.public().to_peer_id();
     let protocol = LibProtocol::new(traffic.protocol());
@@ -654,7 +663,7 @@ fn libp2p_round(
                     let stream = timeout(SETUP_TIMEOUT, control.open_stream(server_peer, protocol))
                         .await
                         .context("opening the stream timed out")??;
-                    drive(traffic, stream.compat(), duration).await
+                    drive(traffic, stream.compat(), limit).await
                 })
                 .await
             })
@@ -673,6 +682,7 @@ mod tests {
             duration: Duration::from_millis(30),
             burst: 1,
             quick: true,
+            messages: None,
         };
         let scenario = scenarios()
             .into_iter()
@@ -753,7 +763,11 @@ mod tests {
         tokio_runtime()?.block_on(async {
             let (client, server) = tokio::io::duplex(4096);
             let served = tokio::spawn(serve(Traffic::Bulk, server));
-            let moved = drive(Traffic::Bulk, client, Duration::from_millis(5)).await?;
+            let limit = Limit {
+                duration: Duration::from_millis(5),
+                messages: None,
+            };
+            let moved = drive(Traffic::Bulk, client, limit).await?;
             served.await??;
             assert!(moved.units >= CHUNK as u64);
             assert_eq!(moved.units % CHUNK as u64, 0);

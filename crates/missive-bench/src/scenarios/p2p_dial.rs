@@ -81,7 +81,7 @@ fn dial_sample(dials: u64, elapsed: Duration) -> anyhow::Result<Sample> {
     }
     Ok(Sample {
         value: dials as f64 / secs,
-        sent: None,
+        sent: Some(dials),
         delivered: None,
     })
 }
@@ -91,6 +91,7 @@ fn dial_sample(dials: u64, elapsed: Duration) -> anyhow::Result<Sample> {
 
 fn missive_dial(transport: Transport, params: &RoundParams) -> anyhow::Result<Sample> {
     let duration = params.duration;
+    let limit = params.limit();
     let config = || missive_config().with_max_connections_per_peer(DIAL_CONNECTIONS_PER_PEER);
     let (done_tx, done_rx) = oneshot::channel::<()>();
     let ((), (dials, elapsed)) = two_sides(
@@ -109,9 +110,9 @@ fn missive_dial(transport: Transport, params: &RoundParams) -> anyhow::Result<Sa
                 let node = Node::new(Keypair::generate(), config()).await?;
                 let target = missive_addr(transport, addr);
                 let start = Instant::now();
-                let deadline = start + duration;
+                let stop = limit.start();
                 let mut dials = 0u64;
-                while Instant::now() < deadline && dials < MAX_DIALS {
+                while stop.allows(dials) && dials < MAX_DIALS {
                     let peer = timeout(SETUP_TIMEOUT, node.dial(target.clone()))
                         .await
                         .context("a dial timed out")??;
@@ -127,6 +128,7 @@ fn missive_dial(transport: Transport, params: &RoundParams) -> anyhow::Result<Sa
 
 fn libp2p_dial_round(transport: Transport, params: &RoundParams) -> anyhow::Result<Sample> {
     let duration = params.duration;
+    let limit = params.limit();
     let (done_tx, done_rx) = oneshot::channel::<()>();
     let ((), (dials, elapsed)) = two_sides(
         move |addr_tx| {
@@ -150,9 +152,9 @@ fn libp2p_dial_round(transport: Transport, params: &RoundParams) -> anyhow::Resu
                     libp2p_swarm(libp2p::identity::Keypair::generate_ed25519(), transport)?;
                 let target = libp2p_addr(transport, addr);
                 let start = Instant::now();
-                let deadline = start + duration;
+                let stop = limit.start();
                 let mut dials = 0u64;
-                while Instant::now() < deadline && dials < MAX_DIALS {
+                while stop.allows(dials) && dials < MAX_DIALS {
                     let opts = DialOpts::unknown_peer_id().address(target.clone()).build();
                     let id = opts.connection_id();
                     timeout(SETUP_TIMEOUT, libp2p_dial(&mut swarm, opts))
@@ -178,6 +180,7 @@ mod tests {
             duration: Duration::from_millis(30),
             burst: 1,
             quick: true,
+            messages: None,
         };
         let scenario = scenarios()
             .into_iter()

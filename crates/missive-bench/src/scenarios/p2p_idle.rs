@@ -522,6 +522,7 @@ mod tests {
             duration: Duration::from_millis(ms),
             burst: 1,
             quick: true,
+            messages: None,
         };
         assert!(idle_conns(&round(150))? <= IDLE_CONNS_SHORT);
         assert!(idle_conns(&round(1_000))? <= IDLE_CONNS_FULL);

@@ -17,7 +17,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::OnceLock;
-use std::time::Instant;
 
 use anyhow::{Context as _, anyhow};
 use bytes::{BufMut as _, Bytes, BytesMut};
@@ -29,8 +28,8 @@ use tokio_util::codec::{Framed, FramedRead, LengthDelimitedCodec};
 
 use super::raw::{Wire, one_way_on};
 use super::{
-    Entry, GRACE, MAX_MESSAGES, PAYLOAD, Received, SETUP_TIMEOUT, Scenario, free_port, payload,
-    seq_of, tag, tokio_runtime, two_sides,
+    Entry, GRACE, PAYLOAD, Received, SETUP_TIMEOUT, Scenario, free_port, payload, seq_of, tag,
+    tokio_runtime, two_sides,
 };
 use crate::tls::{Certs, SERVER_NAME};
 use crate::{RoundParams, Sample};
@@ -135,10 +134,14 @@ fn missive_round(params: &RoundParams, certs: Option<&'static Certs>) -> anyhow:
                     }
                 };
                 let writer = conn.writer();
-                let deadline = Instant::now() + params.duration;
+                let stop = params.limit().start();
                 let mut seq = 0u64;
-                while Instant::now() < deadline && seq < MAX_MESSAGES {
-                    for _ in 0..params.burst {
+                loop {
+                    let burst = stop.burst(seq, params.burst);
+                    if burst == 0 {
+                        break;
+                    }
+                    for _ in 0..burst {
                         let d =
                             queue::Datagram::new(tag(seq), Bytes::copy_from_slice(&payload(seq)));
                         writer.feed(d).await?;
@@ -239,10 +242,14 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut sink = Framed::new(io, LengthDelimitedCodec::new());
-    let deadline = Instant::now() + params.duration;
+    let stop = params.limit().start();
     let mut seq = 0u64;
-    while Instant::now() < deadline && seq < MAX_MESSAGES {
-        for _ in 0..params.burst {
+    loop {
+        let burst = stop.burst(seq, params.burst);
+        if burst == 0 {
+            break;
+        }
+        for _ in 0..burst {
             let mut frame = BytesMut::with_capacity(4 + PAYLOAD);
             frame.put_u16(1);
             frame.put_u16(tag(seq));
@@ -383,10 +390,14 @@ async fn connect_send(
         }
     };
     let writer = conn.writer();
-    let deadline = Instant::now() + params.duration;
+    let stop = params.limit().start();
     let mut seq = 0u64;
-    while Instant::now() < deadline && seq < MAX_MESSAGES {
-        for _ in 0..params.burst {
+    loop {
+        let burst = stop.burst(seq, params.burst);
+        if burst == 0 {
+            break;
+        }
+        for _ in 0..burst {
             let d = connect::ConnectDatagram::new(tag(seq), payload(seq).to_vec())
                 .map_err(|e| anyhow!("connect refused a datagram: {e}"))?;
             writer.feed(d).await.map_err(connect_error)?;
@@ -444,6 +455,7 @@ mod tests {
             duration: std::time::Duration::from_millis(30),
             burst: 1,
             quick: true,
+            messages: None,
         };
         for scenario in scenarios() {
             for entry in &scenario.entries {

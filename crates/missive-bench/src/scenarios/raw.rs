@@ -2,14 +2,14 @@
 //! 64-byte frames with buffered writes, one way (frames per second) and as an echo with one frame
 //! in flight (round trips per second).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{
-    Entry, GRACE, MAX_MESSAGES, PAYLOAD, Received, SETUP_TIMEOUT, Scenario, payload, seq_of, tag,
+    Entry, GRACE, Limit, PAYLOAD, Received, SETUP_TIMEOUT, Scenario, payload, seq_of, tag,
     tokio_runtime, two_sides,
 };
 use crate::tls::{Certs, SERVER_NAME};
@@ -100,6 +100,7 @@ pub(super) fn one_way_on(
     certs: Option<&'static Certs>,
 ) -> anyhow::Result<Sample> {
     let duration = params.duration;
+    let limit = params.limit();
     let burst = params.burst;
     let (received, sent) = two_sides(
         move |addr_tx| {
@@ -141,12 +142,12 @@ pub(super) fn one_way_on(
                 let tcp = TcpStream::connect(addr).await?;
                 tcp.set_nodelay(true)?;
                 match certs {
-                    None => send_frames(tcp, wire, duration, burst).await,
+                    None => send_frames(tcp, wire, limit, burst).await,
                     Some(certs) => {
                         let connector = tokio_rustls::TlsConnector::from(certs.client.clone());
                         let name = rustls_pki_types::ServerName::try_from(SERVER_NAME)?;
                         let tls = connector.connect(name, tcp).await?;
-                        send_frames(tls, wire, duration, burst).await
+                        send_frames(tls, wire, limit, burst).await
                     }
                 }
             })
@@ -155,18 +156,22 @@ pub(super) fn one_way_on(
     received.sample(sent)
 }
 
-/// Writes frames in bursts of `burst` until `duration` has passed, then shuts the stream down;
+/// Writes frames in bursts of `burst` until `limit` says stop, then shuts the stream down;
 /// returns how many it wrote.
 async fn send_frames<S: AsyncWrite + Unpin>(
     mut io: S,
     wire: Wire,
-    duration: Duration,
+    limit: Limit,
     burst: usize,
 ) -> anyhow::Result<u64> {
-    let deadline = Instant::now() + duration;
+    let stop = limit.start();
     let mut buf = Vec::with_capacity(burst * wire.frame());
     let mut seq = 0u64;
-    while Instant::now() < deadline && seq < MAX_MESSAGES {
+    loop {
+        let burst = stop.burst(seq, burst);
+        if burst == 0 {
+            break;
+        }
         buf.clear();
         for _ in 0..burst {
             wire.encode(seq, &mut buf);
@@ -217,6 +222,7 @@ async fn receive_frames<S: AsyncRead + Unpin>(
 /// Echo with one frame in flight: the client writes a frame and waits for it to come back.
 fn echo(params: &RoundParams) -> anyhow::Result<Sample> {
     let duration = params.duration;
+    let limit = params.limit();
     let ((), (round_trips, elapsed)) = two_sides(
         move |addr_tx| {
             tokio_runtime()?.block_on(async move {
@@ -236,11 +242,11 @@ fn echo(params: &RoundParams) -> anyhow::Result<Sample> {
                 let mut stream = TcpStream::connect(addr).await?;
                 stream.set_nodelay(true)?;
                 let start = Instant::now();
-                let deadline = start + duration;
+                let stop = limit.start();
                 let mut frame = [0u8; FRAME];
                 let mut back = [0u8; FRAME];
                 let mut seq = 0u64;
-                while Instant::now() < deadline && seq < MAX_MESSAGES {
+                while stop.allows(seq) {
                     frame[..4].copy_from_slice(&(PAYLOAD as u32).to_be_bytes());
                     frame[4..].copy_from_slice(&payload(seq));
                     stream.write_all(&frame).await?;
@@ -262,7 +268,7 @@ fn echo(params: &RoundParams) -> anyhow::Result<Sample> {
     }
     Ok(Sample {
         value: round_trips as f64 / secs,
-        sent: None,
+        sent: Some(round_trips),
         delivered: None,
     })
 }

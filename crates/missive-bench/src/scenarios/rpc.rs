@@ -31,13 +31,13 @@ use missive::rpc::{Client, ClientConfig, Server, ServerConfig};
 use tokio::net::TcpListener;
 
 use super::{
-    Entry, GRACE, MAX_MESSAGES, PAYLOAD, SETUP_TIMEOUT, Scenario, payload, rpc_protosocket,
-    rpc_raw, rpc_tarpc, rpc_tonic, tokio_runtime, two_sides,
+    Entry, GRACE, Limit, PAYLOAD, SETUP_TIMEOUT, Scenario, payload, rpc_protosocket, rpc_raw,
+    rpc_tarpc, rpc_tonic, tokio_runtime, two_sides,
 };
 use crate::{RoundParams, Sample};
 
 /// Body size of `rpc-bulk`.
-const BULK: usize = 1 << 20;
+pub(crate) const BULK: usize = 1 << 20;
 /// The shortest measured time of an rpc round in the quick run.
 const MIN_QUICK_ROUND: Duration = Duration::from_millis(20);
 /// A request id of the size most ids of a round have (three LEB128 bytes), used to size the
@@ -128,7 +128,7 @@ impl Shape {
         };
         Ok(Sample {
             value: calls.completed as f64 * per_call / secs,
-            sent: None,
+            sent: Some(calls.issued),
             delivered: None,
         })
     }
@@ -189,6 +189,8 @@ pub(super) fn scenarios() -> Vec<Scenario> {
 pub(super) struct Calls {
     /// Calls completed before the deadline.
     pub(super) completed: u64,
+    /// Calls made after the first ones.
+    pub(super) issued: u64,
     /// From the start to the last counted completion.
     pub(super) elapsed: Duration,
 }
@@ -231,13 +233,10 @@ impl Body {
 }
 
 /// Makes one call on each of `shape.conns` connections, then keeps `shape.in_flight` calls in
-/// flight on each until `duration` has passed, then waits for the calls still in flight. `call(conn, seq)` makes call `seq` on
-/// connection `conn` and resolves to `conn` once its response checked out.
-pub(super) async fn drive<F, Fut>(
-    shape: Shape,
-    duration: Duration,
-    mut call: F,
-) -> anyhow::Result<Calls>
+/// flight on each until `limit` says stop, then waits for the calls still in flight.
+/// `call(conn, seq)` makes call `seq` on connection `conn` and resolves to `conn` once its
+/// response checked out.
+pub(super) async fn drive<F, Fut>(shape: Shape, limit: Limit, mut call: F) -> anyhow::Result<Calls>
 where
     F: FnMut(usize, u64) -> Fut,
     Fut: Future<Output = anyhow::Result<usize>>,
@@ -259,23 +258,26 @@ where
     .context("the first calls did not finish in time")??;
     let mut pending = FuturesUnordered::new();
     let start = Instant::now();
-    let deadline = start + duration;
+    let stop = limit.start();
+    let first_measured = seq;
     let mut completed = 0u64;
     let mut last = start;
     for conn in 0..shape.conns {
         for _ in 0..shape.in_flight {
-            pending.push(call(conn, seq));
-            seq += 1;
+            if stop.allows(seq - first_measured) {
+                pending.push(call(conn, seq));
+                seq += 1;
+            }
         }
     }
-    tokio::time::timeout(duration + GRACE, async {
+    tokio::time::timeout(limit.duration + GRACE, async {
         while let Some(done) = pending.next().await {
             let conn = done?;
             let now = Instant::now();
-            if now < deadline {
+            if now < stop.deadline {
                 completed += 1;
                 last = now;
-                if seq < MAX_MESSAGES {
+                if stop.allows(seq - first_measured) {
                     pending.push(call(conn, seq));
                     seq += 1;
                 }
@@ -287,6 +289,7 @@ where
     .context("the calls in flight did not finish in time")??;
     Ok(Calls {
         completed,
+        issued: seq - first_measured,
         elapsed: last.duration_since(start),
     })
 }
@@ -301,6 +304,7 @@ pub(super) fn server_limit(duration: Duration) -> Duration {
 
 fn missive_round(params: &RoundParams, shape: Shape) -> anyhow::Result<Sample> {
     let duration = params.duration;
+    let limit = params.limit();
     let ((), calls) = two_sides(
         move |addr_tx| {
             tokio_runtime()?.block_on(async move {
@@ -344,7 +348,7 @@ fn missive_round(params: &RoundParams, shape: Shape) -> anyhow::Result<Sample> {
                     clients.push(client);
                 }
                 let body = Body::new(shape);
-                let calls = drive(shape, duration, |conn, seq| {
+                let calls = drive(shape, limit, |conn, seq| {
                     let client = &clients[conn];
                     let body = &body;
                     async move {
@@ -381,6 +385,7 @@ mod tests {
                         duration: Duration::from_millis(ms),
                         burst: 1,
                         quick: false,
+                        messages: None,
                     };
                     match (entry.run)(&params) {
                         Ok(sample) if sample.value > 0.0 => {
@@ -405,6 +410,7 @@ mod tests {
             duration: Duration::from_millis(150),
             burst: 1,
             quick: false,
+            messages: None,
         };
         assert_eq!(round_params(&full).duration, Duration::from_millis(150));
         let quick = RoundParams {

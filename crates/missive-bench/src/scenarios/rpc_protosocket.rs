@@ -177,6 +177,7 @@ fn listen() -> anyhow::Result<(TcpSocketListener, SocketAddr)> {
 
 pub(super) fn round(params: &RoundParams, shape: Shape) -> anyhow::Result<Sample> {
     let duration = params.duration;
+    let limit = params.limit();
     let ((), calls) = two_sides(
         move |addr_tx| {
             tokio_runtime()?.block_on(async move {
@@ -218,7 +219,7 @@ pub(super) fn round(params: &RoundParams, shape: Shape) -> anyhow::Result<Sample
                     clients.push(client);
                 }
                 let body = Body::new(shape);
-                let calls = drive(shape, duration, |conn, seq| {
+                let calls = drive(shape, limit, |conn, seq| {
                     let client = &clients[conn];
                     let body = &body;
                     async move {

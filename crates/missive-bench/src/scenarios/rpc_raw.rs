@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::rpc::{Calls, Shape, server_limit};
-use super::{MAX_MESSAGES, SETUP_TIMEOUT, tokio_runtime, two_sides};
+use super::{SETUP_TIMEOUT, Stop, tokio_runtime, two_sides};
 use crate::{RoundParams, Sample};
 
 /// Bytes read at most per read call of small frames.
@@ -87,6 +87,7 @@ fn complete_frame(buf: &[u8], expected: usize) -> anyhow::Result<Option<(usize, 
 
 pub(super) fn round(params: &RoundParams, shape: Shape) -> anyhow::Result<Sample> {
     let duration = params.duration;
+    let limit = params.limit();
     let ((), calls) = two_sides(
         move |addr_tx| {
             tokio_runtime()?.block_on(async move {
@@ -127,19 +128,21 @@ pub(super) fn round(params: &RoundParams, shape: Shape) -> anyhow::Result<Sample
                     .await
                     .context("the first frames did not come back in time")??;
                 let start = Instant::now();
-                let deadline = start + duration;
                 let per_conn = futures_util::future::try_join_all(
-                    streams
-                        .iter_mut()
-                        .map(|tcp| pipeline(tcp, &frame, shape.in_flight, deadline)),
+                    streams.iter_mut().enumerate().map(|(conn, tcp)| {
+                        let stop = limit.share(conn, shape.conns).start();
+                        pipeline(tcp, &frame, shape.in_flight, stop)
+                    }),
                 );
                 let per_conn = tokio::time::timeout(duration + super::GRACE, per_conn)
                     .await
                     .context("the frames in flight did not come back in time")??;
-                let completed = per_conn.iter().map(|(n, _)| n).sum();
-                let last = per_conn.iter().filter_map(|(_, t)| *t).max();
+                let completed = per_conn.iter().map(|(n, _, _)| n).sum();
+                let issued = per_conn.iter().map(|(_, n, _)| n).sum();
+                let last = per_conn.iter().filter_map(|(_, _, t)| *t).max();
                 anyhow::Ok(Calls {
                     completed,
+                    issued,
                     elapsed: last.map_or(Duration::ZERO, |t| t.duration_since(start)),
                 })
             })
@@ -159,25 +162,29 @@ async fn first_exchange(tcp: &mut TcpStream, frame: &Frame) -> anyhow::Result<()
     frame.check(0, &back[prefix..prefix + len])
 }
 
-/// Keeps `in_flight` frames in flight on `tcp` until `deadline`, then shuts the write side down
-/// and reads the rest. Returns the frames that came back before the deadline and when the last
-/// of them did.
+/// Keeps `in_flight` frames in flight on `tcp` until `stop` says stop, then shuts the write side
+/// down and reads the rest. Returns the frames that came back before the deadline, the frames
+/// sent, and when the last counted one came back.
 async fn pipeline(
     tcp: &mut TcpStream,
     frame: &Frame,
     in_flight: usize,
-    deadline: Instant,
-) -> anyhow::Result<(u64, Option<Instant>)> {
+    stop: Stop,
+) -> anyhow::Result<(u64, u64, Option<Instant>)> {
+    let deadline = stop.deadline;
     let (mut rd, mut wr) = tcp.split();
     let window = Semaphore::new(in_flight);
     let sent = Cell::new(0u64);
     let writer = async {
         let mut out = Vec::new();
         let mut seq = 0u64;
-        while Instant::now() < deadline && seq < MAX_MESSAGES {
+        while stop.allows(seq) {
             window.acquire().await?.forget();
+            let most = stop.remaining(seq);
             let mut n = 1;
-            while let Ok(permit) = window.try_acquire() {
+            while n < most
+                && let Ok(permit) = window.try_acquire()
+            {
                 permit.forget();
                 n += 1;
             }
@@ -241,7 +248,7 @@ async fn pipeline(
     if received != sent.get() {
         bail!("{} frames sent, {received} came back", sent.get());
     }
-    Ok((counted, last))
+    Ok((counted, received, last))
 }
 
 /// Writes `head` then `tail` with vectored writes, without copying them together.

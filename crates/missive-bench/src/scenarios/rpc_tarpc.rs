@@ -38,6 +38,7 @@ impl tarpc::RequestName for EchoRequest {
 
 pub(super) fn round(params: &RoundParams, shape: Shape) -> anyhow::Result<Sample> {
     let duration = params.duration;
+    let limit = params.limit();
     let ((), calls) = two_sides(
         move |addr_tx| {
             tokio_runtime()?.block_on(async move {
@@ -84,7 +85,7 @@ pub(super) fn round(params: &RoundParams, shape: Shape) -> anyhow::Result<Sample
                     clients.push(client::new(config.clone(), transport).spawn());
                 }
                 let body = Body::new(shape);
-                let calls = drive(shape, duration, |conn, seq| {
+                let calls = drive(shape, limit, |conn, seq| {
                     let client = &clients[conn];
                     let body = &body;
                     async move {

@@ -84,6 +84,7 @@ impl tower_service::Service<http::Request<HttpBody>> for EchoService {
 
 pub(super) fn round(params: &RoundParams, shape: Shape) -> anyhow::Result<Sample> {
     let duration = params.duration;
+    let limit = params.limit();
     // Told by the client when it has closed its connections (or given up).
     let (done_tx, done_rx) = oneshot::channel::<()>();
     let ((), calls) = two_sides(
@@ -117,7 +118,7 @@ pub(super) fn round(params: &RoundParams, shape: Shape) -> anyhow::Result<Sample
                     clients.push(Grpc::new(channel));
                 }
                 let body = Body::new(shape);
-                let calls = drive(shape, duration, |conn, seq| {
+                let calls = drive(shape, limit, |conn, seq| {
                     let mut client: Grpc<Channel> = clients[conn].clone();
                     let body = &body;
                     async move {

@@ -40,7 +40,7 @@ use super::p2p::{
     missive_config, missive_loopback, missive_socket_addr,
 };
 use super::two_sides;
-use super::{Entry, GRACE, MAX_MESSAGES, PAYLOAD, SETUP_TIMEOUT, Scenario, payload, tokio_runtime};
+use super::{Entry, GRACE, Limit, PAYLOAD, SETUP_TIMEOUT, Scenario, payload, tokio_runtime};
 use crate::{RoundParams, Sample};
 
 /// The request-response protocol of both scenarios.
@@ -231,6 +231,7 @@ fn missive_round(
     params: &RoundParams,
 ) -> anyhow::Result<Sample> {
     let duration = params.duration;
+    let limit = params.limit();
     let key = Keypair::generate();
     let server_peer = key.peer_id();
     let (done_tx, done_rx) = oneshot::channel::<()>();
@@ -264,7 +265,7 @@ fn missive_round(
                 }
                 timeout(
                     duration + GRACE,
-                    missive_drive(&behaviour, server_peer, depth, duration),
+                    missive_drive(&behaviour, server_peer, depth, limit),
                 )
                 .await
                 .context("the requests did not end in time")
@@ -274,25 +275,26 @@ fn missive_round(
     tally.sample(elapsed)
 }
 
-/// Keeps `depth` requests outstanding for `duration`, then waits for the last ones.
+/// Keeps `depth` requests outstanding until `limit` says stop, then waits for the last ones.
+/// Request 0 was the unmeasured first one: request `n` is the `n`th measured.
 async fn missive_drive(
     behaviour: &Behaviour<MissiveCodec>,
     peer: PeerId,
     depth: usize,
-    duration: Duration,
+    limit: Limit,
 ) -> (Tally, Duration) {
     let start = Instant::now();
-    let deadline = start + duration;
+    let stop = limit.start();
     let mut tally = Tally::default();
     let mut next = 1u64;
     let mut in_flight = FuturesUnordered::new();
-    for _ in 0..depth {
+    while in_flight.len() < depth && stop.allows(next - 1) {
         in_flight.push(missive_request(behaviour, peer, next));
         next += 1;
     }
     while let Some((seq, outcome)) = in_flight.next().await {
         tally.record(seq, outcome.as_ref());
-        if Instant::now() < deadline && next < MAX_MESSAGES {
+        if stop.allows(next - 1) {
             in_flight.push(missive_request(behaviour, peer, next));
             next += 1;
         }
@@ -326,6 +328,7 @@ fn libp2p_round(
     params: &RoundParams,
 ) -> anyhow::Result<Sample> {
     let duration = params.duration;
+    let limit = params.limit();
     let key = libp2p::identity::Keypair::generate_ed25519();
     let server_peer = key.public().to_peer_id();
     let (done_tx, done_rx) = oneshot::channel::<()>();
@@ -387,7 +390,7 @@ fn libp2p_round(
                 }
                 timeout(
                     duration + GRACE,
-                    libp2p_drive(&mut swarm, server_peer, depth, duration),
+                    libp2p_drive(&mut swarm, server_peer, depth, limit),
                 )
                 .await
                 .context("the requests did not end in time")
@@ -397,25 +400,25 @@ fn libp2p_round(
     tally.sample(elapsed)
 }
 
-/// Keeps `depth` requests outstanding for `duration`, then waits for the last ones.
+/// Keeps `depth` requests outstanding until `limit` says stop, then waits for the last ones.
 async fn libp2p_drive(
     swarm: &mut Swarm<LibBehaviour>,
     peer: libp2p::PeerId,
     depth: usize,
-    duration: Duration,
+    limit: Limit,
 ) -> (Tally, Duration) {
     let start = Instant::now();
-    let deadline = start + duration;
+    let stop = limit.start();
     let mut tally = Tally::default();
     let mut next = 1u64;
     let mut in_flight = HashMap::with_capacity(depth);
-    for _ in 0..depth {
+    while in_flight.len() < depth && stop.allows(next - 1) {
         let id = swarm.behaviour_mut().send_request(&peer, Body::of(next));
         in_flight.insert(id, next);
         next += 1;
     }
     let mut refill = |behaviour: &mut LibBehaviour| {
-        if Instant::now() < deadline && next < MAX_MESSAGES {
+        if stop.allows(next - 1) {
             let seq = next;
             next += 1;
             Some((behaviour.send_request(&peer, Body::of(seq)), seq))
@@ -471,6 +474,7 @@ mod tests {
             duration: Duration::from_millis(30),
             burst: 1,
             quick: true,
+            messages: None,
         };
         let scenario = scenarios()
             .into_iter()

@@ -27,6 +27,9 @@ pub struct NodeConfig {
     pub(crate) websocket_tls_server: Option<std::sync::Arc<rustls::ServerConfig>>,
     #[cfg(feature = "websocket")]
     pub(crate) websocket_tls_client: Option<std::sync::Arc<rustls::ClientConfig>>,
+    pub(crate) socket: crate::transport::tcp::SocketOptions,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::NodeMetrics,
 }
 
 impl Default for NodeConfig {
@@ -50,11 +53,30 @@ impl Default for NodeConfig {
             websocket_tls_server: None,
             #[cfg(feature = "websocket")]
             websocket_tls_client: None,
+            socket: crate::transport::tcp::SocketOptions::default(),
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::NodeMetrics::default(),
         }
     }
 }
 
 impl NodeConfig {
+    /// The options of the node's TCP sockets: its listeners (backlog, `SO_REUSEADDR`, buffer
+    /// sizes) and every connection it dials or accepts (`TCP_NODELAY`, keepalive, buffer
+    /// sizes); defaults: [`SocketOptions`](crate::transport::tcp::SocketOptions).
+    pub fn with_socket_options(mut self, options: crate::transport::tcp::SocketOptions) -> Self {
+        self.socket = options;
+        self
+    }
+
+    /// Where the node records its metrics (default:
+    /// [`NodeMetrics::default`](crate::metrics::NodeMetrics), in the crate's default registry).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(mut self, metrics: crate::metrics::NodeMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// Total deadline for TCP connect + security (Noise or TLS) + Yamux negotiation (default
     /// 10 s). It is a deadline, not an idle timer: a peer that trickles bytes is cut off all
     /// the same.

@@ -435,9 +435,10 @@ pub(crate) fn on_inbound(shared: &Arc<Shared>, handle: &ConnectionHandle, s: Sub
     let negotiating = NegotiatingGuard(activity.clone());
     let shared = shared.clone();
     let peer = handle.peer;
-    tokio::spawn(async move {
+    let serve = async move {
         shared.serve_inbound(peer, s, guard, negotiating).await;
-    });
+    };
+    tokio::spawn(tracing::Instrument::in_current_span(serve));
 }
 
 /// Why an inbound stream was reset without reaching the application.

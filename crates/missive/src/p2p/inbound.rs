@@ -57,13 +57,14 @@ pub(crate) async fn accept_loop(
             #[cfg(feature = "websocket")]
             Transport::WebSocket(ws) => ws.target.address_of(remote),
         };
-        let task = tokio::spawn(handshake(
-            shared.clone(),
-            tcp,
-            transport.clone(),
-            remote_addr,
-            slot,
-        ));
+        #[cfg(feature = "metrics")]
+        let pending = shared.config.metrics.inner.inbound_handshake();
+        let setup = handshake(shared.clone(), tcp, transport.clone(), remote_addr, slot);
+        let task = tokio::spawn(async move {
+            setup.await;
+            #[cfg(feature = "metrics")]
+            drop(pending);
+        });
         shared.track_task(task);
     }
 }

@@ -93,11 +93,11 @@ impl Node {
         Events::new(self.shared.events.subscribe())
     }
 
-    /// Listens on a `/ip4|ip6/<ip>/tcp/<port>` address, a QUIC one (`/udp/<port>/quic-v1`), a
-    /// WebSocket one (`/tcp/<port>/ws`, `/tls/ws`, `/wss`) or (feature `webtransport`)
-    /// `/ip4|ip6/<ip>/udp/<port>/quic-v1/webtransport` (port 0 picks one) and returns the
-    /// actual address. WebTransport shares the QUIC socket of the same port when the node has
-    /// one; its address carries the `/certhash` of the certificates it presents (see
+    /// Listens on a `/ip4|ip6/<ip>/tcp/<port>` address, `/ip4|ip6/<ip>/udp/<port>/quic-v1`,
+    /// (feature `websocket`) `/tcp/<port>/ws`, `/tls/ws` or `/wss`, or (feature `webtransport`)
+    /// `/ip4|ip6/<ip>/udp/<port>/quic-v1/webtransport` (port 0 picks one) and returns the actual
+    /// address. WebTransport shares the QUIC socket of the same port when the node has one; its
+    /// address carries the `/certhash` of the certificates it presents (see
     /// [`super::webtransport`]).
     pub async fn listen(&self, addr: Multiaddr) -> Result<Multiaddr, ListenError> {
         #[cfg(feature = "webtransport")]
@@ -141,7 +141,8 @@ impl Node {
         if self.shared.cancel.is_cancelled() {
             return Err(ListenError::ShuttingDown);
         }
-        let listener = TcpListener::bind(SocketAddr::new(ip, target.port))
+        let bound = SocketAddr::new(ip, target.port);
+        let listener = crate::transport::tcp::bind_with(bound, &self.shared.config.socket)
             .await
             .map_err(ListenError::Io)?;
         let local = Multiaddr::from_socket_addr(listener.local_addr().map_err(ListenError::Io)?);
@@ -339,6 +340,9 @@ impl Shared {
     }
 
     pub(crate) fn emit(&self, event: NodeEvent) {
+        tracing::debug!(?event, "node event");
+        #[cfg(feature = "metrics")]
+        self.config.metrics.inner.observe(&event);
         let _ = self.events.send(event);
     }
 
@@ -486,8 +490,12 @@ impl Shared {
     /// Dials `addrs` a few at a time under one deadline; answers every waiter; then runs the
     /// connection.
     async fn dial_task(self: Arc<Self>, peer: PeerId, addrs: Vec<Multiaddr>) {
+        #[cfg(feature = "metrics")]
+        let started = std::time::Instant::now();
         let error = match self.dial_any(peer, &addrs).await {
             Ok((muxed, addr)) => {
+                #[cfg(feature = "metrics")]
+                self.config.metrics.inner.dialed(started);
                 self.establish(muxed, peer, Endpoint::Dialer, addr, true, Vec::new())
                     .await;
                 return;
@@ -581,6 +589,8 @@ impl Shared {
         if quic.is_none() && tcp_target.is_none() && ws_target.is_none() {
             return Err(DialError::UnsupportedAddress(addr.clone()));
         }
+        #[cfg(feature = "metrics")]
+        self.config.metrics.inner.outbound_handshake();
         let work = async {
             let secured = match (quic, tcp_target, ws_target) {
                 (Some(udp), _, _) => self.dial_quic(addr, udp).await?,
@@ -609,7 +619,7 @@ impl Shared {
             }
             Ok((muxed, peer))
         };
-        tokio::select! {
+        let result = tokio::select! {
             _ = self.cancel.cancelled() => Err(DialError::ShuttingDown),
             r = tokio::time::timeout(self.config.connection_setup_timeout, work) => match r {
                 Ok(r) => r,
@@ -618,7 +628,12 @@ impl Shared {
                     error: Arc::new(UpgradeError::Timeout),
                 }),
             },
+        };
+        #[cfg(feature = "metrics")]
+        if let Err(e) = &result {
+            self.config.metrics.inner.outbound_failed(e);
         }
+        result
     }
 
     /// Connects a byte stream (TCP, or a WebSocket over it), then security and yamux.
@@ -737,7 +752,16 @@ impl Shared {
             driver.run(self.clone()).await;
             return;
         }
-        let task = tokio::spawn(driver.run(self.clone()));
+        let span = tracing::debug_span!(
+            "connection",
+            id = driver.handle.id.0,
+            peer = %driver.handle.peer,
+            endpoint = ?endpoint,
+        );
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            driver.run(self.clone()),
+            span,
+        ));
         st.tasks.retain(|t| !t.is_finished());
         st.tasks.push(task);
     }
@@ -874,6 +898,12 @@ impl Shared {
         let Ok(protocol) = StreamProtocol::try_from_owned(protocol) else {
             return;
         };
+        tracing::debug!(%peer, %protocol, "inbound stream negotiated");
+        #[cfg(feature = "metrics")]
+        self.config
+            .metrics
+            .inner
+            .stream(Endpoint::Listener, protocol.as_str());
         let stream = Stream::new(io, protocol.clone(), peer, guard);
         let Some(sink) = self
             .lock_router()
@@ -955,6 +985,12 @@ impl Shared {
             .ok_or(OpenStreamError::Protocol(NegotiationError::Protocol(
                 "peer selected a protocol that was not proposed",
             )))?;
+        #[cfg(feature = "metrics")]
+        self.config
+            .metrics
+            .inner
+            .stream(Endpoint::Dialer, protocol.as_str());
+        tracing::debug!(peer = %connection.peer, connection = connection.id.0, %protocol, "outbound stream negotiated");
         let stream = Stream::new(io, protocol.clone(), connection.peer, guard);
         Ok((stream, protocol))
     }

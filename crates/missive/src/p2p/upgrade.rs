@@ -61,13 +61,14 @@ pub(crate) enum Wire {
 }
 
 impl Wire {
-    fn set_nodelay(&self) {
+    /// Sets the node's TCP socket options (nodelay, keepalive, buffers) on the socket under it.
+    fn apply(&self, options: &crate::transport::tcp::SocketOptions) -> io::Result<()> {
         let tcp = match self {
             Wire::Tcp(t) => t,
             #[cfg(feature = "websocket")]
             Wire::WebSocket(ws) => ws.get_ref().tcp(),
         };
-        let _ = tcp.set_nodelay(true);
+        options.apply(tcp)
     }
 }
 
@@ -151,7 +152,9 @@ pub(crate) async fn upgrade(
     expected: Option<PeerId>,
     proposal: Option<Security>,
 ) -> Result<(Muxed, PeerId), UpgradeError> {
-    wire.set_nodelay();
+    if let Err(e) = wire.apply(&config.socket) {
+        tracing::debug!(error = %e, "node connection: socket options not set");
+    }
     let dialer = endpoint == Endpoint::Dialer;
     let offered = &config.security;
     let (chosen, raw) = if dialer {

@@ -39,7 +39,6 @@ use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Error as WsError;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::events::ListenError;
@@ -330,15 +329,10 @@ pub(crate) async fn accept(
             SocketIo::Tls(Box::new(tokio_rustls::TlsStream::Server(s)))
         }
     };
-    // Any path is accepted: libp2p dialers ask for `/`.
-    let any_path = |_: &Request, response: Response| Ok(response);
-    let mut ws = tokio_tungstenite::accept_hdr_async_with_config(
-        Socket::new(io),
-        any_path,
-        Some(ws_config()),
-    )
-    .await
-    .map_err(handshake_error)?;
+    // Any path is accepted (no callback): libp2p dialers ask for `/`.
+    let mut ws = tokio_tungstenite::accept_async_with_config(Socket::new(io), Some(ws_config()))
+        .await
+        .map_err(handshake_error)?;
     ws.get_mut().upgraded();
     Ok(WsBytes::new(ws))
 }

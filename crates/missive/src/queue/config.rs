@@ -19,8 +19,11 @@ pub struct QueueConfig {
     pub(crate) first_bytes_timeout: Duration,
     pub(crate) linger: Duration,
     pub(crate) connect_timeout: Duration,
-    pub(crate) tcp_keepalive: Option<Duration>,
+    #[cfg(feature = "tcp")]
+    pub(crate) socket: crate::transport::tcp::SocketOptions,
     pub(crate) idle_timeout: Option<Duration>,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::QueueMetrics,
 }
 
 impl Default for QueueConfig {
@@ -36,8 +39,11 @@ impl Default for QueueConfig {
             first_bytes_timeout: crate::transport::DEFAULT_FIRST_BYTES_TIMEOUT,
             linger: Duration::from_secs(2),
             connect_timeout: crate::transport::DEFAULT_CONNECT_TIMEOUT,
-            tcp_keepalive: Some(crate::transport::DEFAULT_TCP_KEEPALIVE),
+            #[cfg(feature = "tcp")]
+            socket: crate::transport::tcp::SocketOptions::default(),
             idle_timeout: None,
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::QueueMetrics::default(),
         }
     }
 }
@@ -125,12 +131,32 @@ impl QueueConfig {
         self
     }
 
+    /// Where the connections and listeners made with this configuration record their metrics
+    /// (default: [`QueueMetrics::default`](crate::metrics::QueueMetrics), in the crate's default
+    /// registry).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(mut self, metrics: crate::metrics::QueueMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// TCP keepalive on the connections a [`Listener`](super::Listener) accepts (default: probes
     /// after 30 s without traffic; `None` turns it off). It notices a peer that vanished without
     /// closing (power loss, a dropped route) at the cost of a few probe packets per idle
     /// connection.
+    #[cfg(feature = "tcp")]
     pub fn with_tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
-        self.tcp_keepalive = idle;
+        self.socket = self.socket.with_keepalive(idle);
+        self
+    }
+
+    /// The TCP options of the sockets this configuration makes: clients, listeners bound with
+    /// [`Listener::bind_tcp_with`](super::Listener::bind_tcp_with), and the connections they
+    /// accept (defaults: [`SocketOptions`](crate::transport::tcp::SocketOptions)). Replaces the
+    /// keepalive set by [`Self::with_tcp_keepalive`].
+    #[cfg(feature = "tcp")]
+    pub fn with_socket_options(mut self, options: crate::transport::tcp::SocketOptions) -> Self {
+        self.socket = options;
         self
     }
 

@@ -91,9 +91,12 @@ impl Connection {
         config: QueueConfig,
     ) -> Result<Self, ConnectError> {
         let timeout = config.connect_timeout;
-        let stream = tokio::time::timeout(timeout, crate::transport::tcp::connect(addr))
+        let dial = crate::transport::tcp::connect_with_options(addr, &config.socket);
+        let stream = tokio::time::timeout(timeout, dial)
             .await
             .map_err(|_| ConnectError::Timeout(timeout))??;
+        #[cfg(feature = "metrics")]
+        config.metrics.inner.client_connections.inc();
         Ok(Self::from_tcp(stream, config)?)
     }
 
@@ -131,17 +134,19 @@ impl Connection {
         config: Arc<rustls::ClientConfig>,
         queue_config: QueueConfig,
     ) -> Result<Self, ConnectError> {
-        let stream = crate::transport::tls::connect_within(
+        let stream = crate::transport::tls::connect_with(
             addr,
             server_name,
             config,
-            queue_config.connect_timeout,
-            queue_config.handshake_timeout,
+            (queue_config.connect_timeout, queue_config.handshake_timeout),
+            &queue_config.socket,
         )
         .await?;
         let (tcp, _) = stream.get_ref();
         let local = Address::Tcp(tcp.local_addr()?);
         let peer = Address::Tcp(tcp.peer_addr()?);
+        #[cfg(feature = "metrics")]
+        queue_config.metrics.inner.client_connections.inc();
         Ok(Self::with_addresses(stream, queue_config, local, peer))
     }
 
@@ -162,6 +167,8 @@ impl Connection {
         let stream = tokio::time::timeout(timeout, crate::transport::unix::connect(path.as_ref()))
             .await
             .map_err(|_| ConnectError::Timeout(timeout))??;
+        #[cfg(feature = "metrics")]
+        config.metrics.inner.client_connections.inc();
         Ok(Self::from_unix(stream, config))
     }
 
@@ -224,6 +231,8 @@ impl Connection {
     /// them, close the writer with [`Writer::close`] and read the reader to its end instead.
     pub async fn close(mut self) -> Result<Closed, SendError> {
         self.writer.close().await?;
+        #[cfg(feature = "metrics")]
+        self.reader.closing();
         let mut discarded = 0;
         let drain = async {
             while let Some(item) = self.reader.next().await {

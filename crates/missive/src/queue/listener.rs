@@ -76,6 +76,30 @@ impl Listener {
         Ok(Self::new(Socket::Tcp(socket)))
     }
 
+    /// Listens for plain TCP connections on `addr` with `config`, whose socket options
+    /// (`QueueConfig::with_socket_options`: backlog, `SO_REUSEADDR`, buffer sizes) the listening
+    /// socket is made with.
+    #[cfg(feature = "tcp")]
+    pub async fn bind_tcp_with(
+        addr: impl tokio::net::ToSocketAddrs,
+        config: QueueConfig,
+    ) -> Result<Self, AcceptError> {
+        let socket = crate::transport::tcp::bind_with(addr, &config.socket).await?;
+        Ok(Self::new(Socket::Tcp(socket)).with_config(config))
+    }
+
+    /// Listens for TLS connections on `addr` with `queue_config`, as [`Self::bind_tcp_with`].
+    #[cfg(feature = "tls")]
+    pub async fn bind_tls_with(
+        addr: impl tokio::net::ToSocketAddrs,
+        config: Arc<rustls::ServerConfig>,
+        queue_config: QueueConfig,
+    ) -> Result<Self, AcceptError> {
+        let socket = crate::transport::tcp::bind_with(addr, &queue_config.socket).await?;
+        let acceptor = crate::transport::tls::Acceptor::new(config);
+        Ok(Self::new(Socket::Tls(socket, acceptor)).with_config(queue_config))
+    }
+
     /// Listens for TLS connections on `addr`, presenting the certificate of `config`.
     #[cfg(feature = "tls")]
     pub async fn bind_tls(
@@ -153,15 +177,23 @@ impl Listener {
         loop {
             while let Poll::Ready(Some(done)) = self.handshakes.poll_next_unpin(cx) {
                 match done {
-                    Ok(connection) => return Poll::Ready(Ok(connection)),
+                    Ok(connection) => {
+                        #[cfg(feature = "metrics")]
+                        self.config.metrics.inner.server_connections.inc();
+                        return Poll::Ready(Ok(connection));
+                    }
                     Err(failure) => {
                         self.failed_handshakes += 1;
+                        #[cfg(feature = "metrics")]
+                        self.config.metrics.inner.failed_handshakes.inc();
                         tracing::debug!(peer = %failure.peer, reason = %failure.reason, "handshake failed");
                     }
                 }
             }
             match self.poll_socket(cx) {
                 Poll::Ready(Ok(Accepted::Ready(connection))) => {
+                    #[cfg(feature = "metrics")]
+                    self.config.metrics.inner.server_connections.inc();
                     return Poll::Ready(Ok(*connection));
                 }
                 Poll::Ready(Ok(Accepted::Handshaking(handshake))) => {
@@ -182,7 +214,7 @@ impl Listener {
             #[cfg(feature = "tcp")]
             Socket::Tcp(l) => l.poll_accept(cx).map(|res| {
                 let (stream, _) = res?;
-                crate::transport::tcp::prepare_accepted(&stream, config.tcp_keepalive)?;
+                config.socket.apply(&stream)?;
                 Ok(Accepted::Ready(Box::new(Connection::from_tcp(
                     stream, config,
                 )?)))
@@ -190,7 +222,7 @@ impl Listener {
             #[cfg(feature = "tls")]
             Socket::Tls(l, acceptor) => l.poll_accept(cx).map(|res| {
                 let (stream, peer) = res?;
-                crate::transport::tcp::prepare_accepted(&stream, config.tcp_keepalive)?;
+                config.socket.apply(&stream)?;
                 let local = Address::Tcp(stream.local_addr()?);
                 let acceptor = acceptor.clone();
                 // Admitted at once: when the table is full, a less advanced handshake yields.

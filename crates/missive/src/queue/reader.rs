@@ -54,6 +54,8 @@ pub struct Reader {
     idle: Option<Idle>,
     local: Address,
     peer: Address,
+    #[cfg(feature = "metrics")]
+    counts: ReadCounts,
 }
 
 /// The idle timeout: when the last bytes arrived, and a timer that fires no earlier than the
@@ -98,6 +100,8 @@ impl Reader {
             }),
             local,
             peer,
+            #[cfg(feature = "metrics")]
+            counts: ReadCounts::new(&config.metrics),
         }
     }
 
@@ -116,7 +120,20 @@ impl Reader {
         &self.peer
     }
 
+    /// The connection is closing: what ends the reader now is nobody's error to count.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn closing(&mut self) {
+        self.counts.closing = true;
+    }
+
     fn finish(&mut self, error: RecvError) -> Poll<Option<Result<Datagram, RecvError>>> {
+        #[cfg(feature = "metrics")]
+        self.counts.end(Some(match &error {
+            RecvError::Frame(_) => "frame",
+            RecvError::Truncated { .. } => "truncated",
+            RecvError::Io(_) => "io",
+            RecvError::Idle(_) => "idle",
+        }));
         self.finished = true;
         self.buf = BytesMut::new();
         Poll::Ready(Some(Err(error)))
@@ -133,10 +150,21 @@ impl Stream for Reader {
         }
         loop {
             match this.decoder.decode(&mut this.buf) {
-                Ok(Some(datagram)) => return Poll::Ready(Some(Ok(datagram))),
+                Ok(Some(datagram)) => {
+                    #[cfg(feature = "metrics")]
+                    {
+                        this.counts.add(datagram.frame_len());
+                        if !holds_frame(&this.buf) {
+                            this.counts.flush();
+                        }
+                    }
+                    return Poll::Ready(Some(Ok(datagram)));
+                }
                 Ok(None) => {}
                 Err(e) => return this.finish(e.into()),
             }
+            #[cfg(feature = "metrics")]
+            this.counts.flush();
             if this.buf.capacity() - this.buf.len() < this.read_chunk / 4 {
                 this.buf.reserve(this.read_chunk);
             }
@@ -159,6 +187,8 @@ impl Stream for Reader {
             }
             match read {
                 Ok(0) if this.buf.is_empty() => {
+                    #[cfg(feature = "metrics")]
+                    this.counts.end(None);
                     this.finished = true;
                     return Poll::Ready(None);
                 }
@@ -171,6 +201,74 @@ impl Stream for Reader {
                 Err(e) => return this.finish(e.into()),
             }
         }
+    }
+}
+
+/// Whether `buf` holds one more complete frame: while it does, the counts can wait for the
+/// next read; when it does not, the caller may not poll again for a while.
+#[cfg(feature = "metrics")]
+fn holds_frame(buf: &[u8]) -> bool {
+    match buf.first_chunk::<4>() {
+        Some(size) => buf.len() - 4 >= u32::from_be_bytes(*size) as usize,
+        None => false,
+    }
+}
+
+/// What a reader received since it last added to the shared counters: they are added to once
+/// per read system call, not once per datagram.
+#[cfg(feature = "metrics")]
+struct ReadCounts {
+    handles: std::sync::Arc<crate::metrics::queue::QueueHandles>,
+    datagrams: u64,
+    bytes: u64,
+    open: bool,
+    /// Errors end a closing connection's linger read, which nobody sees: not counted.
+    closing: bool,
+}
+
+#[cfg(feature = "metrics")]
+impl ReadCounts {
+    fn new(metrics: &crate::metrics::QueueMetrics) -> Self {
+        metrics.inner.open.inc();
+        ReadCounts {
+            handles: metrics.inner.clone(),
+            datagrams: 0,
+            bytes: 0,
+            open: true,
+            closing: false,
+        }
+    }
+
+    fn add(&mut self, frame_len: usize) {
+        self.datagrams += 1;
+        self.bytes += frame_len as u64;
+    }
+
+    fn flush(&mut self) {
+        if self.datagrams > 0 {
+            self.handles.datagrams_in.inc_by(self.datagrams);
+            self.handles.bytes_in.inc_by(self.bytes);
+            self.datagrams = 0;
+            self.bytes = 0;
+        }
+    }
+
+    /// The reader ended, with an error of `kind` or cleanly.
+    fn end(&mut self, kind: Option<&'static str>) {
+        self.flush();
+        if std::mem::take(&mut self.open) {
+            self.handles.open.dec();
+            if let Some(kind) = kind.filter(|_| !self.closing) {
+                self.handles.receive_error(kind);
+            }
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Drop for ReadCounts {
+    fn drop(&mut self) {
+        self.end(None);
     }
 }
 

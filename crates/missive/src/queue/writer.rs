@@ -70,6 +70,8 @@ pub struct Writer {
     state: State,
     local: Address,
     peer: Address,
+    #[cfg(feature = "metrics")]
+    counts: WriteCounts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +99,13 @@ impl Writer {
             state: State::Open,
             local,
             peer,
+            #[cfg(feature = "metrics")]
+            counts: WriteCounts {
+                handles: config.metrics.inner.clone(),
+                datagrams: 0,
+                bytes: 0,
+                waiting: false,
+            },
         }
     }
 
@@ -146,12 +155,22 @@ impl Writer {
     }
 
     fn enqueue(&mut self, datagram: Datagram) {
-        self.queued += datagram.frame_len();
-        datagram.encode_header(&mut self.staging);
+        let frame_len = datagram.frame_len();
+        self.queued += frame_len;
+        #[cfg(feature = "metrics")]
+        {
+            self.counts.datagrams += 1;
+            self.counts.bytes += frame_len as u64;
+        }
+        let header = datagram.header();
         let payload = datagram.into_payload();
         if payload.len() < COPY_THRESHOLD {
+            // One reservation for the frame, so that the two copies only check it.
+            self.staging.reserve(frame_len);
+            self.staging.extend_from_slice(&header);
             self.staging.extend_from_slice(&payload);
         } else {
+            self.staging.extend_from_slice(&header);
             self.chunks.push_back(self.staging.split().freeze());
             self.chunks.push_back(payload);
         }
@@ -159,6 +178,8 @@ impl Writer {
 
     /// Performs one write of queued bytes.
     fn poll_write_some(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SendError>> {
+        #[cfg(feature = "metrics")]
+        self.counts.flush();
         let result = if self.chunks.is_empty() {
             ready!(self.io.as_mut().poll_write(cx, &self.staging))
         } else {
@@ -215,8 +236,13 @@ impl Sink<Datagram> for Writer {
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SendError>> {
         self.check_open()?;
         while self.queued >= self.send_buffer {
-            ready!(self.poll_write_some(cx))?;
+            let written = self.poll_write_some(cx);
+            #[cfg(feature = "metrics")]
+            self.counts.note_wait(written.is_pending());
+            ready!(written)?;
         }
+        #[cfg(feature = "metrics")]
+        self.counts.note_wait(false);
         Poll::Ready(Ok(()))
     }
 
@@ -266,6 +292,36 @@ impl Sink<Datagram> for Writer {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Poll::Ready(Ok(())),
             Err(e) => Poll::Ready(Err(e.into())),
         }
+    }
+}
+
+/// What a writer queued since it last added to the shared counters (once per write system
+/// call), and whether a caller is waiting for the send buffer to drain.
+#[cfg(feature = "metrics")]
+struct WriteCounts {
+    handles: std::sync::Arc<crate::metrics::queue::QueueHandles>,
+    datagrams: u64,
+    bytes: u64,
+    waiting: bool,
+}
+
+#[cfg(feature = "metrics")]
+impl WriteCounts {
+    fn flush(&mut self) {
+        if self.datagrams > 0 {
+            self.handles.datagrams_out.inc_by(self.datagrams);
+            self.handles.bytes_out.inc_by(self.bytes);
+            self.datagrams = 0;
+            self.bytes = 0;
+        }
+    }
+
+    /// Counts a wait once, when it starts.
+    fn note_wait(&mut self, waiting: bool) {
+        if waiting && !self.waiting {
+            self.handles.backpressure_waits.inc();
+        }
+        self.waiting = waiting;
     }
 }
 

@@ -243,7 +243,8 @@ impl<C: Codec> Behaviour<C> {
         let id = core.track_outbound(peer);
         // On the node's runtime, so that a caller outside any runtime can send requests too.
         let runtime = node.shared().runtime().clone();
-        runtime.spawn(async move {
+        let span = tracing::debug_span!("rr_request", id = id.0, %peer);
+        let send = async move {
             let event = match core.outbound(&node, peer, &addresses, request).await {
                 Ok((connection_id, response)) => Event::Message {
                     peer,
@@ -262,7 +263,8 @@ impl<C: Codec> Behaviour<C> {
             };
             core.untrack_outbound(id);
             core.emit(event);
-        });
+        };
+        runtime.spawn(tracing::Instrument::instrument(send, span));
         id
     }
 
@@ -289,7 +291,9 @@ impl<C: Codec> Behaviour<C> {
         let core = &self.inner.core;
         let id = core.track_outbound(peer);
         let _untrack = Untrack(core, id);
-        core.outbound(&self.inner.node, peer, addresses, request)
+        let span = tracing::debug_span!("rr_request", id = id.0, %peer);
+        let outbound = core.outbound(&self.inner.node, peer, addresses, request);
+        tracing::Instrument::instrument(outbound, span)
             .await
             .map(|(_, r)| r)
             .map_err(|(_, e)| e)
@@ -403,11 +407,43 @@ impl<C: Codec> Core<C> {
 
     /// Never waits: see [`EventQueue`].
     fn emit(&self, event: EventOf<C>) {
-        self.events.push(event);
+        #[cfg(feature = "metrics")]
+        match &event {
+            Event::ResponseSent { .. } => self.config.metrics.inner.inbound_ended(None),
+            Event::InboundFailure { error, .. } => {
+                self.config.metrics.inner.inbound_ended(Some(error));
+            }
+            _ => {}
+        }
+        let _dropped = self.events.push(event);
+        #[cfg(feature = "metrics")]
+        if _dropped {
+            self.config.metrics.inner.events_dropped.inc();
+        }
     }
 
     /// One outbound request from start to response, within the request timeout.
     async fn outbound(
+        &self,
+        node: &Node,
+        peer: PeerId,
+        addresses: &[Multiaddr],
+        request: C::Request,
+    ) -> Result<(ConnectionId, C::Response), (Option<ConnectionId>, OutboundFailure)> {
+        #[cfg(feature = "metrics")]
+        let record = self.config.metrics.inner.outbound();
+        let result = self.outbound_exchange(node, peer, addresses, request).await;
+        match &result {
+            Ok((connection, _)) => tracing::debug!(connection = connection.0, "response received"),
+            Err((_, error)) => tracing::debug!(%error, "request failed"),
+        }
+        #[cfg(feature = "metrics")]
+        record.end(result.as_ref().err().map(|(_, e)| e));
+        result
+    }
+
+    /// [`Core::outbound`] without its metrics.
+    async fn outbound_exchange(
         &self,
         node: &Node,
         peer: PeerId,
@@ -540,7 +576,11 @@ impl<C: Codec> Core<C> {
             Ok(slots) => {
                 lock(&self.pending_inbound).insert(request_id.0, peer);
                 let untrack = UntrackInbound(self.clone(), request_id);
-                self.inbound(peer, (stream, slots), protocol, untrack).await;
+                #[cfg(feature = "metrics")]
+                let _in_flight = self.config.metrics.inner.inbound();
+                let span = tracing::debug_span!("rr_inbound", id = request_id.0, %peer, protocol = stream.protocol().as_str());
+                let inbound = self.inbound(peer, (stream, slots), protocol, untrack);
+                tracing::Instrument::instrument(inbound, span).await;
             }
             Err(error) => {
                 drop(stream); // resets it

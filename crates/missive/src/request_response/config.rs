@@ -28,6 +28,8 @@ pub struct Config {
     pub(crate) on_peer_limit: OnPeerLimit,
     pub(crate) version: Version,
     pub(crate) event_capacity: usize,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::RrMetrics,
 }
 
 impl Default for Config {
@@ -40,11 +42,21 @@ impl Default for Config {
             on_peer_limit: OnPeerLimit::Wait,
             version: Version::V1Lazy,
             event_capacity: 256,
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::RrMetrics::default(),
         }
     }
 }
 
 impl Config {
+    /// Where the behaviour records its metrics (default:
+    /// [`RrMetrics::default`](crate::metrics::RrMetrics), in the crate's default registry).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(mut self, metrics: crate::metrics::RrMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// Deadline of one request, from the call until the whole response is read; and for an
     /// inbound request, from its stream until the response is written (default 10 s).
     pub fn with_request_timeout(mut self, d: Duration) -> Self {

@@ -59,12 +59,13 @@ impl<T> EventQueue<T> {
     /// Adds `event` without waiting; the oldest event makes room when the buffer is full.
     /// A dropped event is dropped after the lock is released: dropping a request's event drops
     /// its response channel, which fails that request.
-    pub(crate) fn push(&self, event: T) {
+    /// Says whether an event was dropped to make room.
+    pub(crate) fn push(&self, event: T) -> bool {
         let mut st = self.lock();
         if st.reader == Reader::Gone {
             drop(st);
             drop(event);
-            return;
+            return false;
         }
         let evicted = if st.events.len() >= self.capacity {
             st.dropped += 1;
@@ -82,10 +83,12 @@ impl<T> EventQueue<T> {
                 "request-response events are not read fast enough; the oldest are dropped"
             );
         }
+        let dropped_one = evicted.is_some();
         drop(evicted);
         if let Some(w) = waker {
             w.wake();
         }
+        dropped_one
     }
 
     /// Marks the end of the events: the reader sees `None` once it has read the rest.

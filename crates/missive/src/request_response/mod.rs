@@ -45,6 +45,8 @@ pub mod json;
 mod limits;
 mod one_way;
 mod serde_codec;
+#[cfg(feature = "tower")]
+mod tower;
 
 pub use behaviour::{AlreadyServing, Behaviour, EventsTaken, NewBehaviourError, ProtocolSupport};
 pub use codec::{Codec, MessageKind, MessageTooLarge, read_to_end_limited};

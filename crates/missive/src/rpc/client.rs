@@ -66,6 +66,10 @@ pub struct ClientConfig {
     send_budget: usize,
     connect_timeout: Duration,
     handshake_timeout: Duration,
+    #[cfg(feature = "tcp")]
+    socket: crate::transport::tcp::SocketOptions,
+    #[cfg(feature = "metrics")]
+    metrics: crate::metrics::RpcMetrics,
 }
 
 impl Default for ClientConfig {
@@ -79,11 +83,38 @@ impl Default for ClientConfig {
             send_budget: 1024 * 1024,
             connect_timeout: crate::transport::DEFAULT_CONNECT_TIMEOUT,
             handshake_timeout: Duration::from_secs(10),
+            #[cfg(feature = "tcp")]
+            socket: crate::transport::tcp::SocketOptions::default(),
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::RpcMetrics::default(),
         }
     }
 }
 
 impl ClientConfig {
+    /// Where clients made with this configuration record their metrics (default:
+    /// [`RpcMetrics::default`](crate::metrics::RpcMetrics), in the crate's default registry).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(mut self, metrics: crate::metrics::RpcMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The TCP options of the sockets `Client::connect_tcp` and `connect_tls` dial with
+    /// (defaults: [`SocketOptions`](crate::transport::tcp::SocketOptions): `TCP_NODELAY`,
+    /// keepalive after 30 s, the system's buffer sizes).
+    #[cfg(feature = "tcp")]
+    pub fn with_socket_options(mut self, options: crate::transport::tcp::SocketOptions) -> Self {
+        self.socket = options;
+        self
+    }
+
+    /// The TCP options of dialed sockets.
+    #[cfg(feature = "tcp")]
+    pub fn socket_options(&self) -> &crate::transport::tcp::SocketOptions {
+        &self.socket
+    }
+
     /// Calls in flight on one connection at most (default 4,096). Each costs one table entry
     /// and, on the server, one running rpc.
     pub fn with_max_in_flight(mut self, max: usize) -> Self {
@@ -306,6 +337,8 @@ struct Shared {
     stream_permits: Semaphore,
     next_key: AtomicU64,
     config: ClientConfig,
+    #[cfg(feature = "metrics")]
+    metrics: Arc<crate::metrics::rpc::SideMetrics>,
 }
 
 /// A handle to one rpc connection. Cheap to clone; every clone shares the connection.
@@ -358,8 +391,12 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
             permits: Semaphore::new(config.max_in_flight),
             stream_permits: Semaphore::new(config.queued_stream_requests),
             next_key: AtomicU64::new(1),
+            #[cfg(feature = "metrics")]
+            metrics: config.metrics.client(),
             config,
         });
+        #[cfg(feature = "metrics")]
+        shared.metrics.connections.inc();
         let driver = ClientConnection {
             io,
             codec,
@@ -376,6 +413,8 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
             timer: None,
             timer_at: None,
             now: None,
+            #[cfg(feature = "metrics")]
+            in_flight: crate::metrics::GaugeShare::new(shared.metrics.in_flight.clone()),
         };
         (
             Self {
@@ -397,11 +436,15 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
         Resp: Send + 'static,
     {
         let (client, driver) = Self::new(io, codec, config);
-        tokio::spawn(async move {
-            if let Err(e) = driver.await {
-                tracing::debug!(error = %e, "rpc client connection ended");
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let span = tracing::debug_span!("rpc_client", id = NEXT.fetch_add(1, Ordering::Relaxed));
+        let run = async move {
+            match driver.await {
+                Ok(()) => tracing::debug!("rpc client connection closed"),
+                Err(e) => tracing::debug!(error = %e, "rpc client connection ended"),
             }
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(run, span));
         client
     }
 
@@ -418,6 +461,15 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
     /// # Errors
     /// See [`CallError`].
     pub async fn call_with(&self, request: Req, options: CallOptions) -> Result<Resp, CallError> {
+        #[cfg(feature = "metrics")]
+        let mut record = UnaryRecord::new(&self.shared.metrics);
+        let result = self.unary(request, options).await;
+        #[cfg(feature = "metrics")]
+        record.finish(&result);
+        result
+    }
+
+    async fn unary(&self, request: Req, options: CallOptions) -> Result<Resp, CallError> {
         self.permit().await?;
         let deadline = options.deadline.unwrap_or(self.shared.config.deadline);
         let (tx, rx) = self.slots.open();
@@ -612,6 +664,53 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
 
 /// A unary call waiting for its result; dropped before the result arrived, it cancels the
 /// call on the server.
+/// A unary call's outcome for the metrics; a call whose future was dropped first is
+/// `abandoned`.
+#[cfg(feature = "metrics")]
+struct UnaryRecord {
+    side: Arc<crate::metrics::rpc::SideMetrics>,
+    started: std::time::Instant,
+    ended: bool,
+}
+
+#[cfg(feature = "metrics")]
+impl UnaryRecord {
+    fn new(side: &Arc<crate::metrics::rpc::SideMetrics>) -> Self {
+        UnaryRecord {
+            side: side.clone(),
+            started: std::time::Instant::now(),
+            ended: false,
+        }
+    }
+
+    fn finish<R>(&mut self, result: &Result<R, CallError>) {
+        use crate::metrics::rpc::{CallKind, status_label};
+        self.ended = true;
+        let status = match result {
+            Ok(_) => return self.side.ok(CallKind::Unary, self.started),
+            Err(CallError::ConnectionClosed) => "connection_closed",
+            Err(CallError::DeadlineExceeded) => "deadline_exceeded",
+            Err(CallError::TooManyInFlight) => "too_many_in_flight",
+            Err(CallError::DuplicateId(_)) => "duplicate_id",
+            Err(CallError::Cancelled) => "cancelled",
+            Err(CallError::Failed(status)) => status_label(status.code()),
+            Err(CallError::Encode(_)) => "encode",
+            Err(CallError::UnexpectedEnd) => "unexpected_end",
+        };
+        self.side.ended(CallKind::Unary, status);
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Drop for UnaryRecord {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.side
+                .ended(crate::metrics::rpc::CallKind::Unary, "abandoned");
+        }
+    }
+}
+
 struct PendingCall<'a, Req, Resp> {
     tx: &'a inbox::Sender<Command<Req, Resp>>,
     key: u64,
@@ -833,6 +932,9 @@ pub struct ClientConnection<T, C: Encoder + Decoder> {
     timer_at: Option<Instant>,
     /// The time, read once per wake-up.
     now: Option<Instant>,
+    /// This connection's share of the calls-in-flight gauge.
+    #[cfg(feature = "metrics")]
+    in_flight: crate::metrics::GaugeShare,
 }
 
 impl<T, C: Encoder + Decoder> std::fmt::Debug for ClientConnection<T, C> {
@@ -914,8 +1016,10 @@ where
                         self.fail_calls();
                         return Poll::Ready(Ok(()));
                     }
-                    Poll::Ready(Ok(_)) => {
+                    Poll::Ready(Ok(_n)) => {
                         progress = true;
+                        #[cfg(feature = "metrics")]
+                        self.shared.metrics.received_bytes.inc_by(_n as u64);
                         if let Err(e) = self.decode_buffered() {
                             return Poll::Ready(Err(self.fail(e.into())));
                         }
@@ -924,10 +1028,18 @@ where
                     Poll::Pending => {}
                 }
             }
-            if !self.wq.is_empty()
-                && let Poll::Ready(Err(e)) = self.wq.poll_write(&mut self.io, &mut self.codec, cx)
-            {
-                return Poll::Ready(Err(self.fail(e.into())));
+            if !self.wq.is_empty() {
+                #[cfg(feature = "metrics")]
+                let queued = self.wq.queued();
+                let written = self.wq.poll_write(&mut self.io, &mut self.codec, cx);
+                #[cfg(feature = "metrics")]
+                self.shared
+                    .metrics
+                    .sent_bytes
+                    .inc_by((queued - self.wq.queued()) as u64);
+                if let Poll::Ready(Err(e)) = written {
+                    return Poll::Ready(Err(self.fail(e.into())));
+                }
             }
             if self.owed_stream_permits > 0 && self.wq.queued() < self.shared.config.send_budget {
                 self.shared
@@ -964,6 +1076,7 @@ where
                     .register_until(key, caller_id, completion, expiry)
                 {
                     Ok(id) => {
+                        tracing::debug!(id, "call sent");
                         if id != request.message_id() {
                             request.set_message_id(id);
                         }
@@ -985,6 +1098,10 @@ where
                 if self.wq.queued() < self.shared.config.send_budget {
                     self.shared.stream_permits.add_permits(1);
                 } else {
+                    #[cfg(feature = "metrics")]
+                    if self.owed_stream_permits == 0 {
+                        self.shared.metrics.budget_pauses.inc();
+                    }
                     self.owed_stream_permits += 1;
                 }
                 if let Some(id) = self.calls.wire_id(key, id) {
@@ -999,6 +1116,9 @@ where
             }
             Command::Cancel { key, id } => {
                 if let Some(id) = self.calls.cancel(key, id) {
+                    tracing::debug!(id, "call dropped by its caller: cancelled");
+                    #[cfg(feature = "metrics")]
+                    self.shared.metrics.cancels.inc();
                     self.freed += 1;
                     let _ = self.wq.encode(Req::cancelled(id), &mut self.codec);
                 }
@@ -1031,7 +1151,10 @@ where
         let mut expired = Vec::new();
         let next = self.calls.expire(Instant::now(), &mut expired);
         for (id, completion) in expired {
+            tracing::debug!(id, "call deadline passed: cancelled");
             self.freed += 1;
+            #[cfg(feature = "metrics")]
+            self.shared.metrics.cancels.inc();
             let _ = self.wq.encode(Req::cancelled(id), &mut self.codec);
             completion.fail(CallError::DeadlineExceeded);
         }
@@ -1191,6 +1314,10 @@ where
     type Output = Result<(), ConnectionError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.get_mut().poll_drive(cx)
+        let this = self.get_mut();
+        let result = this.poll_drive(cx);
+        #[cfg(feature = "metrics")]
+        this.in_flight.set(this.calls.len());
+        result
     }
 }

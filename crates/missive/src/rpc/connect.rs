@@ -33,7 +33,12 @@ where
         C: Encoder<Message = Req> + Decoder<Message = Resp> + Send + 'static,
         C::Serialized: Send,
     {
-        let stream = crate::transport::tcp::connect_within(addr, config.connect_timeout()).await?;
+        let stream = crate::transport::tcp::connect_with(
+            addr,
+            config.socket_options(),
+            config.connect_timeout(),
+        )
+        .await?;
         Ok(Self::spawn(stream, codec, config))
     }
 
@@ -57,12 +62,12 @@ where
         C: Encoder<Message = Req> + Decoder<Message = Resp> + Send + 'static,
         C::Serialized: Send,
     {
-        let stream = tls::connect_within(
+        let stream = tls::connect_with(
             addr,
             server_name,
             tls_config,
-            config.connect_timeout(),
-            config.handshake_timeout(),
+            (config.connect_timeout(), config.handshake_timeout()),
+            config.socket_options(),
         )
         .await?;
         Ok(Self::spawn(stream, codec, config))
@@ -119,7 +124,9 @@ impl Server {
             |socket, peer| {
                 self.prepare_accepted(&socket);
                 let (codec, service) = new_connection(peer);
-                spawn_connection(self.connection(socket, codec, service));
+                let span = connection_span(&peer);
+                let connection = self.connection(socket, codec, service);
+                spawn_connection(tracing::Instrument::instrument(connection, span));
             },
         )
         .await
@@ -201,7 +208,8 @@ impl Server {
                 let server = self.clone();
                 // Shutdown waits for this task as for a connection.
                 let tracked = self.track();
-                tokio::spawn(async move {
+                let span = connection_span(&peer);
+                let serve = async move {
                     let _tracked = tracked;
                     let evicted = slot.evicted();
                     let work = async {
@@ -234,7 +242,8 @@ impl Server {
                         }
                         Err(e) => tracing::debug!(error = %e, %peer, "rpc TLS handshake failed"),
                     }
-                });
+                };
+                tokio::spawn(tracing::Instrument::instrument(serve, span));
             },
         )
         .await
@@ -266,11 +275,23 @@ impl Server {
             || listener.accept(),
             |socket, _peer| {
                 let (codec, service) = new_connection();
-                spawn_connection(self.connection(socket, codec, service));
+                let span = connection_span(&"unix");
+                let connection = self.connection(socket, codec, service);
+                spawn_connection(tracing::Instrument::instrument(connection, span));
             },
         )
         .await
     }
+}
+
+/// The span of one accepted rpc connection: a number to tell connections apart, and the peer.
+#[cfg(any(feature = "tcp", feature = "unix"))]
+fn connection_span(peer: &dyn std::fmt::Display) -> tracing::Span {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let span = tracing::debug_span!("rpc_connection", id, peer = %peer);
+    span.in_scope(|| tracing::debug!("rpc connection accepted"));
+    span
 }
 
 /// Runs a connection on its own task.

@@ -126,6 +126,8 @@ impl Status {
     }
 }
 
+impl std::error::Error for Status {}
+
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}: {}", self.code, self.message)

@@ -84,6 +84,8 @@ pub mod prost;
 mod rpcs;
 pub mod server;
 mod slots;
+#[cfg(feature = "tower")]
+mod tower;
 
 pub use client::{CallError, CallOptions, Client, ClientConfig, ClientConnection, InFlightPolicy};
 pub use codec::{DecodeError, Decoder, EncodeError, Encoder};
@@ -91,3 +93,5 @@ pub use message::{ControlCode, Message, Status, StatusCode};
 pub use server::{
     CallContext, Reply, RequestStream, Server, ServerConfig, ServerConnection, Service,
 };
+#[cfg(feature = "tower")]
+pub use tower::{Oneshot, TowerService};

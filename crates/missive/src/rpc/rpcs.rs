@@ -193,6 +193,20 @@ impl<W, X> Rpcs<W, X> {
         ids
     }
 
+    /// Calls `f` with the work of every running rpc.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn for_each_work(&mut self, mut f: impl FnMut(&mut W)) {
+        for &index in self.ids.values() {
+            if let Some(work) = self
+                .slots
+                .get_mut(index)
+                .and_then(|slot| slot.work.as_mut())
+            {
+                f(work);
+            }
+        }
+    }
+
     /// Collects woken slots; registers the driver's waker for later wakes.
     pub(crate) fn collect_woken(&mut self, cx: &Context<'_>) {
         if let Ok(mut inner) = self.queue.inner.lock() {

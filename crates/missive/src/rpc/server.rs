@@ -143,8 +143,11 @@ pub struct ServerConfig {
     shutdown_grace: Duration,
     max_pending_handshakes: usize,
     first_bytes_timeout: Duration,
-    tcp_keepalive: Option<Duration>,
+    #[cfg(feature = "tcp")]
+    socket: crate::transport::tcp::SocketOptions,
     idle_timeout: Option<Duration>,
+    #[cfg(feature = "metrics")]
+    metrics: crate::metrics::RpcMetrics,
 }
 
 impl Default for ServerConfig {
@@ -156,8 +159,11 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             max_pending_handshakes: 64,
             first_bytes_timeout: crate::transport::DEFAULT_FIRST_BYTES_TIMEOUT,
-            tcp_keepalive: Some(Duration::from_secs(30)),
+            #[cfg(feature = "tcp")]
+            socket: crate::transport::tcp::SocketOptions::default(),
             idle_timeout: None,
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::RpcMetrics::default(),
         }
     }
 }
@@ -217,8 +223,20 @@ impl ServerConfig {
     /// TCP keepalive on the connections `Server::serve_tcp` and `serve_tls` accept (default:
     /// probes after 30 s without traffic; `None` turns it off). It notices a peer that vanished
     /// without closing, at the cost of a few probe packets per idle connection.
+    #[cfg(feature = "tcp")]
     pub fn with_tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
-        self.tcp_keepalive = idle;
+        self.socket = self.socket.with_keepalive(idle);
+        self
+    }
+
+    /// The TCP options set on every connection `Server::serve_tcp` and `serve_tls` accept
+    /// (defaults: [`SocketOptions`](crate::transport::tcp::SocketOptions)); replaces the
+    /// keepalive of [`Self::with_tcp_keepalive`]. The listener's own options (backlog,
+    /// `SO_REUSEADDR`) are those it was bound with: see
+    /// [`tcp::bind_with`](crate::transport::tcp::bind_with).
+    #[cfg(feature = "tcp")]
+    pub fn with_socket_options(mut self, options: crate::transport::tcp::SocketOptions) -> Self {
+        self.socket = options;
         self
     }
 
@@ -227,6 +245,14 @@ impl ServerConfig {
     /// never idle.
     pub fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// Where the connections of this server record their metrics (default:
+    /// [`RpcMetrics::default`](crate::metrics::RpcMetrics), in the crate's default registry).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(mut self, metrics: crate::metrics::RpcMetrics) -> Self {
+        self.metrics = metrics;
         self
     }
 
@@ -241,8 +267,15 @@ impl ServerConfig {
     }
 
     /// The TCP keepalive of accepted connections.
+    #[cfg(feature = "tcp")]
     pub fn tcp_keepalive(&self) -> Option<Duration> {
-        self.tcp_keepalive
+        self.socket.keepalive()
+    }
+
+    /// The TCP options of accepted connections.
+    #[cfg(feature = "tcp")]
+    pub fn socket_options(&self) -> &crate::transport::tcp::SocketOptions {
+        &self.socket
     }
 
     /// The idle timeout.
@@ -319,6 +352,8 @@ impl Server {
             }),
             shedding: false,
             _alive: self.connections.subscribe(),
+            #[cfg(feature = "metrics")]
+            tally: ServerTally::new(&self.config.metrics),
         }
     }
 
@@ -333,11 +368,11 @@ impl Server {
         self.connections.subscribe()
     }
 
-    /// TCP options of an accepted connection: `TCP_NODELAY` and keepalive. A failure is logged:
-    /// the connection works without them.
+    /// TCP options of an accepted connection (`ServerConfig::with_socket_options`). A failure
+    /// is logged: the connection works without them.
     #[cfg(feature = "tcp")]
     pub(super) fn prepare_accepted(&self, socket: &tokio::net::TcpStream) {
-        if let Err(e) = crate::transport::tcp::prepare_accepted(socket, self.config.tcp_keepalive) {
+        if let Err(e) = self.config.socket.apply(socket) {
             tracing::debug!(error = %e, "rpc connection: socket options not set");
         }
     }
@@ -376,8 +411,14 @@ type RpcTable<S> = Rpcs<
     RequestSender<<S as Service>::Request>,
 >;
 
-/// An rpc's work.
-enum Work<U, St> {
+/// An rpc's work, and with metrics on, its record.
+struct Work<U, St> {
+    body: Body<U, St>,
+    #[cfg(feature = "metrics")]
+    record: RpcRecord,
+}
+
+enum Body<U, St> {
     Unary(Pin<Box<U>>),
     Stream(Pin<Box<St>>),
 }
@@ -413,6 +454,8 @@ pub struct ServerConnection<T, C: Encoder, S: Service> {
     /// The connection was idle past its timeout: it only closes now.
     shedding: bool,
     _alive: watch::Receiver<()>,
+    #[cfg(feature = "metrics")]
+    tally: ServerTally,
 }
 
 /// The idle timeout of a server connection: idle means no rpc running, nothing to write and
@@ -490,6 +533,9 @@ where
                 return Poll::Ready(Err(e.into()));
             }
             let read_skipped = !self.read_closed && !self.may_take_input();
+            #[cfg(feature = "metrics")]
+            self.tally
+                .note_budget(self.wq.queued() >= self.config.send_budget);
             if !self.read_closed && self.may_take_input() {
                 match poll_read_into(&mut self.io, &mut self.read_buf, cx) {
                     Poll::Ready(Ok(0)) => {
@@ -502,8 +548,10 @@ where
                         }
                         progress = true;
                     }
-                    Poll::Ready(Ok(_)) => {
+                    Poll::Ready(Ok(_n)) => {
                         progress = true;
+                        #[cfg(feature = "metrics")]
+                        self.tally.side.received_bytes.inc_by(_n as u64);
                         if let Some(idle) = &mut self.idle {
                             idle.since = tokio::time::Instant::now();
                         }
@@ -525,7 +573,15 @@ where
             }
             // Output: one vectored write of everything queued.
             if !self.wq.is_empty() {
-                match self.wq.poll_write(&mut self.io, &mut self.codec, cx) {
+                #[cfg(feature = "metrics")]
+                let queued = self.wq.queued();
+                let written = self.wq.poll_write(&mut self.io, &mut self.codec, cx);
+                #[cfg(feature = "metrics")]
+                self.tally
+                    .side
+                    .sent_bytes
+                    .inc_by((queued - self.wq.queued()) as u64);
+                match written {
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
                     Poll::Ready(Ok(())) => {
                         if self.rpcs.has_runnable() {
@@ -568,6 +624,9 @@ where
     /// The shutdown grace period is over: fails every open rpc, writes what the socket takes
     /// now, and closes.
     fn abort_open_rpcs(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServeError>> {
+        #[cfg(feature = "metrics")]
+        self.rpcs
+            .for_each_work(|work| work.record.end("unavailable"));
         let open = self.rpcs.take_all();
         self.parked = None;
         if !open.is_empty() {
@@ -638,10 +697,14 @@ where
                         None => tracing::debug!(id, "request for an rpc in flight ignored"),
                     }
                 } else if self.shutting_down {
+                    #[cfg(feature = "metrics")]
+                    self.tally.refused(StatusCode::Unavailable);
                     let status = Status::new(StatusCode::Unavailable, "server shutting down");
                     self.send(S::Response::failed(id, status));
                 } else if self.rpcs.len() >= self.config.max_rpcs {
                     // Refused, visibly; reading goes on so that Cancel and End still arrive.
+                    #[cfg(feature = "metrics")]
+                    self.tally.refused(StatusCode::ResourceExhausted);
                     let status = Status::new(StatusCode::ResourceExhausted, "too many rpcs");
                     self.send(S::Response::failed(id, status));
                 } else {
@@ -649,6 +712,14 @@ where
                 }
             }
             ControlCode::Cancel => {
+                tracing::debug!(id, "rpc cancelled by the client");
+                #[cfg(feature = "metrics")]
+                {
+                    self.tally.side.cancels.inc();
+                    if let Some(work) = self.rpcs.get_mut(id).and_then(|slot| slot.work.as_mut()) {
+                        work.record.end("cancelled");
+                    }
+                }
                 if self.rpcs.remove(id) {
                     self.send(S::Response::cancelled(id));
                 }
@@ -662,6 +733,7 @@ where
     }
 
     fn start(&mut self, id: u64, request: S::Request) {
+        tracing::debug!(id, "rpc started");
         let mut context = CallContext {
             id,
             buffer: self.config.request_stream_buffer,
@@ -669,14 +741,27 @@ where
         };
         let service = &mut self.service;
         let work = match catch_unwind(AssertUnwindSafe(|| service.call(request, &mut context))) {
-            Ok(Reply::Unary(f)) => Work::Unary(Box::pin(f)),
-            Ok(Reply::Stream(s)) => Work::Stream(Box::pin(s)),
-            Ok(Reply::Reject(status)) => return self.send(S::Response::failed(id, status)),
+            Ok(Reply::Unary(f)) => Body::Unary(Box::pin(f)),
+            Ok(Reply::Stream(s)) => Body::Stream(Box::pin(s)),
+            Ok(Reply::Reject(status)) => {
+                #[cfg(feature = "metrics")]
+                self.tally.refused(status.code());
+                return self.send(S::Response::failed(id, status));
+            }
             Err(_) => {
+                #[cfg(feature = "metrics")]
+                self.tally.refused(StatusCode::Internal);
                 tracing::warn!(id, "rpc handler panicked");
                 let status = Status::new(StatusCode::Internal, "handler panicked");
                 return self.send(S::Response::failed(id, status));
             }
+        };
+        #[cfg(feature = "metrics")]
+        let record = self.tally.record(&work, context.sender.is_some());
+        let work = Work {
+            body: work,
+            #[cfg(feature = "metrics")]
+            record,
         };
         // Poll it right away: an rpc that is ready at once never enters the id table.
         let budget = self.config.send_budget;
@@ -700,6 +785,97 @@ where
             Ok(()) => {}
             Err(e) => tracing::warn!(error = %e, "rpc control message not encodable"),
         }
+    }
+}
+
+/// The metrics of one server connection.
+#[cfg(feature = "metrics")]
+struct ServerTally {
+    side: Arc<crate::metrics::rpc::SideMetrics>,
+    /// Input is held back by the send budget (a pause is counted when it starts).
+    paused: bool,
+}
+
+#[cfg(feature = "metrics")]
+impl ServerTally {
+    fn new(metrics: &crate::metrics::RpcMetrics) -> Self {
+        let side = metrics.server();
+        side.connections.inc();
+        ServerTally {
+            side,
+            paused: false,
+        }
+    }
+
+    /// An rpc refused before any work started.
+    fn refused(&self, code: StatusCode) {
+        self.side
+            .failed(crate::metrics::rpc::CallKind::Unknown, code);
+    }
+
+    fn record<U, St>(&self, body: &Body<U, St>, takes_requests: bool) -> RpcRecord {
+        use crate::metrics::rpc::CallKind;
+        let kind = match (body, takes_requests) {
+            (Body::Unary(_), false) => CallKind::Unary,
+            (Body::Unary(_), true) => CallKind::ClientStream,
+            (Body::Stream(_), false) => CallKind::ServerStream,
+            (Body::Stream(_), true) => CallKind::Bidi,
+        };
+        RpcRecord::new(self.side.clone(), kind)
+    }
+
+    fn note_budget(&mut self, over: bool) {
+        if over && !self.paused {
+            self.side.budget_pauses.inc();
+        }
+        self.paused = over;
+    }
+}
+
+/// One rpc's kind, start and end for the metrics: in flight from its making until it ends or
+/// is dropped; one dropped without an end lost its client (`disconnected`).
+#[cfg(feature = "metrics")]
+struct RpcRecord {
+    side: Arc<crate::metrics::rpc::SideMetrics>,
+    kind: crate::metrics::rpc::CallKind,
+    started: std::time::Instant,
+    ended: bool,
+}
+
+#[cfg(feature = "metrics")]
+impl RpcRecord {
+    fn new(
+        side: Arc<crate::metrics::rpc::SideMetrics>,
+        kind: crate::metrics::rpc::CallKind,
+    ) -> Self {
+        side.in_flight.inc();
+        RpcRecord {
+            side,
+            kind,
+            started: std::time::Instant::now(),
+            ended: false,
+        }
+    }
+
+    fn ok(&mut self) {
+        if !std::mem::replace(&mut self.ended, true) {
+            self.side.in_flight.dec();
+            self.side.ok(self.kind, self.started);
+        }
+    }
+
+    fn end(&mut self, status: &'static str) {
+        if !std::mem::replace(&mut self.ended, true) {
+            self.side.in_flight.dec();
+            self.side.ended(self.kind, status);
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Drop for RpcRecord {
+    fn drop(&mut self) {
+        self.end("disconnected");
     }
 }
 
@@ -728,11 +904,24 @@ where
         }
         Ok(Poll::Ready(Outcome::Done(mut r))) => {
             r.set_message_id(id);
+            #[cfg(feature = "metrics")]
+            work.record.ok();
             (r, true)
         }
-        Ok(Poll::Ready(Outcome::End)) => (S::Response::ended(id), true),
-        Ok(Poll::Ready(Outcome::Failed(status))) => (S::Response::failed(id, status), true),
+        Ok(Poll::Ready(Outcome::End)) => {
+            #[cfg(feature = "metrics")]
+            work.record.ok();
+            (S::Response::ended(id), true)
+        }
+        Ok(Poll::Ready(Outcome::Failed(status))) => {
+            #[cfg(feature = "metrics")]
+            work.record
+                .end(crate::metrics::rpc::status_label(status.code()));
+            (S::Response::failed(id, status), true)
+        }
         Err(_) => {
+            #[cfg(feature = "metrics")]
+            work.record.end("internal");
             tracing::warn!(id, "rpc handler panicked");
             let status = Status::new(StatusCode::Internal, "handler panicked");
             (S::Response::failed(id, status), true)
@@ -745,6 +934,7 @@ where
         return Step::Finished;
     }
     if finished {
+        tracing::debug!(id, "rpc ended");
         Step::Finished
     } else {
         // A stream: poll it again soon (the budget check comes first).
@@ -758,12 +948,12 @@ where
     U: Future<Output = Result<R, Status>>,
     St: Stream<Item = Result<R, Status>>,
 {
-    match work {
-        Work::Unary(f) => f.as_mut().poll(cx).map(|r| match r {
+    match &mut work.body {
+        Body::Unary(f) => f.as_mut().poll(cx).map(|r| match r {
             Ok(r) => Outcome::Done(r),
             Err(s) => Outcome::Failed(s),
         }),
-        Work::Stream(s) => s.as_mut().poll_next(cx).map(|r| match r {
+        Body::Stream(s) => s.as_mut().poll_next(cx).map(|r| match r {
             Some(Ok(r)) => Outcome::Item(r),
             Some(Err(s)) => Outcome::Failed(s),
             None => Outcome::End,

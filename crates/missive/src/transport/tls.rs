@@ -130,9 +130,31 @@ pub async fn connect_within(
     connect_timeout: Duration,
     handshake_timeout: Duration,
 ) -> Result<ClientTlsStream<TcpStream>, TlsError> {
+    let options = super::tcp::SocketOptions::default();
+    connect_with(
+        addr,
+        server_name,
+        config,
+        (connect_timeout, handshake_timeout),
+        &options,
+    )
+    .await
+}
+
+/// As [`connect_within`], with the TCP socket made with `options`; `deadlines` are the connect
+/// and the handshake timeouts.
+pub async fn connect_with(
+    addr: impl ToSocketAddrs,
+    server_name: &str,
+    config: Arc<ClientConfig>,
+    deadlines: (Duration, Duration),
+    options: &super::tcp::SocketOptions,
+) -> Result<ClientTlsStream<TcpStream>, TlsError> {
+    let (connect_timeout, handshake_timeout) = deadlines;
     let name = ServerName::try_from(server_name.to_owned())
         .map_err(|_| TlsError::InvalidServerName(server_name.to_owned()))?;
-    let tcp = match tokio::time::timeout(connect_timeout, super::tcp::connect(addr)).await {
+    let dial = super::tcp::connect_with_options(addr, options);
+    let tcp = match tokio::time::timeout(connect_timeout, dial).await {
         Ok(tcp) => tcp.map_err(TlsError::Connect)?,
         Err(_) => return Err(TlsError::ConnectTimeout(connect_timeout)),
     };
