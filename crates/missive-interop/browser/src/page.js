@@ -253,7 +253,9 @@ async function main () {
       // The browser's default gater refuses plain ws and private (loopback) addresses.
       connectionGater: { denyDialMultiaddr: () => false },
       services: {
-        ping: ping(),
+        // A ping stream counts against js-libp2p's outbound limit (default 1) until the node's
+        // close of it arrives; the page pings back to back, so it allows one more in flight.
+        ping: ping({ maxOutboundStreams: 2 }),
         identify: identify({ runOnConnectionOpen: false })
       }
     })

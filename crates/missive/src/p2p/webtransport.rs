@@ -146,6 +146,10 @@ fn check_request<T>(req: &http::Request<T>) -> Result<(), http::StatusCode> {
 pub(crate) struct WebTransportConnection {
     quic: quinn::Connection,
     session: Arc<Session>,
+    /// The Noise stream, our side finished, kept until the connection ends: dropping it would
+    /// stop the client's side with STOP_SENDING, which a browser may see before it has finished
+    /// its own side, and then report as a failed handshake.
+    _handshake: WebTransportStream,
 }
 
 /// Sets up the session of an `h3` connection: HTTP/3, the CONNECT request, then Noise as
@@ -224,12 +228,13 @@ pub(crate) async fn accept_session(
         .handshake_webtransport(&mut first, false, None, &certificates.for_handshake())
         .await
         .map_err(UpgradeError::Noise)?;
-    // The handshake stream has served its purpose; go closes it too.
+    // The handshake stream has served its purpose; go closes our side of it too.
     let _ = first.shutdown().await;
     Ok((
         Muxed::WebTransport(Box::new(WebTransportConnection {
             quic: conn,
             session: Arc::new(session),
+            _handshake: first,
         })),
         peer,
     ))
