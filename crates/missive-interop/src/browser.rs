@@ -48,7 +48,8 @@ const RUN_DEADLINE: Duration = Duration::from_secs(50);
 /// What the runner gives the page to finish (less than [`RUN_DEADLINE`], so the page's own
 /// timeout is what reports a hang, with the page's console).
 const PAGE_TIMEOUT_MS: u64 = 40_000;
-/// The environment variable that, set to `skip`, lets the browser tests pass without a browser.
+/// The environment variable that, set to `skip`, skips the browser tests, and set to `require`,
+/// makes a missing browser or npm package a failure instead of a skip.
 pub const SKIP_VARIABLE: &str = "MISSIVE_BROWSER_TESTS";
 
 /// The bytes the page sends in an echo of `size` bytes: the same pattern as `echoPattern` in
@@ -323,6 +324,11 @@ pub fn check_prerequisites() -> Result<(), String> {
 /// `true` when the browser tests are told to skip (`MISSIVE_BROWSER_TESTS=skip`).
 pub fn skip_requested() -> bool {
     std::env::var(SKIP_VARIABLE).is_ok_and(|v| v == "skip")
+}
+
+/// `true` when the browser tests must run (`MISSIVE_BROWSER_TESTS=require`).
+pub fn required() -> bool {
+    std::env::var(SKIP_VARIABLE).is_ok_and(|v| v == "require")
 }
 
 /// Bundles the page into `browser/dist` (`node build.mjs`), once per process, so the page
