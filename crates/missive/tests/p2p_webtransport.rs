@@ -666,8 +666,8 @@ async fn a_quic_client_without_a_certificate_is_refused_on_a_webtransport_socket
     in_time(other.ping(peer)).await.expect("and answered");
 }
 
-/// The node's stream limit counts libp2p streams only: the session's CONNECT stream, open
-/// for its whole life, does not take one of them.
+/// The node's stream limit counts libp2p streams only: the session's CONNECT and Noise
+/// streams, open for its whole life, do not take one of them.
 #[tokio::test]
 async fn the_stream_limit_counts_libp2p_streams_not_the_sessions_own() {
     let (node, addr) = listener(NodeConfig::default().with_max_streams_per_connection(2)).await;

@@ -145,8 +145,8 @@ fn server_config(tls: &TlsConfig, config: &NodeConfig) -> Result<quinn::ServerCo
     Ok(server)
 }
 
-/// The server configuration of a socket that also serves WebTransport: one more
-/// bidirectional stream for the session's CONNECT, three unidirectional streams of each side
+/// The server configuration of a socket that also serves WebTransport: two more
+/// bidirectional streams, for the session's CONNECT and its Noise stream, three unidirectional streams of each side
 /// for HTTP/3 (control, QPACK encoder and decoder), and datagrams,
 /// which are buffered little since nothing here reads them. A `libp2p` connection gets its
 /// unidirectional credit taken back after the handshake.
@@ -164,10 +164,10 @@ fn webtransport_server_config(
         quinn::crypto::rustls::QuicServerConfig::try_from(rustls).map_err(|e| local(&e))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut t = transport_settings(config);
-    // The session's CONNECT stream stays open as long as it; the node's own limit (checked
-    // per stream) still holds for a QUIC peer that gets the extra credit.
+    // The session's CONNECT stream and its Noise stream stay open as long as it; the node's
+    // own limit (checked per stream) still holds for a QUIC peer that gets the extra credit.
     let streams = u32::try_from(config.max_streams_per_connection.min(256)).unwrap_or(256);
-    t.max_concurrent_bidi_streams((streams + 1).into())
+    t.max_concurrent_bidi_streams((streams + 2).into())
         .max_concurrent_uni_streams(8u32.into())
         .datagram_receive_buffer_size(Some(64 * 1024));
     server.transport_config(Arc::new(t));
