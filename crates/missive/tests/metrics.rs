@@ -266,6 +266,84 @@ async fn rpc_metrics_show_a_call_in_flight_and_a_disconnected_one() {
 }
 
 #[tokio::test]
+async fn rpc_metrics_count_the_clients_streaming_calls_by_kind_and_outcome() {
+    let mut registry = Registry::default();
+    let metrics = RpcMetrics::register(&mut registry);
+    let (a, b) = missive::transport::memory::pair(64 * 1024);
+    let server = Server::new(ServerConfig::default().with_metrics(metrics.clone()));
+    let served =
+        tokio::spawn(server.connection(b, echo::ServerCodec::default(), echo::EchoService));
+    let client = Client::spawn(
+        a,
+        echo::ClientCodec::default(),
+        ClientConfig::default().with_metrics(metrics),
+    );
+
+    // Read to its end: ok.
+    let responses = client
+        .server_stream(Request::stream("s", 3))
+        .await
+        .expect("server stream");
+    let items: Vec<_> = responses.collect().await;
+    assert_eq!(items.len(), 3);
+    assert!(items.iter().all(Result::is_ok));
+    // Dropped after its first response, before its end: abandoned.
+    let mut responses = client
+        .server_stream(Request::stream("t", 1_000))
+        .await
+        .expect("server stream");
+    responses.next().await.expect("a response").expect("ok");
+    drop(responses);
+    // A client stream answered once: ok.
+    let (sink, response) = client
+        .client_stream(Request::unary("c"))
+        .await
+        .expect("client stream");
+    sink.finish();
+    response.await.expect("answer");
+    // A bidirectional call read to its end: ok.
+    let (sink, responses) = client
+        .bidi_stream(Request::stream("b", 2))
+        .await
+        .expect("bidi stream");
+    sink.finish();
+    assert_eq!(responses.collect::<Vec<_>>().await.len(), 2);
+    // A unary call after the Cancel, so the server has read it before the scrape.
+    client.call(Request::unary("last")).await.expect("echo");
+
+    let s = samples(&encode(&registry));
+    let calls = |kind: &str, status: &str| {
+        let key =
+            format!(r#"missive_rpc_calls_total{{side="client",kind="{kind}",status="{status}"}}"#);
+        s.get(&key).copied().unwrap_or(0.0)
+    };
+    assert_eq!(calls("server_stream", "ok"), 1.0);
+    assert_eq!(calls("server_stream", "abandoned"), 1.0);
+    assert_eq!(calls("client_stream", "ok"), 1.0);
+    assert_eq!(calls("bidi", "ok"), 1.0);
+    assert_eq!(calls("unary", "ok"), 1.0);
+    for kind in ["server_stream", "client_stream", "bidi"] {
+        assert_eq!(
+            value(
+                &s,
+                &format!(
+                    r#"missive_rpc_call_duration_seconds_count{{side="client",kind="{kind}"}}"#
+                )
+            ),
+            1.0,
+            "{kind}"
+        );
+    }
+    assert_eq!(
+        value(&s, r#"missive_rpc_calls_in_flight{side="client"}"#),
+        0.0
+    );
+
+    drop(client);
+    let _ = served.await.expect("server task");
+}
+
+#[tokio::test]
 async fn queue_metrics_count_datagrams_bytes_connections_and_receive_errors() {
     let mut registry = Registry::default();
     let metrics = QueueMetrics::register(&mut registry);

@@ -24,8 +24,9 @@ use crate::rpc::StatusCode;
 /// `status` is `ok`, a [`StatusCode`] in snake case (`cancelled`, `rejected`, `internal`,
 /// `unavailable`, `resource_exhausted`, `unknown`), or on the client also `deadline_exceeded`,
 /// `connection_closed`, `too_many_in_flight`, `duplicate_id`, `encode`, `unexpected_end`; on the
-/// server `disconnected` counts rpcs dropped because the client went away. The client counts
-/// unary calls (`Client::call`, `tower::Service`); the server counts every kind.
+/// server `disconnected` counts rpcs dropped because the client went away. Both sides count
+/// every kind; on the client a streaming call ends at its stream's end, its response or an
+/// error, and one whose stream or response is dropped before that is `abandoned`.
 #[derive(Clone, Debug)]
 pub struct RpcMetrics {
     client: Arc<SideMetrics>,
