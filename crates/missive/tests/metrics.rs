@@ -496,7 +496,8 @@ async fn node_and_request_response_metrics_count_a_dial_streams_and_requests() {
     let client_node =
         NodeConfig::default().with_metrics(NodeMetrics::register(&mut client_registry));
     let server_rr = Config::default().with_metrics(RrMetrics::register(&mut server_registry));
-    let client_rr = Config::default().with_metrics(RrMetrics::register(&mut client_registry));
+    let client_rr_metrics = RrMetrics::register(&mut client_registry);
+    let client_rr = Config::default().with_metrics(client_rr_metrics.clone());
     let a = Node::new(Keypair::generate(), server_node)
         .await
         .expect("node");
@@ -558,13 +559,22 @@ async fn node_and_request_response_metrics_count_a_dial_streams_and_requests() {
     assert_eq!(
         value(
             &s,
-            r#"missive_rr_requests_total{direction="outbound",outcome="ok"}"#
+            r#"missive_rr_requests_total{protocol="/greet/1",direction="outbound",outcome="ok"}"#
         ),
         3.0
     );
-    assert_eq!(value(&s, "missive_rr_request_duration_seconds_count"), 3.0);
     assert_eq!(
-        value(&s, r#"missive_rr_requests_in_flight{direction="outbound"}"#),
+        value(
+            &s,
+            r#"missive_rr_request_duration_seconds_count{protocol="/greet/1"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            r#"missive_rr_requests_in_flight{protocol="/greet/1",direction="outbound"}"#
+        ),
         0.0
     );
 
@@ -591,24 +601,42 @@ async fn node_and_request_response_metrics_count_a_dial_streams_and_requests() {
     assert_eq!(
         value(
             &s,
-            r#"missive_rr_requests_total{direction="inbound",outcome="ok"}"#
+            r#"missive_rr_requests_total{protocol="/greet/1",direction="inbound",outcome="ok"}"#
         ),
         3.0
     );
     assert_eq!(
-        value(&s, r#"missive_rr_requests_in_flight{direction="inbound"}"#),
+        value(
+            &s,
+            r#"missive_rr_requests_in_flight{protocol="/greet/1",direction="inbound"}"#
+        ),
         0.0
     );
 
-    // A request for a protocol the server does not speak fails, and is counted so.
+    // A request for a protocol the server does not speak fails, and is counted so, under
+    // that behaviour's protocol.
     let other = Behaviour::<Cbor>::new(
         &b,
         [("/other/1".to_owned(), ProtocolSupport::Full)],
-        Config::default().with_metrics(RrMetrics::register(&mut Registry::default())),
+        Config::default().with_metrics(client_rr_metrics),
     )
     .expect("rr");
     assert!(other.request(a.peer_id(), "x".to_owned()).await.is_err());
     let s = samples(&encode(&client_registry));
+    assert_eq!(
+        value(
+            &s,
+            r#"missive_rr_requests_total{protocol="/other/1",direction="outbound",outcome="unsupported_protocols"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            r#"missive_rr_requests_total{protocol="/greet/1",direction="outbound",outcome="ok"}"#
+        ),
+        3.0
+    );
     assert_eq!(
         value(
             &s,
