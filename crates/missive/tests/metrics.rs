@@ -698,3 +698,81 @@ async fn node_metrics_count_a_failed_inbound_handshake_by_cause() {
     );
     a.shutdown().await;
 }
+
+/// A 100 kB request over `listen`'s transport: both nodes count its bytes on the wire, under
+/// that transport's label, as they pass.
+#[cfg(feature = "cbor")]
+async fn node_wire_bytes_over(listen: &str, transport: &str) {
+    use missive::metrics::NodeMetrics;
+    use missive::p2p::{Keypair, Node, NodeConfig};
+    use missive::request_response::{Behaviour, Config, ProtocolSupport, cbor};
+    type Cbor = cbor::Codec<String, String>;
+
+    let (mut server_registry, mut client_registry) = (Registry::default(), Registry::default());
+    let a = Node::new(
+        Keypair::generate(),
+        NodeConfig::default().with_metrics(NodeMetrics::register(&mut server_registry)),
+    )
+    .await
+    .expect("node");
+    let b = Node::new(
+        Keypair::generate(),
+        NodeConfig::default().with_metrics(NodeMetrics::register(&mut client_registry)),
+    )
+    .await
+    .expect("node");
+    let addr = a
+        .listen(listen.parse().expect("addr"))
+        .await
+        .expect("listen");
+    b.add_address(a.peer_id(), addr);
+    let protocols = [("/size/1".to_owned(), ProtocolSupport::Full)];
+    let server = Behaviour::<Cbor>::new(&a, protocols.clone(), Config::default()).expect("rr");
+    server
+        .serve(|_, body: String| async move { body.len().to_string() })
+        .expect("serve");
+    let client = Behaviour::<Cbor>::new(&b, protocols, Config::default()).expect("rr");
+    let body = "x".repeat(100_000);
+    let answer = client.request(a.peer_id(), body).await.expect("answer");
+    assert_eq!(answer, "100000");
+
+    let wire = |registry: &Registry, direction: &str| {
+        let s = samples(&encode(registry));
+        let key = format!(
+            r#"missive_node_wire_bytes_total{{transport="{transport}",direction="{direction}"}}"#
+        );
+        value(&s, &key)
+    };
+    assert!(wire(&client_registry, "out") > 100_000.0, "client out");
+    assert!(wire(&server_registry, "in") > 100_000.0, "server in");
+    assert!(wire(&server_registry, "out") > 0.0, "server out");
+    assert!(wire(&client_registry, "in") > 0.0, "client in");
+    // Nothing counted under another transport.
+    let s = samples(&encode(&client_registry));
+    assert!(
+        s.iter()
+            .filter(|(k, _)| k.starts_with("missive_node_wire_bytes_total"))
+            .all(|(k, _)| k.contains(&format!(r#"transport="{transport}""#))),
+        "{s:#?}"
+    );
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+#[cfg(feature = "cbor")]
+#[tokio::test]
+async fn node_metrics_count_wire_bytes_over_tcp() {
+    node_wire_bytes_over("/ip4/127.0.0.1/tcp/0", "tcp").await;
+}
+
+#[cfg(feature = "cbor")]
+#[tokio::test]
+async fn node_metrics_count_wire_bytes_over_quic() {
+    node_wire_bytes_over("/ip4/127.0.0.1/udp/0/quic-v1", "quic").await;
+}
+
+#[cfg(all(feature = "cbor", feature = "websocket"))]
+#[tokio::test]
+async fn node_metrics_count_wire_bytes_over_websocket() {
+    node_wire_bytes_over("/ip4/127.0.0.1/tcp/0/ws", "websocket").await;
+}

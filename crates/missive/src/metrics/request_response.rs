@@ -3,10 +3,10 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::{Counter, Family, Gauge, latency_buckets};
+use super::histogram::LatencyHistogram;
+use super::{Counter, Family, Gauge};
 use crate::request_response::{InboundFailure, OutboundFailure};
 
 /// The metric families of request-response behaviours, labelled by `protocol`: the
@@ -35,7 +35,7 @@ type ProtocolLabels = Vec<(&'static str, String)>;
 #[derive(Debug)]
 struct RrFamilies {
     requests: Family<ProtocolLabels, Counter>,
-    duration: Family<ProtocolLabels, Histogram>,
+    duration: Family<ProtocolLabels, LatencyHistogram>,
     in_flight: Family<ProtocolLabels, Gauge>,
     dropped: Family<ProtocolLabels, Counter>,
 }
@@ -47,7 +47,7 @@ pub(crate) struct RrHandles {
     protocol: String,
     outbound_ok: Counter,
     inbound_ok: Counter,
-    duration: Histogram,
+    duration: LatencyHistogram,
     outbound_in_flight: Gauge,
     inbound_in_flight: Gauge,
     pub(crate) events_dropped: Counter,
@@ -66,9 +66,7 @@ impl RrMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let families = RrFamilies {
             requests: Family::default(),
-            duration: Family::new_with_constructor(
-                (|| Histogram::new(latency_buckets())) as fn() -> Histogram,
-            ),
+            duration: Family::default(),
             in_flight: Family::default(),
             dropped: Family::default(),
         };
@@ -191,7 +189,7 @@ impl OutboundRecord {
         let outcome = match failure {
             None => {
                 h.outbound_ok.inc();
-                h.duration.observe(self.started.elapsed().as_secs_f64());
+                h.duration.observe(self.started.elapsed());
                 return;
             }
             Some(OutboundFailure::DialFailure(_)) => "dial_failure",

@@ -3,10 +3,10 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::{Counter, Family, Gauge, Labels, latency_buckets};
+use super::histogram::LatencyHistogram;
+use super::{Counter, Family, Gauge, Labels};
 use crate::rpc::StatusCode;
 
 /// The metric families of rpc clients and servers.
@@ -44,7 +44,7 @@ pub(crate) struct SideMetrics {
     side: &'static str,
     families: Arc<Families>,
     ok: [Counter; 4],
-    durations: [Histogram; 4],
+    durations: [LatencyHistogram; 4],
     pub(crate) in_flight: Gauge,
     pub(crate) cancels: Counter,
     pub(crate) sent_bytes: Counter,
@@ -96,9 +96,7 @@ impl RpcMetrics {
     /// Registers the rpc metric families in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
         let calls = Family::<Labels, Counter>::default();
-        let durations = Family::<Labels, Histogram>::new_with_constructor(
-            (|| Histogram::new(latency_buckets())) as fn() -> Histogram,
-        );
+        let durations = Family::<Labels, LatencyHistogram>::default();
         let in_flight = Family::<Labels, Gauge>::default();
         let cancels = Family::<Labels, Counter>::default();
         let sent = Family::<Labels, Counter>::default();
@@ -191,7 +189,7 @@ impl SideMetrics {
             self.durations.get(kind as usize),
         ) {
             ok.inc();
-            duration.observe(started.elapsed().as_secs_f64());
+            duration.observe(started.elapsed());
         }
     }
 

@@ -576,7 +576,7 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
             let deadline = options.deadline.unwrap_or(self.shared.config.deadline);
             let (tx, rx) = oneshot::channel();
             let (key, id) = self.submit(request, &options, Completion::Unary(tx), deadline)?;
-            Ok((rx, key, id))
+            Ok::<_, CallError>((rx, key, id))
         }
         .await;
         #[cfg(feature = "metrics")]
