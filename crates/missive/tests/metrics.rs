@@ -266,6 +266,84 @@ async fn rpc_metrics_show_a_call_in_flight_and_a_disconnected_one() {
 }
 
 #[tokio::test]
+async fn rpc_metrics_count_the_clients_streaming_calls_by_kind_and_outcome() {
+    let mut registry = Registry::default();
+    let metrics = RpcMetrics::register(&mut registry);
+    let (a, b) = missive::transport::memory::pair(64 * 1024);
+    let server = Server::new(ServerConfig::default().with_metrics(metrics.clone()));
+    let served =
+        tokio::spawn(server.connection(b, echo::ServerCodec::default(), echo::EchoService));
+    let client = Client::spawn(
+        a,
+        echo::ClientCodec::default(),
+        ClientConfig::default().with_metrics(metrics),
+    );
+
+    // Read to its end: ok.
+    let responses = client
+        .server_stream(Request::stream("s", 3))
+        .await
+        .expect("server stream");
+    let items: Vec<_> = responses.collect().await;
+    assert_eq!(items.len(), 3);
+    assert!(items.iter().all(Result::is_ok));
+    // Dropped after its first response, before its end: abandoned.
+    let mut responses = client
+        .server_stream(Request::stream("t", 1_000))
+        .await
+        .expect("server stream");
+    responses.next().await.expect("a response").expect("ok");
+    drop(responses);
+    // A client stream answered once: ok.
+    let (sink, response) = client
+        .client_stream(Request::unary("c"))
+        .await
+        .expect("client stream");
+    sink.finish();
+    response.await.expect("answer");
+    // A bidirectional call read to its end: ok.
+    let (sink, responses) = client
+        .bidi_stream(Request::stream("b", 2))
+        .await
+        .expect("bidi stream");
+    sink.finish();
+    assert_eq!(responses.collect::<Vec<_>>().await.len(), 2);
+    // A unary call after the Cancel, so the server has read it before the scrape.
+    client.call(Request::unary("last")).await.expect("echo");
+
+    let s = samples(&encode(&registry));
+    let calls = |kind: &str, status: &str| {
+        let key =
+            format!(r#"missive_rpc_calls_total{{side="client",kind="{kind}",status="{status}"}}"#);
+        s.get(&key).copied().unwrap_or(0.0)
+    };
+    assert_eq!(calls("server_stream", "ok"), 1.0);
+    assert_eq!(calls("server_stream", "abandoned"), 1.0);
+    assert_eq!(calls("client_stream", "ok"), 1.0);
+    assert_eq!(calls("bidi", "ok"), 1.0);
+    assert_eq!(calls("unary", "ok"), 1.0);
+    for kind in ["server_stream", "client_stream", "bidi"] {
+        assert_eq!(
+            value(
+                &s,
+                &format!(
+                    r#"missive_rpc_call_duration_seconds_count{{side="client",kind="{kind}"}}"#
+                )
+            ),
+            1.0,
+            "{kind}"
+        );
+    }
+    assert_eq!(
+        value(&s, r#"missive_rpc_calls_in_flight{side="client"}"#),
+        0.0
+    );
+
+    drop(client);
+    let _ = served.await.expect("server task");
+}
+
+#[tokio::test]
 async fn queue_metrics_count_datagrams_bytes_connections_and_receive_errors() {
     let mut registry = Registry::default();
     let metrics = QueueMetrics::register(&mut registry);
@@ -418,7 +496,8 @@ async fn node_and_request_response_metrics_count_a_dial_streams_and_requests() {
     let client_node =
         NodeConfig::default().with_metrics(NodeMetrics::register(&mut client_registry));
     let server_rr = Config::default().with_metrics(RrMetrics::register(&mut server_registry));
-    let client_rr = Config::default().with_metrics(RrMetrics::register(&mut client_registry));
+    let client_rr_metrics = RrMetrics::register(&mut client_registry);
+    let client_rr = Config::default().with_metrics(client_rr_metrics.clone());
     let a = Node::new(Keypair::generate(), server_node)
         .await
         .expect("node");
@@ -480,13 +559,22 @@ async fn node_and_request_response_metrics_count_a_dial_streams_and_requests() {
     assert_eq!(
         value(
             &s,
-            r#"missive_rr_requests_total{direction="outbound",outcome="ok"}"#
+            r#"missive_rr_requests_total{protocol="/greet/1",direction="outbound",outcome="ok"}"#
         ),
         3.0
     );
-    assert_eq!(value(&s, "missive_rr_request_duration_seconds_count"), 3.0);
     assert_eq!(
-        value(&s, r#"missive_rr_requests_in_flight{direction="outbound"}"#),
+        value(
+            &s,
+            r#"missive_rr_request_duration_seconds_count{protocol="/greet/1"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            r#"missive_rr_requests_in_flight{protocol="/greet/1",direction="outbound"}"#
+        ),
         0.0
     );
 
@@ -513,24 +601,42 @@ async fn node_and_request_response_metrics_count_a_dial_streams_and_requests() {
     assert_eq!(
         value(
             &s,
-            r#"missive_rr_requests_total{direction="inbound",outcome="ok"}"#
+            r#"missive_rr_requests_total{protocol="/greet/1",direction="inbound",outcome="ok"}"#
         ),
         3.0
     );
     assert_eq!(
-        value(&s, r#"missive_rr_requests_in_flight{direction="inbound"}"#),
+        value(
+            &s,
+            r#"missive_rr_requests_in_flight{protocol="/greet/1",direction="inbound"}"#
+        ),
         0.0
     );
 
-    // A request for a protocol the server does not speak fails, and is counted so.
+    // A request for a protocol the server does not speak fails, and is counted so, under
+    // that behaviour's protocol.
     let other = Behaviour::<Cbor>::new(
         &b,
         [("/other/1".to_owned(), ProtocolSupport::Full)],
-        Config::default().with_metrics(RrMetrics::register(&mut Registry::default())),
+        Config::default().with_metrics(client_rr_metrics),
     )
     .expect("rr");
     assert!(other.request(a.peer_id(), "x".to_owned()).await.is_err());
     let s = samples(&encode(&client_registry));
+    assert_eq!(
+        value(
+            &s,
+            r#"missive_rr_requests_total{protocol="/other/1",direction="outbound",outcome="unsupported_protocols"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            r#"missive_rr_requests_total{protocol="/greet/1",direction="outbound",outcome="ok"}"#
+        ),
+        3.0
+    );
     assert_eq!(
         value(
             &s,
@@ -591,4 +697,82 @@ async fn node_metrics_count_a_failed_inbound_handshake_by_cause() {
         1.0
     );
     a.shutdown().await;
+}
+
+/// A 100 kB request over `listen`'s transport: both nodes count its bytes on the wire, under
+/// that transport's label, as they pass.
+#[cfg(feature = "cbor")]
+async fn node_wire_bytes_over(listen: &str, transport: &str) {
+    use missive::metrics::NodeMetrics;
+    use missive::p2p::{Keypair, Node, NodeConfig};
+    use missive::request_response::{Behaviour, Config, ProtocolSupport, cbor};
+    type Cbor = cbor::Codec<String, String>;
+
+    let (mut server_registry, mut client_registry) = (Registry::default(), Registry::default());
+    let a = Node::new(
+        Keypair::generate(),
+        NodeConfig::default().with_metrics(NodeMetrics::register(&mut server_registry)),
+    )
+    .await
+    .expect("node");
+    let b = Node::new(
+        Keypair::generate(),
+        NodeConfig::default().with_metrics(NodeMetrics::register(&mut client_registry)),
+    )
+    .await
+    .expect("node");
+    let addr = a
+        .listen(listen.parse().expect("addr"))
+        .await
+        .expect("listen");
+    b.add_address(a.peer_id(), addr);
+    let protocols = [("/size/1".to_owned(), ProtocolSupport::Full)];
+    let server = Behaviour::<Cbor>::new(&a, protocols.clone(), Config::default()).expect("rr");
+    server
+        .serve(|_, body: String| async move { body.len().to_string() })
+        .expect("serve");
+    let client = Behaviour::<Cbor>::new(&b, protocols, Config::default()).expect("rr");
+    let body = "x".repeat(100_000);
+    let answer = client.request(a.peer_id(), body).await.expect("answer");
+    assert_eq!(answer, "100000");
+
+    let wire = |registry: &Registry, direction: &str| {
+        let s = samples(&encode(registry));
+        let key = format!(
+            r#"missive_node_wire_bytes_total{{transport="{transport}",direction="{direction}"}}"#
+        );
+        value(&s, &key)
+    };
+    assert!(wire(&client_registry, "out") > 100_000.0, "client out");
+    assert!(wire(&server_registry, "in") > 100_000.0, "server in");
+    assert!(wire(&server_registry, "out") > 0.0, "server out");
+    assert!(wire(&client_registry, "in") > 0.0, "client in");
+    // Nothing counted under another transport.
+    let s = samples(&encode(&client_registry));
+    assert!(
+        s.iter()
+            .filter(|(k, _)| k.starts_with("missive_node_wire_bytes_total"))
+            .all(|(k, _)| k.contains(&format!(r#"transport="{transport}""#))),
+        "{s:#?}"
+    );
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+#[cfg(feature = "cbor")]
+#[tokio::test]
+async fn node_metrics_count_wire_bytes_over_tcp() {
+    node_wire_bytes_over("/ip4/127.0.0.1/tcp/0", "tcp").await;
+}
+
+#[cfg(feature = "cbor")]
+#[tokio::test]
+async fn node_metrics_count_wire_bytes_over_quic() {
+    node_wire_bytes_over("/ip4/127.0.0.1/udp/0/quic-v1", "quic").await;
+}
+
+#[cfg(all(feature = "cbor", feature = "websocket"))]
+#[tokio::test]
+async fn node_metrics_count_wire_bytes_over_websocket() {
+    node_wire_bytes_over("/ip4/127.0.0.1/tcp/0/ws", "websocket").await;
 }

@@ -1,5 +1,7 @@
 //! TCP socket options (`transport::tcp::SocketOptions`), read back from the sockets with
-//! getsockopt, and seen through the kernel's timers on the queue's and rpc's own sockets.
+//! getsockopt, and seen through the kernel's timers on the queue's and rpc's own sockets; UDP
+//! socket options (`transport::udp::UdpSocketOptions`) likewise, and through `ss` on the
+//! node's QUIC endpoint.
 #![cfg(all(feature = "tcp", feature = "queue", feature = "rpc", feature = "prost"))]
 
 use std::net::SocketAddr;
@@ -281,6 +283,81 @@ async fn node_listens_dials_and_accepts_with_the_configured_options() {
         .await
         .expect("keepalive on the dialed socket");
     assert!(on_b <= 37.0 && on_b > 32.0, "fires in {on_b} s");
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+#[cfg(feature = "p2p")]
+#[test]
+fn udp_sockets_are_bound_with_the_configured_options() {
+    use missive::transport::udp::{self, UdpSocketOptions};
+    let default = udp::bind_with(
+        "127.0.0.1:0".parse().expect("addr"),
+        &UdpSocketOptions::default(),
+    )
+    .expect("bind");
+    let default = socket2::SockRef::from(&default);
+    assert!(!default.reuse_address().expect("getsockopt"));
+    let options = UdpSocketOptions::default()
+        .with_reuse_address(true)
+        .with_send_buffer_size(Some(300_000))
+        .with_recv_buffer_size(Some(400_000));
+    let chosen = udp::bind_with("127.0.0.1:0".parse().expect("addr"), &options).expect("bind");
+    let chosen = socket2::SockRef::from(&chosen);
+    assert!(chosen.reuse_address().expect("getsockopt"));
+    // Linux doubles what it is given (the other half is its bookkeeping); others keep it.
+    assert!(chosen.send_buffer_size().expect("getsockopt") >= 300_000);
+    assert!(chosen.recv_buffer_size().expect("getsockopt") >= 400_000);
+}
+
+/// The receive buffer of the UDP socket bound to `port` on 127.0.0.1, as the kernel reports it
+/// (`ss`'s `rb`, which is what getsockopt(SO_RCVBUF) returns).
+#[cfg(target_os = "linux")]
+fn udp_receive_buffer(port: u16) -> u64 {
+    let out = std::process::Command::new("ss")
+        .args(["-uanmH", "src", &format!("127.0.0.1:{port}")])
+        .output()
+        .expect("ss (iproute2) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rb = text
+        .split(|c: char| c == ',' || c == '(' || c.is_whitespace())
+        .find_map(|field| field.strip_prefix("rb")?.parse().ok());
+    rb.unwrap_or_else(|| panic!("no rb in ss's output: {text}"))
+}
+
+#[cfg(all(target_os = "linux", feature = "p2p"))]
+#[tokio::test]
+async fn node_quic_endpoints_use_the_configured_udp_options() {
+    use missive::p2p::{Keypair, Node, NodeConfig, Protocol};
+    use missive::transport::udp::UdpSocketOptions;
+    let bytes = 1 << 20;
+    let config = NodeConfig::default()
+        .with_udp_socket_options(UdpSocketOptions::default().with_recv_buffer_size(Some(bytes)));
+    let a = Node::new(Keypair::generate(), config).await.expect("node");
+    let b = Node::new(Keypair::generate(), NodeConfig::default())
+        .await
+        .expect("node");
+    let listen = a
+        .listen("/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("addr"))
+        .await
+        .expect("listen");
+    let port = listen
+        .iter()
+        .find_map(|p| match p {
+            Protocol::Udp(port) => Some(*port),
+            _ => None,
+        })
+        .expect("a UDP port");
+    // Linux doubles the size asked for, within net.core.rmem_max (4 MiB here and by default
+    // on most systems; at least 208 KiB everywhere).
+    let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(u64::MAX);
+    let expected = 2 * (bytes as u64).min(max);
+    assert_eq!(udp_receive_buffer(port), expected);
+    // The endpoint works with them: a QUIC dial to it succeeds.
+    b.dial(listen).await.expect("a QUIC dial");
     b.shutdown().await;
     a.shutdown().await;
 }

@@ -41,6 +41,8 @@ use std::sync::{Mutex, OnceLock};
 pub use prometheus_client;
 pub use prometheus_client::registry::Registry;
 
+#[cfg(any(feature = "rpc", feature = "p2p"))]
+pub(crate) mod histogram;
 #[cfg(feature = "p2p")]
 pub(crate) mod node;
 #[cfg(feature = "queue")]
@@ -101,12 +103,6 @@ pub(crate) fn default_of<M: Clone>(
         register(&mut registry)
     })
     .clone()
-}
-
-/// Latency buckets in seconds: 50 µs to about 6.5 s, doubling.
-#[cfg_attr(not(feature = "rpc"), allow(dead_code))]
-pub(crate) fn latency_buckets() -> impl Iterator<Item = f64> {
-    prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 18)
 }
 
 /// Keeps a shared gauge equal to the sum of every connection's count: each connection adds

@@ -4,10 +4,10 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::{Counter, Family, Gauge, Labels, latency_buckets};
+use super::histogram::LatencyHistogram;
+use super::{Counter, Family, Gauge, Labels};
 use crate::p2p::{
     DialError, Endpoint, IncomingError, Multiaddr, NodeEvent, Protocol, StreamRefusal,
 };
@@ -24,6 +24,13 @@ use crate::p2p::{
 /// | `missive_node_streams_total` | counter | `direction`, `protocol` (negotiated streams) |
 /// | `missive_node_stream_refusals_total` | counter | `reason` (too_many_streams, too_many_negotiating, backlog_full) |
 /// | `missive_node_dial_duration_seconds` | histogram | time from a dial's start to its connection |
+/// | `missive_node_wire_bytes_total` | counter | `transport` (tcp, websocket, quic), `direction` (in, out) |
+///
+/// Wire bytes are what the transport carried under the security layer: on TCP the socket's
+/// bytes, on WebSocket the binary messages' payloads (without WebSocket framing or the TLS of
+/// `wss`), on QUIC the UDP datagrams' payloads of the whole endpoint (handshakes, every
+/// connection, and datagrams it dropped). They are counted as they pass, so a scrape sees open
+/// connections' traffic.
 ///
 /// `cause` is, inbound: `too_many_pending_handshakes`, `first_bytes_timeout`, `upgrade`,
 /// `connection_limit`; outbound: `transport`, `upgrade`, `timeout`, `wrong_peer`,
@@ -44,7 +51,27 @@ pub(crate) struct NodeHandles {
     pending: Gauge,
     streams: Family<Vec<(&'static str, String)>, Counter>,
     refusals: Family<Labels, Counter>,
-    dial_duration: Histogram,
+    dial_duration: LatencyHistogram,
+    wire_bytes: Family<Labels, Counter>,
+}
+
+/// One connection's (or QUIC endpoint's) byte counters, resolved once.
+#[derive(Debug, Clone)]
+pub(crate) struct WireTally {
+    read: Counter,
+    written: Counter,
+}
+
+impl WireTally {
+    pub(crate) fn read(&self, bytes: usize) {
+        if bytes > 0 {
+            self.read.inc_by(bytes as u64);
+        }
+    }
+
+    pub(crate) fn written(&self, bytes: usize) {
+        self.written.inc_by(bytes as u64);
+    }
 }
 
 impl Default for NodeMetrics {
@@ -65,7 +92,14 @@ impl NodeMetrics {
         let pending = Gauge::default();
         let streams = Family::<Vec<(&'static str, String)>, Counter>::default();
         let refusals = Family::<Labels, Counter>::default();
-        let dial_duration = Histogram::new(latency_buckets());
+        let dial_duration = LatencyHistogram::default();
+        let wire_bytes = Family::<Labels, Counter>::default();
+        registry.register_with_unit(
+            "missive_node_wire",
+            "Bytes the transports carried, by transport and direction",
+            Unit::Bytes,
+            wire_bytes.clone(),
+        );
         registry.register(
             "missive_node_connections",
             "Connections established",
@@ -123,6 +157,7 @@ impl NodeMetrics {
                 streams,
                 refusals,
                 dial_duration,
+                wire_bytes,
             }),
         }
     }
@@ -209,7 +244,19 @@ impl NodeHandles {
 
     /// A dial that started at `started` made its connection.
     pub(crate) fn dialed(&self, started: Instant) {
-        self.dial_duration.observe(started.elapsed().as_secs_f64());
+        self.dial_duration.observe(started.elapsed());
+    }
+
+    /// The byte counters of a connection (or endpoint) of `transport`.
+    pub(crate) fn wire_tally(&self, transport: &'static str) -> WireTally {
+        let of = |direction: &'static str| {
+            self.wire_bytes
+                .get_or_create_owned(&vec![("transport", transport), ("direction", direction)])
+        };
+        WireTally {
+            read: of("in"),
+            written: of("out"),
+        }
     }
 
     /// A stream was negotiated for `protocol`.

@@ -3,37 +3,51 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::{Counter, Family, Gauge, Labels, latency_buckets};
+use super::histogram::LatencyHistogram;
+use super::{Counter, Family, Gauge};
 use crate::request_response::{InboundFailure, OutboundFailure};
 
-/// The metric families of request-response behaviours.
+/// The metric families of request-response behaviours, labelled by `protocol`: the
+/// behaviour's first protocol name (its first outbound one, or its first inbound one when it
+/// only serves), so that a behaviour that offers several versions of a protocol counts as one.
 ///
 /// | name | type | labels |
 /// |---|---|---|
-/// | `missive_rr_requests_total` | counter | `direction` (outbound, inbound), `outcome` |
-/// | `missive_rr_request_duration_seconds` | histogram | outbound requests answered, from the call to the response |
-/// | `missive_rr_requests_in_flight` | gauge | `direction` |
-/// | `missive_rr_events_dropped_total` | counter | events dropped because the application did not read them |
+/// | `missive_rr_requests_total` | counter | `protocol`, `direction` (outbound, inbound), `outcome` |
+/// | `missive_rr_request_duration_seconds` | histogram | `protocol`: outbound requests answered, from the call to the response |
+/// | `missive_rr_requests_in_flight` | gauge | `protocol`, `direction` |
+/// | `missive_rr_events_dropped_total` | counter | `protocol`: events dropped because the application did not read them |
 ///
 /// `outcome` is `ok` (outbound: a response; inbound: a response sent) or the failure:
 /// `dial_failure`, `timeout`, `connection_closed`, `unsupported_protocols`, `too_many_streams`,
-/// `peer_limit`, `io`, and inbound also `response_omission`. To tell behaviours apart, give each
-/// its own metrics registered in a sub-registry with a label
-/// (`registry.sub_registry_with_label(("protocol", "/greet/1".into()))`).
+/// `peer_limit`, `io`, outbound also `cancelled` (the request's future was dropped), and
+/// inbound also `response_omission`.
 #[derive(Clone, Debug)]
 pub struct RrMetrics {
-    pub(crate) inner: Arc<RrHandles>,
+    families: Arc<RrFamilies>,
 }
 
+/// Label sets with the behaviour's protocol name among them.
+type ProtocolLabels = Vec<(&'static str, String)>;
+
+#[derive(Debug)]
+struct RrFamilies {
+    requests: Family<ProtocolLabels, Counter>,
+    duration: Family<ProtocolLabels, LatencyHistogram>,
+    in_flight: Family<ProtocolLabels, Gauge>,
+    dropped: Family<ProtocolLabels, Counter>,
+}
+
+/// One behaviour's handles, resolved once at its creation so a request touches only atomics.
 #[derive(Debug)]
 pub(crate) struct RrHandles {
-    requests: Family<Labels, Counter>,
+    families: Arc<RrFamilies>,
+    protocol: String,
     outbound_ok: Counter,
     inbound_ok: Counter,
-    duration: Histogram,
+    duration: LatencyHistogram,
     outbound_in_flight: Gauge,
     inbound_in_flight: Gauge,
     pub(crate) events_dropped: Counter,
@@ -50,48 +64,62 @@ impl Default for RrMetrics {
 impl RrMetrics {
     /// Registers the request-response metric families in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
-        let requests = Family::<Labels, Counter>::default();
-        let duration = Histogram::new(latency_buckets());
-        let in_flight = Family::<Labels, Gauge>::default();
-        let dropped = Counter::default();
+        let families = RrFamilies {
+            requests: Family::default(),
+            duration: Family::default(),
+            in_flight: Family::default(),
+            dropped: Family::default(),
+        };
         registry.register(
             "missive_rr_requests",
-            "Requests ended, by direction and outcome",
-            requests.clone(),
+            "Requests ended, by protocol, direction and outcome",
+            families.requests.clone(),
         );
         registry.register_with_unit(
             "missive_rr_request_duration",
             "Time from an outbound request's call to its response",
             Unit::Seconds,
-            duration.clone(),
+            families.duration.clone(),
         );
         registry.register(
             "missive_rr_requests_in_flight",
             "Requests under way",
-            in_flight.clone(),
+            families.in_flight.clone(),
         );
         registry.register(
             "missive_rr_events_dropped",
             "Events dropped because the application did not read them",
-            dropped.clone(),
+            families.dropped.clone(),
         );
-        let ok = |direction: &'static str| {
-            requests.get_or_create_owned(&vec![("direction", direction), ("outcome", "ok")])
-        };
-        let gauge = |direction: &'static str| {
-            in_flight.get_or_create_owned(&vec![("direction", direction)])
-        };
         RrMetrics {
-            inner: Arc::new(RrHandles {
-                outbound_ok: ok("outbound"),
-                inbound_ok: ok("inbound"),
-                outbound_in_flight: gauge("outbound"),
-                inbound_in_flight: gauge("inbound"),
-                requests,
-                duration,
-                events_dropped: dropped,
-            }),
+            families: Arc::new(families),
         }
+    }
+
+    /// The handles of a behaviour whose first protocol is `protocol`.
+    pub(crate) fn for_protocol(&self, protocol: &str) -> Arc<RrHandles> {
+        let f = &self.families;
+        let with = |direction: &'static str, outcome: Option<&'static str>| {
+            let mut labels = vec![
+                ("protocol", protocol.to_owned()),
+                ("direction", direction.to_owned()),
+            ];
+            labels.extend(outcome.map(|o| ("outcome", o.to_owned())));
+            labels
+        };
+        let only_protocol = vec![("protocol", protocol.to_owned())];
+        Arc::new(RrHandles {
+            outbound_ok: f
+                .requests
+                .get_or_create_owned(&with("outbound", Some("ok"))),
+            inbound_ok: f.requests.get_or_create_owned(&with("inbound", Some("ok"))),
+            duration: f.duration.get_or_create_owned(&only_protocol),
+            outbound_in_flight: f.in_flight.get_or_create_owned(&with("outbound", None)),
+            inbound_in_flight: f.in_flight.get_or_create_owned(&with("inbound", None)),
+            events_dropped: f.dropped.get_or_create_owned(&only_protocol),
+            protocol: protocol.to_owned(),
+            families: f.clone(),
+        })
     }
 }
 
@@ -131,9 +159,15 @@ impl RrHandles {
         self.ended("inbound", outcome);
     }
 
+    /// A request ended otherwise than well (the rare path: it builds its label set).
     fn ended(&self, direction: &'static str, outcome: &'static str) {
-        self.requests
-            .get_or_create(&vec![("direction", direction), ("outcome", outcome)])
+        self.families
+            .requests
+            .get_or_create(&vec![
+                ("protocol", self.protocol.clone()),
+                ("direction", direction.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
             .inc();
     }
 }
@@ -155,7 +189,7 @@ impl OutboundRecord {
         let outcome = match failure {
             None => {
                 h.outbound_ok.inc();
-                h.duration.observe(self.started.elapsed().as_secs_f64());
+                h.duration.observe(self.started.elapsed());
                 return;
             }
             Some(OutboundFailure::DialFailure(_)) => "dial_failure",

@@ -3,10 +3,10 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::{Counter, Family, Gauge, Labels, latency_buckets};
+use super::histogram::LatencyHistogram;
+use super::{Counter, Family, Gauge, Labels};
 use crate::rpc::StatusCode;
 
 /// The metric families of rpc clients and servers.
@@ -24,8 +24,9 @@ use crate::rpc::StatusCode;
 /// `status` is `ok`, a [`StatusCode`] in snake case (`cancelled`, `rejected`, `internal`,
 /// `unavailable`, `resource_exhausted`, `unknown`), or on the client also `deadline_exceeded`,
 /// `connection_closed`, `too_many_in_flight`, `duplicate_id`, `encode`, `unexpected_end`; on the
-/// server `disconnected` counts rpcs dropped because the client went away. The client counts
-/// unary calls (`Client::call`, `tower::Service`); the server counts every kind.
+/// server `disconnected` counts rpcs dropped because the client went away. Both sides count
+/// every kind; on the client a streaming call ends at its stream's end, its response or an
+/// error, and one whose stream or response is dropped before that is `abandoned`.
 #[derive(Clone, Debug)]
 pub struct RpcMetrics {
     client: Arc<SideMetrics>,
@@ -43,7 +44,7 @@ pub(crate) struct SideMetrics {
     side: &'static str,
     families: Arc<Families>,
     ok: [Counter; 4],
-    durations: [Histogram; 4],
+    durations: [LatencyHistogram; 4],
     pub(crate) in_flight: Gauge,
     pub(crate) cancels: Counter,
     pub(crate) sent_bytes: Counter,
@@ -95,9 +96,7 @@ impl RpcMetrics {
     /// Registers the rpc metric families in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
         let calls = Family::<Labels, Counter>::default();
-        let durations = Family::<Labels, Histogram>::new_with_constructor(
-            (|| Histogram::new(latency_buckets())) as fn() -> Histogram,
-        );
+        let durations = Family::<Labels, LatencyHistogram>::default();
         let in_flight = Family::<Labels, Gauge>::default();
         let cancels = Family::<Labels, Counter>::default();
         let sent = Family::<Labels, Counter>::default();
@@ -190,7 +189,7 @@ impl SideMetrics {
             self.durations.get(kind as usize),
         ) {
             ok.inc();
-            duration.observe(started.elapsed().as_secs_f64());
+            duration.observe(started.elapsed());
         }
     }
 

@@ -28,6 +28,7 @@ pub struct NodeConfig {
     #[cfg(feature = "websocket")]
     pub(crate) websocket_tls_client: Option<std::sync::Arc<rustls::ClientConfig>>,
     pub(crate) socket: crate::transport::tcp::SocketOptions,
+    pub(crate) udp_socket: crate::transport::udp::UdpSocketOptions,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: crate::metrics::NodeMetrics,
 }
@@ -54,6 +55,7 @@ impl Default for NodeConfig {
             #[cfg(feature = "websocket")]
             websocket_tls_client: None,
             socket: crate::transport::tcp::SocketOptions::default(),
+            udp_socket: crate::transport::udp::UdpSocketOptions::default(),
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::NodeMetrics::default(),
         }
@@ -66,6 +68,16 @@ impl NodeConfig {
     /// sizes); defaults: [`SocketOptions`](crate::transport::tcp::SocketOptions).
     pub fn with_socket_options(mut self, options: crate::transport::tcp::SocketOptions) -> Self {
         self.socket = options;
+        self
+    }
+
+    /// The options of the node's UDP sockets, under QUIC and WebTransport (`SO_REUSEADDR`,
+    /// buffer sizes); defaults: [`UdpSocketOptions`](crate::transport::udp::UdpSocketOptions).
+    pub fn with_udp_socket_options(
+        mut self,
+        options: crate::transport::udp::UdpSocketOptions,
+    ) -> Self {
+        self.udp_socket = options;
         self
     }
 

@@ -204,22 +204,7 @@ fn read_tlv(bytes: &[u8], tag: u8) -> Result<(&[u8], &[u8]), DerError> {
     Ok(rest.split_at(len))
 }
 
-fn write_tlv(out: &mut Vec<u8>, tag: u8, contents: &[u8]) {
-    out.push(tag);
-    let len = contents.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes
-            .iter()
-            .position(|&b| b != 0)
-            .unwrap_or(bytes.len() - 1);
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-    out.extend_from_slice(contents);
-}
+use crate::transport::certificate::write as write_tlv;
 
 #[cfg(test)]
 mod tests {

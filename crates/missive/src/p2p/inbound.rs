@@ -90,11 +90,11 @@ async fn handshake(
         }
         let secure = async {
             let wire = match transport {
-                Transport::Tcp => Wire::Tcp(tcp),
+                Transport::Tcp => Wire::from(tcp),
                 #[cfg(feature = "websocket")]
                 Transport::WebSocket(ws) => super::websocket::accept(tcp, ws.tls.as_ref())
                     .await
-                    .map(|ws| Wire::WebSocket(Box::new(ws)))
+                    .map(Wire::websocket)
                     .map_err(UpgradeError::WebSocket)?,
             };
             upgrade(

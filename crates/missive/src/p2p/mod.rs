@@ -36,6 +36,7 @@ pub mod noise;
 mod peer_id;
 pub(crate) mod protobuf;
 mod quic;
+mod quic_socket;
 pub(crate) mod stream_ends;
 pub(crate) mod streams;
 pub(crate) mod substream;

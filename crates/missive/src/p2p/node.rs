@@ -1007,13 +1007,13 @@ impl Connect<'_> {
     #[cfg_attr(not(feature = "websocket"), allow(unused_variables))]
     async fn connect(&self, config: &NodeConfig) -> io::Result<Wire> {
         match self {
-            Connect::Tcp(t) => Ok(Wire::Tcp(connect(&t.host, t.port).await?)),
+            Connect::Tcp(t) => Ok(Wire::from(connect(&t.host, t.port).await?)),
             #[cfg(feature = "websocket")]
             Connect::WebSocket(ws) => {
                 let tcp = connect(&ws.tcp.host, ws.tcp.port).await?;
                 let tls = config.websocket_tls_client.as_ref();
                 let ws = super::websocket::connect(tcp, ws, tls).await?;
-                Ok(Wire::WebSocket(Box::new(ws)))
+                Ok(Wire::websocket(ws))
             }
         }
     }

@@ -54,7 +54,7 @@ impl Endpoints {
 
     /// The endpoint to dial `to` from: a listening one of the same family, else the family's
     /// client endpoint.
-    fn for_dial(&self, to: SocketAddr) -> std::io::Result<quinn::Endpoint> {
+    fn for_dial(&self, to: SocketAddr, config: &NodeConfig) -> std::io::Result<quinn::Endpoint> {
         let mut st = self.lock();
         let same_family =
             |e: &quinn::Endpoint| e.local_addr().is_ok_and(|a| a.is_ipv4() == to.is_ipv4());
@@ -74,7 +74,7 @@ impl Endpoints {
         } else {
             Ipv6Addr::UNSPECIFIED.into()
         };
-        let e = quinn::Endpoint::client(SocketAddr::new(any, 0))?;
+        let e = super::quic_socket::endpoint(SocketAddr::new(any, 0), None, config)?;
         *slot = Some(e.clone());
         Ok(e)
     }
@@ -280,7 +280,8 @@ impl Shared {
         addr: SocketAddr,
         config: quinn::ServerConfig,
     ) -> Result<SocketAddr, ListenError> {
-        let endpoint = quinn::Endpoint::server(config, addr).map_err(ListenError::Io)?;
+        let endpoint = super::quic_socket::endpoint(addr, Some(config), &self.config)
+            .map_err(ListenError::Io)?;
         let local = endpoint.local_addr().map_err(ListenError::Io)?;
         self.quic.lock().listening.push(endpoint.clone());
         let task = tokio::spawn(accept_loop(self.clone(), endpoint, multiaddr(local)));
@@ -302,7 +303,7 @@ impl Shared {
             addr: addr.clone(),
             error: Arc::new(e),
         };
-        let endpoint = self.quic.for_dial(to).map_err(transport)?;
+        let endpoint = self.quic.for_dial(to, &self.config).map_err(transport)?;
         let (config, refusal) = client_config(&self.security.tls, &self.config)
             .map_err(|e| transport(std::io::Error::other(e)))?;
         let connecting = endpoint

@@ -52,29 +52,61 @@ impl Security {
     }
 }
 
-/// The byte stream a connection's security runs on: TCP, or a WebSocket over TCP.
+/// The byte stream a connection's security runs on: TCP, or a WebSocket over TCP; with the
+/// metrics feature it counts the bytes it carries.
 #[derive(Debug)]
-pub(crate) enum Wire {
+pub(crate) struct Wire {
+    stream: WireStream,
+    #[cfg(feature = "metrics")]
+    tally: Option<crate::metrics::node::WireTally>,
+}
+
+#[derive(Debug)]
+enum WireStream {
     Tcp(TcpStream),
     #[cfg(feature = "websocket")]
     WebSocket(Box<super::websocket::WsConnection>),
 }
 
 impl Wire {
+    fn of(stream: WireStream) -> Self {
+        Wire {
+            stream,
+            #[cfg(feature = "metrics")]
+            tally: None,
+        }
+    }
+
+    /// A WebSocket connection (its HTTP upgrade done).
+    #[cfg(feature = "websocket")]
+    pub(crate) fn websocket(ws: super::websocket::WsConnection) -> Self {
+        Self::of(WireStream::WebSocket(Box::new(ws)))
+    }
+
     /// Sets the node's TCP socket options (nodelay, keepalive, buffers) on the socket under it.
     fn apply(&self, options: &crate::transport::tcp::SocketOptions) -> io::Result<()> {
-        let tcp = match self {
-            Wire::Tcp(t) => t,
+        let tcp = match &self.stream {
+            WireStream::Tcp(t) => t,
             #[cfg(feature = "websocket")]
-            Wire::WebSocket(ws) => ws.get_ref().tcp(),
+            WireStream::WebSocket(ws) => ws.get_ref().tcp(),
         };
         options.apply(tcp)
+    }
+
+    /// The transport's name in the metrics.
+    #[cfg(feature = "metrics")]
+    fn transport(&self) -> &'static str {
+        match &self.stream {
+            WireStream::Tcp(_) => "tcp",
+            #[cfg(feature = "websocket")]
+            WireStream::WebSocket(_) => "websocket",
+        }
     }
 }
 
 impl From<TcpStream> for Wire {
     fn from(tcp: TcpStream) -> Self {
-        Wire::Tcp(tcp)
+        Self::of(WireStream::Tcp(tcp))
     }
 }
 
@@ -145,7 +177,7 @@ pub(crate) struct SecurityConfigs {
 /// `proposal` (or the first configured) alone, lazily; the listener accepts any configured security protocol. A refusal of
 /// the proposal shows as an error [`refused_security`] recognises.
 pub(crate) async fn upgrade(
-    wire: Wire,
+    #[cfg_attr(not(feature = "metrics"), allow(unused_mut))] mut wire: Wire,
     security: &SecurityConfigs,
     config: &NodeConfig,
     endpoint: Endpoint,
@@ -154,6 +186,10 @@ pub(crate) async fn upgrade(
 ) -> Result<(Muxed, PeerId), UpgradeError> {
     if let Err(e) = wire.apply(&config.socket) {
         tracing::debug!(error = %e, "node connection: socket options not set");
+    }
+    #[cfg(feature = "metrics")]
+    {
+        wire.tally = Some(config.metrics.inner.wire_tally(wire.transport()));
     }
     let dialer = endpoint == Endpoint::Dialer;
     let offered = &config.security;
@@ -308,14 +344,14 @@ impl AsyncWrite for Secured {
 }
 
 macro_rules! wire {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self.get_mut() {
-            Wire::Tcp($s) => {
+    ($stream:expr, $s:ident => $e:expr) => {
+        match $stream {
+            WireStream::Tcp($s) => {
                 let $s = Pin::new($s);
                 $e
             }
             #[cfg(feature = "websocket")]
-            Wire::WebSocket($s) => {
+            WireStream::WebSocket($s) => {
                 let $s = Pin::new(&mut **$s);
                 $e
             }
@@ -329,7 +365,15 @@ impl AsyncRead for Wire {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        wire!(self, s => s.poll_read(cx, buf))
+        let this = self.get_mut();
+        #[cfg(feature = "metrics")]
+        let before = buf.filled().len();
+        let read = wire!(&mut this.stream, s => s.poll_read(cx, buf));
+        #[cfg(feature = "metrics")]
+        if let Some(tally) = &this.tally {
+            tally.read(buf.filled().len() - before);
+        }
+        read
     }
 }
 
@@ -339,7 +383,10 @@ impl AsyncWrite for Wire {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        wire!(self, s => s.poll_write(cx, buf))
+        let this = self.get_mut();
+        let written = wire!(&mut this.stream, s => s.poll_write(cx, buf));
+        this.wrote(&written);
+        written
     }
 
     fn poll_write_vectored(
@@ -347,22 +394,35 @@ impl AsyncWrite for Wire {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        wire!(self, s => s.poll_write_vectored(cx, bufs))
+        let this = self.get_mut();
+        let written = wire!(&mut this.stream, s => s.poll_write_vectored(cx, bufs));
+        this.wrote(&written);
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Wire::Tcp(s) => s.is_write_vectored(),
+        match &self.stream {
+            WireStream::Tcp(s) => s.is_write_vectored(),
             #[cfg(feature = "websocket")]
-            Wire::WebSocket(s) => s.is_write_vectored(),
+            WireStream::WebSocket(s) => s.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        wire!(self, s => s.poll_flush(cx))
+        wire!(&mut self.get_mut().stream, s => s.poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        wire!(self, s => s.poll_shutdown(cx))
+        wire!(&mut self.get_mut().stream, s => s.poll_shutdown(cx))
+    }
+}
+
+impl Wire {
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    fn wrote(&self, written: &Poll<io::Result<usize>>) {
+        #[cfg(feature = "metrics")]
+        if let (Some(tally), Poll::Ready(Ok(n))) = (&self.tally, written) {
+            tally.written(*n);
+        }
     }
 }

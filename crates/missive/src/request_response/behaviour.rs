@@ -145,6 +145,8 @@ struct Core<C: Codec> {
     pending_inbound: Mutex<HashMap<u64, PeerId>>,
     events: Arc<EventQueue<EventOf<C>>>,
     handler: OnceLock<Handler<C>>,
+    #[cfg(feature = "metrics")]
+    metrics: Arc<crate::metrics::request_response::RrHandles>,
 }
 
 impl<C: Codec> Drop for Core<C> {
@@ -188,7 +190,16 @@ impl<C: Codec> Behaviour<C> {
             }
         }
         let events = Arc::new(EventQueue::new(config.event_capacity));
+        #[cfg(feature = "metrics")]
+        let metrics = config.metrics.for_protocol(
+            outbound
+                .first()
+                .or(inbound.first())
+                .map_or("", |(name, _)| name.as_ref()),
+        );
         let core = Arc::new(Core {
+            #[cfg(feature = "metrics")]
+            metrics,
             codec: Mutex::new(codec),
             limits: Arc::new(Limits::new(
                 config.max_concurrent_streams,
@@ -409,16 +420,16 @@ impl<C: Codec> Core<C> {
     fn emit(&self, event: EventOf<C>) {
         #[cfg(feature = "metrics")]
         match &event {
-            Event::ResponseSent { .. } => self.config.metrics.inner.inbound_ended(None),
+            Event::ResponseSent { .. } => self.metrics.inbound_ended(None),
             Event::InboundFailure { error, .. } => {
-                self.config.metrics.inner.inbound_ended(Some(error));
+                self.metrics.inbound_ended(Some(error));
             }
             _ => {}
         }
         let _dropped = self.events.push(event);
         #[cfg(feature = "metrics")]
         if _dropped {
-            self.config.metrics.inner.events_dropped.inc();
+            self.metrics.events_dropped.inc();
         }
     }
 
@@ -431,7 +442,7 @@ impl<C: Codec> Core<C> {
         request: C::Request,
     ) -> Result<(ConnectionId, C::Response), (Option<ConnectionId>, OutboundFailure)> {
         #[cfg(feature = "metrics")]
-        let record = self.config.metrics.inner.outbound();
+        let record = self.metrics.outbound();
         let result = self.outbound_exchange(node, peer, addresses, request).await;
         match &result {
             Ok((connection, _)) => tracing::debug!(connection = connection.0, "response received"),
@@ -577,7 +588,7 @@ impl<C: Codec> Core<C> {
                 lock(&self.pending_inbound).insert(request_id.0, peer);
                 let untrack = UntrackInbound(self.clone(), request_id);
                 #[cfg(feature = "metrics")]
-                let _in_flight = self.config.metrics.inner.inbound();
+                let _in_flight = self.metrics.inbound();
                 let span = tracing::debug_span!("rr_inbound", id = request_id.0, %peer, protocol = stream.protocol().as_str());
                 let inbound = self.inbound(peer, (stream, slots), protocol, untrack);
                 tracing::Instrument::instrument(inbound, span).await;

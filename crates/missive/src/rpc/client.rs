@@ -462,7 +462,8 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
     /// See [`CallError`].
     pub async fn call_with(&self, request: Req, options: CallOptions) -> Result<Resp, CallError> {
         #[cfg(feature = "metrics")]
-        let mut record = UnaryRecord::new(&self.shared.metrics);
+        let mut record =
+            CallRecord::new(&self.shared.metrics, crate::metrics::rpc::CallKind::Unary);
         let result = self.unary(request, options).await;
         #[cfg(feature = "metrics")]
         record.finish(&result);
@@ -507,10 +508,17 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
         request: Req,
         options: CallOptions,
     ) -> Result<ResponseStream<Req, Resp>, CallError> {
-        self.permit().await?;
-        let (tx, rx) = futures_channel::mpsc::channel(self.shared.config.stream_buffer);
-        let deadline = options.deadline.flatten();
-        let (key, id) = self.submit(request, &options, Completion::Stream(tx), deadline)?;
+        #[cfg(feature = "metrics")]
+        let mut record = CallRecord::new(
+            &self.shared.metrics,
+            crate::metrics::rpc::CallKind::ServerStream,
+        );
+        let submitted = self.open_stream(request, &options).await;
+        #[cfg(feature = "metrics")]
+        if let Err(e) = &submitted {
+            record.end(Some(e));
+        }
+        let (rx, key, id) = submitted?;
         Ok(ResponseStream {
             rx,
             cancel: Some(OwnedCancel {
@@ -518,7 +526,21 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
                 key,
                 id,
             }),
+            #[cfg(feature = "metrics")]
+            record,
         })
+    }
+
+    async fn open_stream(
+        &self,
+        request: Req,
+        options: &CallOptions,
+    ) -> Result<(futures_channel::mpsc::Receiver<StreamItem<Resp>>, u64, u64), CallError> {
+        self.permit().await?;
+        let (tx, rx) = futures_channel::mpsc::channel(self.shared.config.stream_buffer);
+        let deadline = options.deadline.flatten();
+        let (key, id) = self.submit(request, options, Completion::Stream(tx), deadline)?;
+        Ok((rx, key, id))
     }
 
     /// A client-streaming call: the first request opens it, more follow through the
@@ -544,10 +566,24 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
         request: Req,
         options: CallOptions,
     ) -> Result<(RequestSink<Req, Resp>, ResponseFuture<Req, Resp>), CallError> {
-        self.permit().await?;
-        let deadline = options.deadline.unwrap_or(self.shared.config.deadline);
-        let (tx, rx) = oneshot::channel();
-        let (key, id) = self.submit(request, &options, Completion::Unary(tx), deadline)?;
+        #[cfg(feature = "metrics")]
+        let mut record = CallRecord::new(
+            &self.shared.metrics,
+            crate::metrics::rpc::CallKind::ClientStream,
+        );
+        let submitted = async {
+            self.permit().await?;
+            let deadline = options.deadline.unwrap_or(self.shared.config.deadline);
+            let (tx, rx) = oneshot::channel();
+            let (key, id) = self.submit(request, &options, Completion::Unary(tx), deadline)?;
+            Ok::<_, CallError>((rx, key, id))
+        }
+        .await;
+        #[cfg(feature = "metrics")]
+        if let Err(e) = &submitted {
+            record.end(Some(e));
+        }
+        let (rx, key, id) = submitted?;
         Ok((
             self.sink(key, id),
             ResponseFuture {
@@ -557,6 +593,8 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
                     key,
                     id,
                 }),
+                #[cfg(feature = "metrics")]
+                record,
             },
         ))
     }
@@ -583,7 +621,12 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
         request: Req,
         options: CallOptions,
     ) -> Result<(RequestSink<Req, Resp>, ResponseStream<Req, Resp>), CallError> {
-        let stream = self.server_stream_with(request, options).await?;
+        #[cfg_attr(not(feature = "metrics"), allow(unused_mut))]
+        let mut stream = self.server_stream_with(request, options).await?;
+        #[cfg(feature = "metrics")]
+        {
+            stream.record.kind = crate::metrics::rpc::CallKind::Bidi;
+        }
         let cancel = stream
             .cancel
             .as_ref()
@@ -662,55 +705,66 @@ impl<Req: Message, Resp: Message> Client<Req, Resp> {
     }
 }
 
-/// A unary call waiting for its result; dropped before the result arrived, it cancels the
-/// call on the server.
-/// A unary call's outcome for the metrics; a call whose future was dropped first is
-/// `abandoned`.
+/// One call's outcome for the metrics: its kind, when it started, and whether it ended (a call
+/// whose future, stream or response was dropped first is `abandoned`).
 #[cfg(feature = "metrics")]
-struct UnaryRecord {
+struct CallRecord {
     side: Arc<crate::metrics::rpc::SideMetrics>,
+    kind: crate::metrics::rpc::CallKind,
     started: std::time::Instant,
     ended: bool,
 }
 
 #[cfg(feature = "metrics")]
-impl UnaryRecord {
-    fn new(side: &Arc<crate::metrics::rpc::SideMetrics>) -> Self {
-        UnaryRecord {
+impl CallRecord {
+    fn new(
+        side: &Arc<crate::metrics::rpc::SideMetrics>,
+        kind: crate::metrics::rpc::CallKind,
+    ) -> Self {
+        CallRecord {
             side: side.clone(),
+            kind,
             started: std::time::Instant::now(),
             ended: false,
         }
     }
 
     fn finish<R>(&mut self, result: &Result<R, CallError>) {
-        use crate::metrics::rpc::{CallKind, status_label};
-        self.ended = true;
-        let status = match result {
-            Ok(_) => return self.side.ok(CallKind::Unary, self.started),
-            Err(CallError::ConnectionClosed) => "connection_closed",
-            Err(CallError::DeadlineExceeded) => "deadline_exceeded",
-            Err(CallError::TooManyInFlight) => "too_many_in_flight",
-            Err(CallError::DuplicateId(_)) => "duplicate_id",
-            Err(CallError::Cancelled) => "cancelled",
-            Err(CallError::Failed(status)) => status_label(status.code()),
-            Err(CallError::Encode(_)) => "encode",
-            Err(CallError::UnexpectedEnd) => "unexpected_end",
+        self.end(result.as_ref().err());
+    }
+
+    /// The call ended: `None` when it ended well.
+    fn end(&mut self, error: Option<&CallError>) {
+        use crate::metrics::rpc::status_label;
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
+        let status = match error {
+            None => return self.side.ok(self.kind, self.started),
+            Some(CallError::ConnectionClosed) => "connection_closed",
+            Some(CallError::DeadlineExceeded) => "deadline_exceeded",
+            Some(CallError::TooManyInFlight) => "too_many_in_flight",
+            Some(CallError::DuplicateId(_)) => "duplicate_id",
+            Some(CallError::Cancelled) => "cancelled",
+            Some(CallError::Failed(status)) => status_label(status.code()),
+            Some(CallError::Encode(_)) => "encode",
+            Some(CallError::UnexpectedEnd) => "unexpected_end",
         };
-        self.side.ended(CallKind::Unary, status);
+        self.side.ended(self.kind, status);
     }
 }
 
 #[cfg(feature = "metrics")]
-impl Drop for UnaryRecord {
+impl Drop for CallRecord {
     fn drop(&mut self) {
         if !self.ended {
-            self.side
-                .ended(crate::metrics::rpc::CallKind::Unary, "abandoned");
+            self.side.ended(self.kind, "abandoned");
         }
     }
 }
 
+/// A unary call waiting for its result; dropped before the result arrived, it cancels the
+/// call on the server.
 struct PendingCall<'a, Req, Resp> {
     tx: &'a inbox::Sender<Command<Req, Resp>>,
     key: u64,
@@ -751,6 +805,8 @@ impl<Req, Resp> OwnedCancel<Req, Resp> {
 pub struct ResponseStream<Req, Resp> {
     rx: futures_channel::mpsc::Receiver<StreamItem<Resp>>,
     cancel: Option<OwnedCancel<Req, Resp>>,
+    #[cfg(feature = "metrics")]
+    record: CallRecord,
 }
 
 impl<Req, Resp> std::fmt::Debug for ResponseStream<Req, Resp> {
@@ -769,23 +825,17 @@ impl<Req, Resp> Stream for ResponseStream<Req, Resp> {
         let Some(_) = this.cancel else {
             return Poll::Ready(None);
         };
-        match Pin::new(&mut this.rx).poll_next(cx) {
+        let end = match Pin::new(&mut this.rx).poll_next(cx) {
             Poll::Ready(Some(Ok(Some(r)))) => return Poll::Ready(Some(Ok(r))),
-            Poll::Ready(Some(Ok(None))) => {
-                this.cancel = None;
-                return Poll::Ready(None);
-            }
-            Poll::Ready(Some(Err(e))) => {
-                this.cancel = None;
-                return Poll::Ready(Some(Err(e)));
-            }
-            Poll::Ready(None) => {
-                this.cancel = None;
-                return Poll::Ready(Some(Err(CallError::ConnectionClosed)));
-            }
-            Poll::Pending => {}
-        }
-        Poll::Pending
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(Ok(None))) => Ok(()),
+            Poll::Ready(Some(Err(e))) => Err(e),
+            Poll::Ready(None) => Err(CallError::ConnectionClosed),
+        };
+        this.cancel = None;
+        #[cfg(feature = "metrics")]
+        this.record.finish(&end);
+        Poll::Ready(end.err().map(Err))
     }
 }
 
@@ -802,6 +852,8 @@ impl<Req, Resp> Drop for ResponseStream<Req, Resp> {
 pub struct ResponseFuture<Req, Resp> {
     rx: oneshot::Receiver<Result<Resp, CallError>>,
     cancel: Option<OwnedCancel<Req, Resp>>,
+    #[cfg(feature = "metrics")]
+    record: CallRecord,
 }
 
 impl<Req, Resp> std::fmt::Debug for ResponseFuture<Req, Resp> {
@@ -817,7 +869,10 @@ impl<Req, Resp> Future for ResponseFuture<Req, Resp> {
         let this = &mut *self;
         if let Poll::Ready(r) = Pin::new(&mut this.rx).poll(cx) {
             this.cancel = None;
-            return Poll::Ready(r.unwrap_or(Err(CallError::ConnectionClosed)));
+            let result = r.unwrap_or(Err(CallError::ConnectionClosed));
+            #[cfg(feature = "metrics")]
+            this.record.finish(&result);
+            return Poll::Ready(result);
         }
         Poll::Pending
     }

@@ -1,4 +1,5 @@
-//! Byte-stream transports: TCP, Unix domain sockets, TLS over TCP and an in-memory pipe for tests.
+//! Byte-stream transports: TCP, Unix domain sockets, TLS over TCP and an in-memory pipe for tests;
+//! and the UDP sockets the node's QUIC runs on.
 //!
 //! Every protocol layer of missive that runs over a plain byte stream (`queue`, `rpc`) accepts any
 //! [`tokio::io::AsyncRead`] + [`tokio::io::AsyncWrite`]; this module holds the ready-made ones and the
@@ -78,6 +79,8 @@ pub(crate) use certificate::{CertificateParams, EcdsaKey};
 pub mod tcp;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "p2p")]
+pub mod udp;
 #[cfg(all(feature = "unix", unix))]
 pub mod unix;
 
