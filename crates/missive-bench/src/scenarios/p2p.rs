@@ -732,6 +732,8 @@ mod tests {
             let systems: Vec<_> = scenario.entries.iter().map(|e| e.system).collect();
             if scenario.name.ends_with("-quic") || scenario.name.ends_with("-ws") {
                 assert_eq!(systems, ["missive", LIBP2P], "{}", scenario.name);
+            } else if scenario.name == "stream-bulk" {
+                assert_eq!(systems, ["missive", LIBP2P, "raw", "aead"], "{}", scenario.name);
             } else {
                 assert_eq!(systems, ["missive", LIBP2P, "raw"], "{}", scenario.name);
             }
