@@ -273,6 +273,11 @@ pub(crate) fn refused_security(e: &UpgradeError) -> bool {
     }
 }
 
+/// The largest yamux frame body the node sends: a bulk write of 64 KiB goes out as one frame
+/// (yamux's default of 16 KiB makes four, each with its own allocation, header and wake-up),
+/// within the peer's initial window of 256 KiB.
+const SPLIT_SEND_SIZE: usize = 64 * 1024;
+
 /// Yamux settings: the stream cap sits above the node's own per-connection limit, so that the
 /// node refuses an extra stream (reset) before yamux would end the whole connection for it.
 fn yamux_config(config: &NodeConfig) -> yamux::Config {
@@ -282,6 +287,7 @@ fn yamux_config(config: &NodeConfig) -> yamux::Config {
     let mut c = yamux::Config::default();
     c.set_max_connection_receive_window(Some(window));
     c.set_max_num_streams(max_streams);
+    c.set_split_send_size(SPLIT_SEND_SIZE);
     c
 }
 
