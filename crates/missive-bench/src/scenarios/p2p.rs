@@ -733,7 +733,12 @@ mod tests {
             if scenario.name.ends_with("-quic") || scenario.name.ends_with("-ws") {
                 assert_eq!(systems, ["missive", LIBP2P], "{}", scenario.name);
             } else if scenario.name == "stream-bulk" {
-                assert_eq!(systems, ["missive", LIBP2P, "raw", "aead"], "{}", scenario.name);
+                assert_eq!(
+                    systems,
+                    ["missive", LIBP2P, "raw", "aead"],
+                    "{}",
+                    scenario.name
+                );
             } else {
                 assert_eq!(systems, ["missive", LIBP2P, "raw"], "{}", scenario.name);
             }
