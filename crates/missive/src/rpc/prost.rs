@@ -151,7 +151,9 @@ mod tests {
         let mut server: ProstCodec<Response, Request> = ProstCodec::default();
         let mut wire = BytesMut::new();
         for body in [&b"first body of 64 bytes, or so"[..], &[7u8; 64][..]] {
-            let frame = client.encode(Request::unary(body.to_vec())).expect("encode");
+            let frame = client
+                .encode(Request::unary(body.to_vec()))
+                .expect("encode");
             wire.extend_from_slice(&frame);
         }
         let range = wire.as_ptr_range();
