@@ -3,6 +3,15 @@
 //! in-flight window allows in one write, and reads responses in another future of the same task;
 //! the server writes back every complete frame of each read. Nothing is parsed beyond the length
 //! prefix: this is the limit of the wire.
+//!
+//! What raw does per call, and the libraries do besides: the client copies one frame (prefix,
+//! sequence number, body: about 70 bytes) into its batch, reads the length prefix of the answer
+//! and compares its sequence number; the server reads the prefix and echoes the bytes as they
+//! came. No message is encoded or decoded, no call is registered or completed, nothing wakes
+//! anyone per call: a write or read system call carries a whole window (up to 1,024 frames). So
+//! the raw ratio at 64 and 1,024 in flight is how far a library is from the wire, its protobuf
+//! encoding and decoding (about 2,000 instructions per call with prost, both sides) included,
+//! while the ratio to protosocket-rpc, driven by the same callers, compares libraries.
 
 use std::io::IoSlice;
 use std::sync::atomic::AtomicU64;

@@ -1,5 +1,10 @@
 //! Protobuf messages with protosocket-prost framing: unsigned LEB128 length ‖ protobuf bytes.
 //!
+//! Decoding copies no body: each frame is split off the connection's read buffer, so `bytes`
+//! fields declared with `bytes = "bytes"` are slices of it (as tokio-util's framed readers
+//! hand out). A slice keeps the buffer it came from (16 KiB or more) alive; copy a body that
+//! is kept long after its call (`Bytes::copy_from_slice`).
+//!
 //! ```
 //! use missive::rpc::echo::{Request, Response};
 //! use missive::rpc::prost::ProstCodec;
