@@ -533,6 +533,10 @@ mod tests {
             ("rr-64", 2),
             ("rpc-16x1", 5),
             ("dial", 2),
+            ("stream-echo-quic", 2),
+            ("stream-bulk-quic", 2),
+            ("rr-seq-quic", 2),
+            ("dial-quic", 2),
         ] {
             for index in 0..systems {
                 run_counted_round(scenario, index, 37, 8)

@@ -346,3 +346,121 @@ async fn close_gives_up_waiting_for_a_silent_peer_after_the_linger_time() {
     assert!(!closed.peer_closed);
     assert_eq!(started.elapsed(), Duration::from_millis(300));
 }
+
+async fn next_datagram(reader: &mut Reader, i: u32) -> Datagram {
+    reader
+        .next()
+        .await
+        .unwrap_or_else(|| panic!("ended at {i}"))
+        .expect("datagram")
+}
+
+/// Queues the i-th test datagram with `feed_slice` (its payload copied from a borrowed slice).
+async fn feed_nth_as_slice(writer: &mut Writer, i: u32) {
+    let d = nth(i);
+    writer
+        .feed_slice(d.tag(), d.payload())
+        .await
+        .expect("feed_slice");
+}
+
+#[tokio::test]
+async fn feed_slice_and_feed_interleave_in_order_small_and_large() {
+    let (mut client, mut server) = tcp_pair().await;
+    let sender = tokio::spawn(async move {
+        let writer = client.writer();
+        for i in 0..3000u32 {
+            match i % 4 {
+                0 => writer.feed(nth(i)).await.expect("feed"),
+                1 | 2 => feed_nth_as_slice(writer, i).await,
+                // A payload past the copy threshold, by slice: it follows what feed queued.
+                _ => {
+                    let big = vec![(i % 251) as u8; 10_000 + i as usize];
+                    writer.feed_slice(9, &big).await.expect("feed_slice");
+                    writer
+                        .feed(Datagram::new(10, Bytes::from(big)))
+                        .await
+                        .expect("feed");
+                }
+            }
+        }
+        writer.flush().await.expect("flush");
+        client
+    });
+    for i in 0..3000u32 {
+        if i % 4 == 3 {
+            let big = vec![(i % 251) as u8; 10_000 + i as usize];
+            let a = next_datagram(server.reader(), i).await;
+            let b = next_datagram(server.reader(), i).await;
+            assert_eq!((a.tag(), &a.payload()[..]), (9, &big[..]), "slice {i}");
+            assert_eq!((b.tag(), &b.payload()[..]), (10, &big[..]), "bytes {i}");
+        } else {
+            assert_eq!(
+                next_datagram(server.reader(), i).await,
+                nth(i),
+                "datagram {i}"
+            );
+        }
+    }
+    drop(sender.await.expect("sender"));
+}
+
+#[tokio::test]
+async fn feed_slice_refuses_what_feed_refuses_and_queues_nothing() {
+    use missive::queue::SendError;
+    let (a, _b) = missive::transport::memory::pair(1 << 16);
+    let config = QueueConfig::default().with_max_frame_len(1024);
+    let mut conn = Connection::new(a, config);
+    let writer = conn.writer();
+    let too_large = writer.feed_slice(1, &[0; 1021]).await;
+    assert!(
+        matches!(
+            too_large,
+            Err(SendError::TooLarge {
+                len: 1021,
+                limit: 1020
+            })
+        ),
+        "{too_large:?}"
+    );
+    let empty = writer.feed_slice(1, &[]).await;
+    assert!(matches!(empty, Err(SendError::EmptyPayload)), "{empty:?}");
+    assert_eq!(writer.queued_bytes(), 0);
+    writer
+        .feed_slice(1, &[0; 1020])
+        .await
+        .expect("at the limit");
+    assert_eq!(writer.queued_bytes(), 1028);
+    writer.close().await.expect("close");
+    let closed = writer.feed_slice(1, b"late").await;
+    assert!(matches!(closed, Err(SendError::Closed)), "{closed:?}");
+}
+
+#[tokio::test]
+async fn feed_slice_waits_for_a_peer_that_stops_reading_with_bounded_memory() {
+    let send_buffer = 16 * 1024;
+    let (a, b) = missive::transport::memory::pair(8 * 1024);
+    let config = QueueConfig::default().with_send_buffer(send_buffer);
+    let (_, mut writer) = Connection::new(a, config).split();
+    let mut server = Connection::new(b, QueueConfig::default());
+    let mut queued = 0u32;
+    let blocked = loop {
+        assert!(queued < 100_000, "the sender never waited");
+        let d = nth(queued);
+        match writer.feed_slice(d.tag(), d.payload()).now_or_never() {
+            Some(result) => result.expect("feed_slice"),
+            None => break queued,
+        }
+        queued += 1;
+        assert!(writer.queued_bytes() <= send_buffer + 64 + 8);
+    };
+    assert!(blocked > 0);
+    let sender = tokio::spawn(async move {
+        for i in blocked..blocked + 1000 {
+            feed_nth_as_slice(&mut writer, i).await;
+        }
+        writer.flush().await.expect("flush");
+    });
+    expect_sequence(server.reader(), blocked + 1000).await;
+    sender.await.expect("sender");
+}

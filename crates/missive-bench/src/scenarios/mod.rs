@@ -11,6 +11,7 @@ use anyhow::{Context as _, anyhow};
 
 use crate::{RoundParams, Sample};
 
+mod aead;
 mod p2p;
 mod p2p_dial;
 mod p2p_idle;

@@ -16,8 +16,10 @@
 //!   confirmed divided by the time from the first write to the count's arrival.
 //!
 //! A third system, `raw`, runs the same traffic on a plain TCP connection (`TCP_NODELAY` on, no
-//! encryption, no multiplexing): the ceiling that any node stack's ratio is bounded by. The QUIC
-//! scenarios have no such ceiling: they compare the two stacks only.
+//! encryption, no multiplexing): the ceiling that any node stack's ratio is bounded by. In
+//! `stream-bulk`, a fourth, `aead`, is the crypto ceiling: the node's ChaCha20-Poly1305 sealing
+//! and opening the same bytes on one core (`scenarios/aead.rs`). The QUIC scenarios have no such
+//! ceiling: they compare the two stacks only.
 //!
 //! The rust-libp2p nodes run libp2p-stream's behaviour only (no ping), with the default TCP
 //! (`TCP_NODELAY` on), Noise and yamux configurations; missive's nodes run the default
@@ -109,6 +111,12 @@ pub(super) fn scenarios() -> Vec<Scenario> {
                     metric: "bytes_per_s",
                     unit: "B/s",
                     run: |p| raw_round(Traffic::Bulk, p),
+                },
+                Entry {
+                    system: "aead",
+                    metric: "bytes_per_s",
+                    unit: "B/s",
+                    run: super::aead::round,
                 },
             ],
         },

@@ -4,7 +4,10 @@
 //! writes `burst` datagrams through the system's sink, flushes, and repeats until the round's time
 //! is up, then closes. The receiver counts the datagrams that arrive intact and in order, from the
 //! first arrival to the end of the stream. The `raw` entry writes the same bytes by hand: the limit
-//! of this wire.
+//! of this wire. Each library is driven through its own sending API as its users would: missive's
+//! `Writer::feed_slice` (the payload copied from a borrowed slice into the write buffer, nothing
+//! allocated per datagram), Framed's `Sink<Bytes>` (a `Bytes` per frame, as that sink takes),
+//! connect's `ConnectDatagram`s.
 //!
 //! connect 0.2.4 hands everything queued since the last flush to one vectored write and forgets it,
 //! whatever the write took: over TCP a full socket drops the batch (or cuts a frame, after which
@@ -142,9 +145,7 @@ fn missive_round(params: &RoundParams, certs: Option<&'static Certs>) -> anyhow:
                         break;
                     }
                     for _ in 0..burst {
-                        let d =
-                            queue::Datagram::new(tag(seq), Bytes::copy_from_slice(&payload(seq)));
-                        writer.feed(d).await?;
+                        writer.feed_slice(tag(seq), &payload(seq)).await?;
                         seq += 1;
                     }
                     writer.flush().await?;

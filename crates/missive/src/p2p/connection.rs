@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::node::Shared;
 use super::stream_ends::{End, StreamEnds};
-use super::substream::Substream;
+use super::substream::{QuicStream, Substream};
 use super::upgrade::{Endpoint, MuxConnection};
 use super::{Multiaddr, NodeEvent, PeerId};
 
@@ -195,6 +195,10 @@ pub(crate) struct ConnectionHandle {
     pub(crate) id: ConnectionId,
     pub(crate) peer: PeerId,
     pub(crate) commands: mpsc::Sender<Command>,
+    /// A QUIC connection opens its streams on the caller's task: quinn's connection is
+    /// shared, so the hop through the connection's task (a command, a wake-up and a reply
+    /// per stream) buys nothing there.
+    pub(crate) quic: Option<quinn::Connection>,
     pub(crate) activity: Arc<Activity>,
     pub(crate) close: CancellationToken,
 }
@@ -211,12 +215,28 @@ impl ConnectionHandle {
     ) -> Result<(Substream, StreamGuard), StreamOpenFailure> {
         let guard = StreamGuard::try_new(&self.activity, max_streams)
             .ok_or(StreamOpenFailure::TooManyStreams)?;
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Open(tx))
-            .await
-            .map_err(|_| StreamOpenFailure::Closed)?;
-        let s = rx.await.map_err(|_| StreamOpenFailure::Closed)??;
+        let s = match &self.quic {
+            Some(conn) => {
+                if !self.is_alive() {
+                    return Err(StreamOpenFailure::Closed);
+                }
+                // Waits for the peer's stream credit; a connection that closes meanwhile
+                // fails it, and the driver learns the close from its own accept.
+                let (send, recv) = conn
+                    .open_bi()
+                    .await
+                    .map_err(|_| StreamOpenFailure::Closed)?;
+                Substream::Quic(QuicStream::new(send, recv))
+            }
+            None => {
+                let (tx, rx) = oneshot::channel();
+                self.commands
+                    .send(Command::Open(tx))
+                    .await
+                    .map_err(|_| StreamOpenFailure::Closed)?;
+                rx.await.map_err(|_| StreamOpenFailure::Closed)??
+            }
+        };
         let mut guard = guard;
         guard.watch(&s);
         Ok((s, guard))
@@ -274,17 +294,18 @@ pub(crate) fn new_connection(
     close: CancellationToken,
 ) -> Driver {
     let (tx, rx) = mpsc::channel(32);
-    let (conn, ends) = match muxed {
-        Muxed::Yamux { conn, ends } => (Muxer::Yamux(conn), ends),
-        Muxed::Quic(conn) => (Muxer::Quic(conn), Arc::default()),
+    let (conn, ends, quic) = match muxed {
+        Muxed::Yamux { conn, ends } => (Muxer::Yamux(conn), ends, None),
+        Muxed::Quic(conn) => (Muxer::Quic(conn.clone()), Arc::default(), Some(conn)),
         #[cfg(feature = "webtransport")]
-        Muxed::WebTransport(wt) => (Muxer::WebTransport(wt), Arc::default()),
+        Muxed::WebTransport(wt) => (Muxer::WebTransport(wt), Arc::default(), None),
     };
     Driver {
         handle: ConnectionHandle {
             id,
             peer,
             commands: tx,
+            quic,
             activity: Arc::new(Activity::new(id, close.clone(), ends, remote_addr)),
             close,
         },

@@ -13,13 +13,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
-use futures_util::stream::FuturesUnordered;
 use rustls_pki_types::CertificateDer;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::connection::{CloseCause, Command, Driver, Muxed, StreamOpenFailure, on_inbound};
+use super::connection::{CloseCause, Driver, Muxed, on_inbound};
 use super::events::{DialError, IncomingError, ListenError, NodeEvent};
 use super::node::Shared;
 use super::substream::{QuicStream, Substream};
@@ -406,20 +403,9 @@ async fn handshake(
     shared.inbound_done(result, remote_addr).await;
 }
 
-type Opening = std::pin::Pin<
-    Box<
-        dyn std::future::Future<
-                Output = (
-                    oneshot::Sender<Result<Substream, StreamOpenFailure>>,
-                    Result<(quinn::SendStream, quinn::RecvStream), quinn::ConnectionError>,
-                ),
-            > + Send,
-    >,
->;
-
 impl Driver {
-    /// Runs a QUIC connection: opens the streams asked for, admits the peer's, closes when
-    /// idle, on request or at shutdown.
+    /// Runs a QUIC connection: admits the peer's streams, closes when idle, on request or at
+    /// shutdown. Outbound streams open without it ([`super::connection::ConnectionHandle::open`]).
     pub(crate) async fn drive_quic(
         &mut self,
         shared: &Arc<Shared>,
@@ -430,8 +416,6 @@ impl Driver {
         tokio::pin!(idle_timer);
         let cancelled = self.handle.close.clone().cancelled_owned();
         tokio::pin!(cancelled);
-        let mut opening: FuturesUnordered<Opening> = FuturesUnordered::new();
-        let mut commands_open = true;
         let cause = loop {
             tokio::select! {
                 () = &mut cancelled => {
@@ -441,20 +425,6 @@ impl Driver {
                         CloseCause::LocalClose
                     };
                 }
-                command = self.commands.recv(), if commands_open => match command {
-                    Some(Command::Open(tx)) => {
-                        let conn = conn.clone();
-                        opening.push(Box::pin(async move { (tx, conn.open_bi().await) }));
-                    }
-                    None => commands_open = false,
-                },
-                Some((tx, opened)) = opening.next() => match opened {
-                    // A caller that gave up drops the stream, which resets it.
-                    Ok((send, recv)) => {
-                        let _ = tx.send(Ok(Substream::Quic(QuicStream::new(send, recv))));
-                    }
-                    Err(e) => break close_cause(e),
-                },
                 accepted = conn.accept_bi() => match accepted {
                     Ok((send, recv)) => on_inbound(
                         shared,
@@ -465,7 +435,7 @@ impl Driver {
                 },
                 () = &mut idle_timer => {
                     match self.handle.activity.idle_since() {
-                        Some(since) if opening.is_empty() => {
+                        Some(since) => {
                             let deadline = since + idle_timeout;
                             if Instant::now() >= deadline {
                                 break CloseCause::IdleTimeout;

@@ -35,6 +35,13 @@ const SIZE_OVERHEAD: usize = 4;
 /// claim, and memory follows what actually arrives.
 const RESERVE_STEP: usize = 64 * 1024;
 
+/// The header of a frame: size (the payload's length and [`SIZE_OVERHEAD`]), version, tag.
+pub(crate) fn frame_header(version: u16, tag: u16, payload_len: usize) -> [u8; HEADER_LEN] {
+    let size = u32::try_from(payload_len + SIZE_OVERHEAD)
+        .expect("payload length is checked against the frame limit before encoding");
+    (u64::from(size) << 32 | u64::from(version) << 16 | u64::from(tag)).to_be_bytes()
+}
+
 /// One message of the queue: a payload labelled with a tag chosen by the application.
 ///
 /// The payload is [`Bytes`], so a received datagram is a view into the connection's read buffer and
@@ -106,9 +113,7 @@ impl Datagram {
     /// # Panics
     /// As [`Datagram::encode_header`].
     pub(crate) fn header(&self) -> [u8; HEADER_LEN] {
-        let size = u32::try_from(self.payload.len() + SIZE_OVERHEAD)
-            .expect("payload length is checked against the frame limit before encoding");
-        (u64::from(size) << 32 | u64::from(self.version) << 16 | u64::from(self.tag)).to_be_bytes()
+        frame_header(self.version, self.tag, self.payload.len())
     }
 
     /// Writes the whole frame (header and payload) into `dst`.

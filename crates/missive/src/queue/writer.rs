@@ -11,7 +11,7 @@ use futures_sink::Sink;
 use tokio::io::AsyncWrite;
 
 use super::config::QueueConfig;
-use super::datagram::Datagram;
+use super::datagram::{Datagram, HEADER_LEN, VERSION, frame_header};
 use crate::transport::Address;
 
 /// Payloads at least this long are queued by reference and written vectored instead of copied into
@@ -109,6 +109,55 @@ impl Writer {
         }
     }
 
+    /// Queues a datagram of `tag` (version [`VERSION`](super::datagram::VERSION)) whose payload is copied
+    /// from `payload`, waiting while the send buffer is full, as [`Writer::feed`] does: no
+    /// [`Datagram`] and no `Bytes` is made for it, so a producer that keeps its payloads in a
+    /// buffer of its own pays one copy and no allocation per datagram.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use futures_util::StreamExt;
+    /// use missive::queue::{Connection, QueueConfig};
+    ///
+    /// let (a, b) = missive::transport::memory::pair(64 * 1024);
+    /// let (mut a, mut b) = (Connection::new(a, QueueConfig::default()), Connection::new(b, QueueConfig::default()));
+    /// let mut scratch = Vec::new();
+    /// for i in 0..3u8 {
+    ///     scratch.clear();
+    ///     scratch.extend_from_slice(&[i; 16]);
+    ///     a.writer().feed_slice(7, &scratch).await?;
+    /// }
+    /// a.writer().flush().await?;
+    /// let third = b.reader().nth(2).await.expect("a datagram")?;
+    /// assert_eq!((third.tag(), &third.payload()[..]), (7, &[2u8; 16][..]));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Writer::feed`]: [`SendError::TooLarge`], [`SendError::EmptyPayload`], a closed or
+    /// failed writer.
+    ///
+    /// # Cancel safety
+    /// As [`Writer::feed`]: dropped while it waits for room, nothing was queued.
+    pub async fn feed_slice(&mut self, tag: u16, payload: &[u8]) -> Result<(), SendError> {
+        self.check_payload(payload.len())?;
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_ready(cx)).await?;
+        let header = frame_header(VERSION, tag, payload.len());
+        let frame_len = HEADER_LEN + payload.len();
+        self.queued += frame_len;
+        #[cfg(feature = "metrics")]
+        {
+            self.counts.datagrams += 1;
+            self.counts.bytes += frame_len as u64;
+        }
+        self.staging.reserve(frame_len);
+        self.staging.extend_from_slice(&header);
+        self.staging.extend_from_slice(payload);
+        Ok(())
+    }
+
     /// Queues `datagram` and writes everything queued to the transport.
     pub async fn send(&mut self, datagram: Datagram) -> Result<(), SendError> {
         futures_util::SinkExt::send(self, datagram).await
@@ -144,6 +193,22 @@ impl Writer {
     /// The peer's address.
     pub fn peer_addr(&self) -> &Address {
         &self.peer
+    }
+
+    /// Refuses a payload of `len` bytes that the peer must not receive (too large, or empty
+    /// unless allowed), and a writer that is not open.
+    fn check_payload(&self, len: usize) -> Result<(), SendError> {
+        self.check_open()?;
+        if len > self.max_payload {
+            return Err(SendError::TooLarge {
+                len,
+                limit: self.max_payload,
+            });
+        }
+        if len == 0 && !self.empty_payloads {
+            return Err(SendError::EmptyPayload);
+        }
+        Ok(())
     }
 
     fn check_open(&self) -> Result<(), SendError> {
@@ -247,17 +312,7 @@ impl Sink<Datagram> for Writer {
     }
 
     fn start_send(mut self: Pin<&mut Self>, datagram: Datagram) -> Result<(), SendError> {
-        self.check_open()?;
-        let len = datagram.payload().len();
-        if len > self.max_payload {
-            return Err(SendError::TooLarge {
-                len,
-                limit: self.max_payload,
-            });
-        }
-        if len == 0 && !self.empty_payloads {
-            return Err(SendError::EmptyPayload);
-        }
+        self.check_payload(datagram.payload().len())?;
         self.enqueue(datagram);
         Ok(())
     }
