@@ -806,3 +806,67 @@ async fn rpc_bidi_stream_past_its_own_deadline_fails_and_cancels_on_server() {
     assert!(responses.next().await.is_none());
     assert!(dropped.recv().await.is_some());
 }
+
+#[tokio::test]
+async fn rpc_unary_work_is_dropped_when_it_completes() {
+    // The server keeps the allocations of finished unary futures for the next rpcs: the
+    // futures themselves (and what they hold) must still go when they complete.
+    struct Holding(Arc<()>);
+    /// A future that holds its share of the count until it is dropped, finished or not.
+    struct Guarded {
+        _held: Arc<()>,
+        inner: Pin<Box<dyn Future<Output = Result<Response, Status>> + Send>>,
+    }
+    impl Future for Guarded {
+        type Output = Result<Response, Status>;
+        fn poll(
+            self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Self::Output> {
+            self.get_mut().inner.as_mut().poll(cx)
+        }
+    }
+    impl Service for Holding {
+        type Request = Request;
+        type Response = Response;
+        type Unary = Guarded;
+        type Stream = BoxStream<'static, Result<Response, Status>>;
+        fn call(
+            &mut self,
+            request: Request,
+            _: &mut CallContext<Request>,
+        ) -> Reply<Self::Unary, Self::Stream> {
+            Reply::Unary(Guarded {
+                _held: self.0.clone(),
+                inner: Box::pin(async move {
+                    // Every other rpc waits a little, so boxes are taken and given back in
+                    // another order than the rpcs started.
+                    if request.body.first().is_some_and(|b| b % 2 == 1) {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    Ok(Response {
+                        body: request.body,
+                        ..Response::default()
+                    })
+                }),
+            })
+        }
+    }
+    let guard = Arc::new(());
+    let (client, _server) = connect(Holding(guard.clone()));
+    for i in 0..20u8 {
+        let response = client.call(Request::unary(vec![i])).await.expect("call");
+        assert_eq!(&response.body[..], [i]);
+        // This test and the service hold it; the finished rpc does not.
+        assert_eq!(Arc::strong_count(&guard), 2, "call {i}: its work was kept");
+    }
+    let calls = (0..40u8).map(|i| client.call(Request::unary(vec![i])));
+    for (i, response) in futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(&response.expect("call").body[..], [i as u8]);
+    }
+    assert_eq!(Arc::strong_count(&guard), 2);
+}

@@ -15,7 +15,7 @@ use protosocket_rpc::client::{Configuration, TcpStreamConnector};
 use protosocket_rpc::server::{ConnectionService, RpcKind, SocketRpcServer, SocketService};
 use tokio::sync::mpsc;
 
-use super::rpc::{Body, Shape, drive, server_limit};
+use super::rpc::{Body, Shape, drive, in_task, server_limit};
 use super::{SETUP_TIMEOUT, free_port, tokio_runtime, two_sides};
 use crate::{RoundParams, Sample};
 
@@ -219,27 +219,31 @@ pub(super) fn round(params: &RoundParams, shape: Shape) -> anyhow::Result<Sample
                     clients.push(client);
                 }
                 let body = Body::new(shape);
-                let calls = drive(shape, limit, |conn, seq| {
-                    let client = &clients[conn];
-                    let body = &body;
-                    async move {
-                        let id = seq + 1;
-                        let response = client
-                            .send_unary(EchoRequest {
-                                request_id: id,
-                                body: body.make(seq),
-                                ..EchoRequest::default()
-                            })?
-                            .await?;
-                        if response.request_id != id {
-                            bail!("call {id} was answered as {}", response.request_id);
+                let calls = in_task(async move {
+                    let calls = drive(shape, limit, |conn, seq| {
+                        let client = &clients[conn];
+                        let body = &body;
+                        async move {
+                            let id = seq + 1;
+                            let response = client
+                                .send_unary(EchoRequest {
+                                    request_id: id,
+                                    body: body.make(seq),
+                                    ..EchoRequest::default()
+                                })?
+                                .await?;
+                            if response.request_id != id {
+                                bail!("call {id} was answered as {}", response.request_id);
+                            }
+                            body.check(seq, &response.body)?;
+                            Ok(conn)
                         }
-                        body.check(seq, &response.body)?;
-                        Ok(conn)
-                    }
+                    })
+                    .await?;
+                    drop(clients);
+                    anyhow::Ok(calls)
                 })
                 .await?;
-                drop(clients);
                 anyhow::Ok(calls)
             })
         },

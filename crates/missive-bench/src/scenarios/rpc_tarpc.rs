@@ -14,7 +14,7 @@ use tarpc::tokio_serde::formats::Bincode;
 use tarpc::{client, context, serde_transport};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::rpc::{Body, Shape, drive, server_limit};
+use super::rpc::{Body, Shape, drive, in_task, server_limit};
 use super::{SETUP_TIMEOUT, tokio_runtime, two_sides};
 use crate::{RoundParams, Sample};
 
@@ -85,25 +85,29 @@ pub(super) fn round(params: &RoundParams, shape: Shape) -> anyhow::Result<Sample
                     clients.push(client::new(config.clone(), transport).spawn());
                 }
                 let body = Body::new(shape);
-                let calls = drive(shape, limit, |conn, seq| {
-                    let client = &clients[conn];
-                    let body = &body;
-                    async move {
-                        let response: EchoResponse = client
-                            .call(
-                                context::current(),
-                                EchoRequest {
-                                    body: body.make(seq),
-                                },
-                            )
-                            .await?;
-                        body.check(seq, &response.body)?;
-                        Ok(conn)
-                    }
+                let calls = in_task(async move {
+                    let calls = drive(shape, limit, |conn, seq| {
+                        let client = &clients[conn];
+                        let body = &body;
+                        async move {
+                            let response: EchoResponse = client
+                                .call(
+                                    context::current(),
+                                    EchoRequest {
+                                        body: body.make(seq),
+                                    },
+                                )
+                                .await?;
+                            body.check(seq, &response.body)?;
+                            Ok(conn)
+                        }
+                    })
+                    .await?;
+                    // The dispatch tasks see every channel gone, finish and close the sockets.
+                    drop(clients);
+                    anyhow::Ok(calls)
                 })
                 .await?;
-                // The dispatch tasks see every channel gone, finish and close the sockets.
-                drop(clients);
                 anyhow::Ok(calls)
             })
         },

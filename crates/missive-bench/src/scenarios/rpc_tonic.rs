@@ -25,7 +25,7 @@ use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Status, client::Grpc};
 use tonic_prost::ProstCodec;
 
-use super::rpc::{Body, Shape, drive, server_limit};
+use super::rpc::{Body, Shape, drive, in_task, server_limit};
 use super::{SETUP_TIMEOUT, tokio_runtime, two_sides};
 use crate::{RoundParams, Sample};
 
@@ -118,26 +118,30 @@ pub(super) fn round(params: &RoundParams, shape: Shape) -> anyhow::Result<Sample
                     clients.push(Grpc::new(channel));
                 }
                 let body = Body::new(shape);
-                let calls = drive(shape, limit, |conn, seq| {
-                    let mut client: Grpc<Channel> = clients[conn].clone();
-                    let body = &body;
-                    async move {
-                        client.ready().await?;
-                        let response: tonic::Response<EchoMessage> = client
-                            .unary(
-                                tonic::Request::new(EchoMessage {
-                                    body: body.make(seq),
-                                }),
-                                PathAndQuery::from_static(ECHO_PATH),
-                                ProstCodec::default(),
-                            )
-                            .await?;
-                        body.check(seq, &response.get_ref().body)?;
-                        Ok(conn)
-                    }
+                let calls = in_task(async move {
+                    let calls = drive(shape, limit, |conn, seq| {
+                        let mut client: Grpc<Channel> = clients[conn].clone();
+                        let body = &body;
+                        async move {
+                            client.ready().await?;
+                            let response: tonic::Response<EchoMessage> = client
+                                .unary(
+                                    tonic::Request::new(EchoMessage {
+                                        body: body.make(seq),
+                                    }),
+                                    PathAndQuery::from_static(ECHO_PATH),
+                                    ProstCodec::default(),
+                                )
+                                .await?;
+                            body.check(seq, &response.get_ref().body)?;
+                            Ok(conn)
+                        }
+                    })
+                    .await?;
+                    drop(clients);
+                    anyhow::Ok(calls)
                 })
                 .await?;
-                drop(clients);
                 anyhow::Ok(calls)
             });
             // Whatever happened, the server may stop now.

@@ -181,12 +181,20 @@ pub fn read_varint(bytes: &[u8]) -> Result<Option<(u64, usize)>, DecodeError> {
 
 /// Appends `value` as an unsigned LEB128 varint.
 pub fn write_varint(mut value: u64, out: &mut BytesMut) {
-    use bytes::BufMut;
-    while value >= 0x80 {
-        out.put_u8((value as u8 & 0x7f) | 0x80);
+    // Written whole into a stack buffer, then appended once (one capacity check, not one per
+    // byte).
+    let mut bytes = [0u8; 10];
+    let mut n = 0;
+    for byte in &mut bytes {
+        n += 1;
+        if value < 0x80 {
+            *byte = value as u8;
+            break;
+        }
+        *byte = (value as u8 & 0x7f) | 0x80;
         value >>= 7;
     }
-    out.put_u8(value as u8);
+    out.extend_from_slice(bytes.get(..n).unwrap_or_default());
 }
 
 /// For codecs: checks a peer-announced payload length against `max` *before* anything is

@@ -1,5 +1,10 @@
 //! Protobuf messages with protosocket-prost framing: unsigned LEB128 length ‖ protobuf bytes.
 //!
+//! Decoding copies no body: each frame is split off the connection's read buffer, so `bytes`
+//! fields declared with `bytes = "bytes"` are slices of it (as tokio-util's framed readers
+//! hand out). A slice keeps the buffer it came from (16 KiB or more) alive; copy a body that
+//! is kept long after its call (`Bytes::copy_from_slice`).
+//!
 //! ```
 //! use missive::rpc::echo::{Request, Response};
 //! use missive::rpc::prost::ProstCodec;
@@ -20,10 +25,6 @@ use super::codec::{
     DecodeError, Decoder, EncodeError, Encoder, check_and_reserve, framed_codec, read_varint,
     write_varint,
 };
-
-/// Frames up to this size are decoded from the read buffer in place; larger ones are split
-/// off without a copy (so `bytes` fields can share the buffer).
-const SPLIT_ABOVE: usize = 4 * 1024;
 
 framed_codec! {
     /// A codec that encodes `Out` and decodes `In` as length-delimited protobuf, compatible with
@@ -63,10 +64,19 @@ impl<Out: prost::Message, In> Encoder for ProstCodec<Out, In> {
         }
         out.reserve(len + 10);
         write_varint(len as u64, out);
-        // Cannot fail: the room was reserved above.
-        message
-            .encode(out)
-            .map_err(|e| EncodeError::Serialize(e.to_string()))?;
+        // Encoded into a plain slice of the buffer: prost writes a slice with stores and one
+        // bounds check per field, where `BytesMut` checks its capacity for every byte.
+        let start = out.len();
+        out.resize(start + len, 0);
+        let mut rest = out.get_mut(start..).unwrap_or_default();
+        let encoded = message.encode(&mut rest);
+        if encoded.is_err() || !rest.is_empty() {
+            // `encoded_len` and `encode` disagree: the message type's own fault.
+            out.truncate(start);
+            return Err(EncodeError::Serialize(
+                "the message encoded to another length than it announced".to_owned(),
+            ));
+        }
         Ok(None)
     }
 
@@ -89,17 +99,13 @@ impl<Out, In: prost::Message + Default> Decoder for ProstCodec<Out, In> {
         let Some(len) = check_and_reserve(buffer, prefix, size, self.max_message_size)? else {
             return Ok(None);
         };
-        let malformed = |e: prost::DecodeError| DecodeError::Malformed(e.to_string());
-        if len <= SPLIT_ABOVE {
-            let message = In::decode(buffer.get(prefix..prefix + len).unwrap_or_default())
-                .map_err(malformed)?;
-            buffer.advance(prefix + len);
-            Ok(Some(message))
-        } else {
-            buffer.advance(prefix);
-            let frame = buffer.split_to(len).freeze();
-            In::decode(frame).map(Some).map_err(malformed)
-        }
+        // The frame is split off the read buffer, not copied: `bytes` fields of the message
+        // are slices of it (the buffer is shared until they are dropped).
+        buffer.advance(prefix);
+        let frame = buffer.split_to(len).freeze();
+        In::decode(frame)
+            .map(Some)
+            .map_err(|e| DecodeError::Malformed(e.to_string()))
     }
 }
 
@@ -140,6 +146,47 @@ mod tests {
             while let Some(m) = codec.decode(&mut buffer).expect("decode") { out.push(m); }
             prop_assert_eq!(out, msgs);
             prop_assert!(buffer.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_small_frames_bytes_field_shares_the_read_buffer() {
+        use crate::rpc::echo::{Request, Response};
+        let mut client: ProstCodec<Request, Response> = ProstCodec::default();
+        let mut server: ProstCodec<Response, Request> = ProstCodec::default();
+        let mut wire = BytesMut::new();
+        for body in [&b"first body of 64 bytes, or so"[..], &[7u8; 64][..]] {
+            let frame = client
+                .encode(Request::unary(body.to_vec()))
+                .expect("encode");
+            wire.extend_from_slice(&frame);
+        }
+        let range = wire.as_ptr_range();
+        for _ in 0..2 {
+            let request = server.decode(&mut wire).expect("decode").expect("a frame");
+            assert!(
+                range.contains(&request.body.as_ptr()),
+                "the body was copied out of the read buffer"
+            );
+        }
+        assert!(wire.is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn encoding_into_the_write_buffer_writes_the_same_frame(
+            id in any::<u64>(),
+            code in any::<u32>(),
+            body in proptest::collection::vec(any::<u8>(), 0..300),
+            before in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let m = Msg { id, code, body };
+            let mut codec: ProstCodec<Msg, Msg> = ProstCodec::default();
+            let alone = codec.encode(m.clone()).expect("encode");
+            let mut out = BytesMut::from(&before[..]);
+            prop_assert!(codec.encode_into(m, &mut out, 4096).expect("encode").is_none());
+            prop_assert_eq!(&out[..before.len()], &before[..]);
+            prop_assert_eq!(&out[before.len()..], &alone[..]);
         }
     }
 

@@ -339,6 +339,7 @@ impl Server {
             read_buf: BytesMut::with_capacity(16 * 1024),
             wq: WriteQueue::new(),
             rpcs: Rpcs::new(),
+            spare_unary: Vec::new(),
             parked: None,
             read_closed: false,
             shutdown: Some(Box::pin(self.shutdown.clone().cancelled_owned())),
@@ -419,9 +420,20 @@ struct Work<U, St> {
 }
 
 enum Body<U, St> {
-    Unary(Pin<Box<U>>),
+    /// A unary rpc's future; emptied in place when it completes, so that its allocation can
+    /// carry the next one.
+    Unary(UnaryBox<U>),
     Stream(Pin<Box<St>>),
+    /// A unary rpc that completed (its box went back to the connection's spares).
+    Done,
 }
+
+/// The allocation of a unary future, reused from rpc to rpc ([`Pin::set`] drops the old
+/// future in place and moves the new one in).
+type UnaryBox<U> = Pin<Box<Option<U>>>;
+
+/// Emptied unary boxes kept per connection for the next rpcs.
+const SPARE_UNARY_BOXES: usize = 64;
 
 /// What one poll of an rpc produced.
 enum Outcome<R> {
@@ -441,6 +453,8 @@ pub struct ServerConnection<T, C: Encoder, S: Service> {
     read_buf: BytesMut,
     wq: WriteQueue<<C as Encoder>::Serialized>,
     rpcs: RpcTable<S>,
+    /// Emptied boxes of finished unary rpcs, at most [`SPARE_UNARY_BOXES`].
+    spare_unary: Vec<UnaryBox<S::Unary>>,
     /// A request whose rpc's buffer is full, with the rpc's id: reading stops until the handler
     /// takes one, or drops its request stream, or the rpc ends. It waits on the rpc's own sender
     /// (a clone of a futures-channel sender always has a slot of its own, so it would bound
@@ -741,7 +755,13 @@ where
         };
         let service = &mut self.service;
         let work = match catch_unwind(AssertUnwindSafe(|| service.call(request, &mut context))) {
-            Ok(Reply::Unary(f)) => Body::Unary(Box::pin(f)),
+            Ok(Reply::Unary(f)) => Body::Unary(match self.spare_unary.pop() {
+                Some(mut spare) => {
+                    spare.as_mut().set(Some(f));
+                    spare
+                }
+                None => Box::pin(Some(f)),
+            }),
             Ok(Reply::Stream(s)) => Body::Stream(Box::pin(s)),
             Ok(Reply::Reject(status)) => {
                 #[cfg(feature = "metrics")]
@@ -767,8 +787,9 @@ where
         let budget = self.config.send_budget;
         let wq = &mut self.wq;
         let codec = &mut self.codec;
+        let spare = &mut self.spare_unary;
         self.rpcs.start(id, work, context.sender, |id, work, cx| {
-            drive_rpc::<S, C>(id, work, cx, wq, codec, budget)
+            drive_rpc::<S, C>(id, work, cx, wq, codec, spare, budget)
         });
     }
 
@@ -776,8 +797,9 @@ where
         let budget = self.config.send_budget;
         let wq = &mut self.wq;
         let codec = &mut self.codec;
+        let spare = &mut self.spare_unary;
         self.rpcs
-            .run(|id, work, cx| drive_rpc::<S, C>(id, work, cx, wq, codec, budget))
+            .run(|id, work, cx| drive_rpc::<S, C>(id, work, cx, wq, codec, spare, budget))
     }
 
     fn send(&mut self, message: S::Response) {
@@ -820,6 +842,7 @@ impl ServerTally {
             (Body::Unary(_), true) => CallKind::ClientStream,
             (Body::Stream(_), false) => CallKind::ServerStream,
             (Body::Stream(_), true) => CallKind::Bidi,
+            (Body::Done, _) => CallKind::Unknown,
         };
         RpcRecord::new(self.side.clone(), kind)
     }
@@ -886,6 +909,7 @@ fn drive_rpc<S, C>(
     cx: &mut Context<'_>,
     wq: &mut WriteQueue<<C as Encoder>::Serialized>,
     codec: &mut C,
+    spare: &mut Vec<UnaryBox<S::Unary>>,
     budget: usize,
 ) -> Step
 where
@@ -896,6 +920,15 @@ where
         return Step::Defer;
     }
     let outcome = catch_unwind(AssertUnwindSafe(|| poll_work(work, cx)));
+    if !matches!(outcome, Ok(Poll::Pending | Poll::Ready(Outcome::Item(_))))
+        && let Body::Unary(mut done) = std::mem::replace(&mut work.body, Body::Done)
+    {
+        // Finished (or panicked): the future is dropped now, its allocation kept.
+        done.as_mut().set(None);
+        if spare.len() < SPARE_UNARY_BOXES {
+            spare.push(done);
+        }
+    }
     let (message, finished) = match outcome {
         Ok(Poll::Pending) => return Step::Pending,
         Ok(Poll::Ready(Outcome::Item(mut r))) => {
@@ -949,15 +982,20 @@ where
     St: Stream<Item = Result<R, Status>>,
 {
     match &mut work.body {
-        Body::Unary(f) => f.as_mut().poll(cx).map(|r| match r {
-            Ok(r) => Outcome::Done(r),
-            Err(s) => Outcome::Failed(s),
-        }),
+        Body::Unary(f) => match f.as_mut().as_pin_mut() {
+            Some(f) => f.poll(cx).map(|r| match r {
+                Ok(r) => Outcome::Done(r),
+                Err(s) => Outcome::Failed(s),
+            }),
+            // Not reached: a finished rpc leaves the table and is not polled again.
+            None => Poll::Pending,
+        },
         Body::Stream(s) => s.as_mut().poll_next(cx).map(|r| match r {
             Some(Ok(r)) => Outcome::Item(r),
             Some(Err(s)) => Outcome::Failed(s),
             None => Outcome::End,
         }),
+        Body::Done => Poll::Pending,
     }
 }
 
