@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
-use missive::queue::{Connection, Datagram, Listener, QueueConfig, Reader, Writer};
+use missive::queue::{Connection, Datagram, Listener, QueueConfig, Reader, SendError, Writer};
 use missive::transport::tls::SelfSigned;
 
 /// The i-th datagram of a test sequence: its tag and payload both encode `i`.
@@ -182,8 +182,25 @@ async fn large_payloads_arrive_intact_between_small_ones() {
     sender.await.expect("sender");
 }
 
-#[tokio::test]
-async fn a_peer_that_stops_reading_makes_the_sender_wait_with_bounded_memory() {
+/// How a test queues its datagrams: owned (`feed`) or from a borrowed payload (`feed_slice`).
+#[derive(Debug, Clone, Copy)]
+enum Feed {
+    Datagram,
+    Slice,
+}
+
+/// Queues the i-th test datagram the way `how` says.
+async fn feed_nth(writer: &mut Writer, how: Feed, i: u32) -> Result<(), SendError> {
+    let d = nth(i);
+    match how {
+        Feed::Datagram => writer.feed(d).await,
+        Feed::Slice => writer.feed_slice(d.tag(), d.payload()).await,
+    }
+}
+
+/// A sender whose peer stops reading waits with at most the send buffer (and one frame)
+/// queued, and once the peer reads, everything accepted arrives in order, then what follows.
+async fn sender_waits_with_bounded_memory(how: Feed) {
     let send_buffer = 16 * 1024;
     let (a, b) = missive::transport::memory::pair(8 * 1024);
     let config = QueueConfig::default().with_send_buffer(send_buffer);
@@ -193,7 +210,7 @@ async fn a_peer_that_stops_reading_makes_the_sender_wait_with_bounded_memory() {
     let mut queued = 0u32;
     let blocked = loop {
         assert!(queued < 100_000, "the sender never waited");
-        match writer.feed(nth(queued)).now_or_never() {
+        match feed_nth(&mut writer, how, queued).now_or_never() {
             Some(result) => result.expect("feed"),
             None => break queued,
         }
@@ -205,12 +222,17 @@ async fn a_peer_that_stops_reading_makes_the_sender_wait_with_bounded_memory() {
     // by what is sent after the wait.
     let sender = tokio::spawn(async move {
         for i in blocked..blocked + 1000 {
-            writer.feed(nth(i)).await.expect("feed");
+            feed_nth(&mut writer, how, i).await.expect("feed");
         }
         writer.flush().await.expect("flush");
     });
     expect_sequence(server.reader(), blocked + 1000).await;
     sender.await.expect("sender");
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_makes_the_sender_wait_with_bounded_memory() {
+    sender_waits_with_bounded_memory(Feed::Datagram).await;
 }
 
 #[tokio::test]
@@ -355,15 +377,6 @@ async fn next_datagram(reader: &mut Reader, i: u32) -> Datagram {
         .expect("datagram")
 }
 
-/// Queues the i-th test datagram with `feed_slice` (its payload copied from a borrowed slice).
-async fn feed_nth_as_slice(writer: &mut Writer, i: u32) {
-    let d = nth(i);
-    writer
-        .feed_slice(d.tag(), d.payload())
-        .await
-        .expect("feed_slice");
-}
-
 #[tokio::test]
 async fn feed_slice_and_feed_interleave_in_order_small_and_large() {
     let (mut client, mut server) = tcp_pair().await;
@@ -372,7 +385,7 @@ async fn feed_slice_and_feed_interleave_in_order_small_and_large() {
         for i in 0..3000u32 {
             match i % 4 {
                 0 => writer.feed(nth(i)).await.expect("feed"),
-                1 | 2 => feed_nth_as_slice(writer, i).await,
+                1 | 2 => feed_nth(writer, Feed::Slice, i).await.expect("feed_slice"),
                 // A payload past the copy threshold, by slice: it follows what feed queued.
                 _ => {
                     let big = vec![(i % 251) as u8; 10_000 + i as usize];
@@ -407,7 +420,6 @@ async fn feed_slice_and_feed_interleave_in_order_small_and_large() {
 
 #[tokio::test]
 async fn feed_slice_refuses_what_feed_refuses_and_queues_nothing() {
-    use missive::queue::SendError;
     let (a, _b) = missive::transport::memory::pair(1 << 16);
     let config = QueueConfig::default().with_max_frame_len(1024);
     let mut conn = Connection::new(a, config);
@@ -438,29 +450,5 @@ async fn feed_slice_refuses_what_feed_refuses_and_queues_nothing() {
 
 #[tokio::test]
 async fn feed_slice_waits_for_a_peer_that_stops_reading_with_bounded_memory() {
-    let send_buffer = 16 * 1024;
-    let (a, b) = missive::transport::memory::pair(8 * 1024);
-    let config = QueueConfig::default().with_send_buffer(send_buffer);
-    let (_, mut writer) = Connection::new(a, config).split();
-    let mut server = Connection::new(b, QueueConfig::default());
-    let mut queued = 0u32;
-    let blocked = loop {
-        assert!(queued < 100_000, "the sender never waited");
-        let d = nth(queued);
-        match writer.feed_slice(d.tag(), d.payload()).now_or_never() {
-            Some(result) => result.expect("feed_slice"),
-            None => break queued,
-        }
-        queued += 1;
-        assert!(writer.queued_bytes() <= send_buffer + 64 + 8);
-    };
-    assert!(blocked > 0);
-    let sender = tokio::spawn(async move {
-        for i in blocked..blocked + 1000 {
-            feed_nth_as_slice(&mut writer, i).await;
-        }
-        writer.flush().await.expect("flush");
-    });
-    expect_sequence(server.reader(), blocked + 1000).await;
-    sender.await.expect("sender");
+    sender_waits_with_bounded_memory(Feed::Slice).await;
 }
