@@ -1,8 +1,8 @@
-//! One task per connection: it owns the yamux connection, opens outbound streams on request,
-//! hands inbound streams to protocol negotiation, and closes the connection when idle, on
-//! request or on node shutdown.
+//! One task per connection: it drives the multiplexer (yamux's reads and flushes, QUIC's and
+//! WebTransport's accepts), hands inbound streams to protocol negotiation, and closes the
+//! connection when idle, on request or on node shutdown. Outbound streams open on the caller's
+//! task.
 
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,9 +13,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::node::Shared;
-use super::stream_ends::{End, StreamEnds};
 use super::substream::{QuicStream, Substream};
-use super::upgrade::{Endpoint, MuxConnection};
+use super::upgrade::{Endpoint, MuxConnection, MuxIo};
 use super::{Multiaddr, NodeEvent, PeerId};
 
 /// Identifies one connection of a node.
@@ -61,22 +60,15 @@ pub(crate) struct Activity {
     streams: AtomicUsize,
     negotiating: AtomicUsize,
     idle_since: Mutex<Instant>,
-    ends: Arc<StreamEnds>,
     /// The remote address of the connection (identify sends it back as the observed address).
     remote_addr: Multiaddr,
 }
 
 impl Activity {
-    fn new(
-        id: ConnectionId,
-        closed: CancellationToken,
-        ends: Arc<StreamEnds>,
-        remote_addr: Multiaddr,
-    ) -> Self {
+    fn new(id: ConnectionId, closed: CancellationToken, remote_addr: Multiaddr) -> Self {
         Self {
             id,
             closed,
-            ends,
             remote_addr,
             streams: AtomicUsize::new(0),
             negotiating: AtomicUsize::new(0),
@@ -97,21 +89,9 @@ impl Activity {
     }
 }
 
-/// Counts one open stream of a connection for as long as it lives, and tells how the peer
-/// ended it.
+/// Counts one open stream of a connection for as long as it lives.
 #[derive(Debug)]
-pub(crate) struct StreamGuard(Arc<Activity>, EndSource);
-
-/// Where a stream's end is learnt.
-#[derive(Debug, Clone, Copy)]
-enum EndSource {
-    /// Not known yet: an end reads as a lost connection.
-    Unknown,
-    /// The yamux stream of this id, through the connection's [`StreamEnds`].
-    Yamux(u32),
-    /// The transport itself (QUIC): its clean end is always a FIN.
-    Transport,
-}
+pub(crate) struct StreamGuard(Arc<Activity>);
 
 impl StreamGuard {
     /// Counts a new stream unless `max` are open already. Checked and counted in one step,
@@ -123,30 +103,7 @@ impl StreamGuard {
                 (n < max).then_some(n + 1)
             })
             .ok()?;
-        Some(Self(activity.clone(), EndSource::Unknown))
-    }
-
-    /// Notes from now on how the peer ends `s`.
-    pub(crate) fn watch(&mut self, s: &Substream) {
-        self.1 = match s {
-            Substream::Yamux(y) => {
-                let id = y.get_ref().id().val();
-                self.0.ends.watch(id);
-                EndSource::Yamux(id)
-            }
-            Substream::Quic(_) => EndSource::Transport,
-            #[cfg(feature = "webtransport")]
-            Substream::WebTransport(_) => EndSource::Transport,
-        };
-    }
-
-    /// How the peer ended the stream, as far as the transport tells.
-    pub(crate) fn end(&self) -> End {
-        match self.1 {
-            EndSource::Unknown => End::Open,
-            EndSource::Yamux(id) => self.0.ends.end(id),
-            EndSource::Transport => End::Finished,
-        }
+        Some(Self(activity.clone()))
     }
 }
 
@@ -170,9 +127,6 @@ impl StreamGuard {
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        if let EndSource::Yamux(id) = self.1 {
-            self.0.ends.forget(id);
-        }
         if self.0.streams.fetch_sub(1, Ordering::AcqRel) == 1 {
             *self.0.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         }
@@ -199,6 +153,8 @@ pub(crate) struct ConnectionHandle {
     /// shared, so the hop through the connection's task (a command, a wake-up and a reply
     /// per stream) buys nothing there.
     pub(crate) quic: Option<quinn::Connection>,
+    /// yamux streams open on the caller's task too, under the connection's lock.
+    pub(crate) yamux: Option<super::mux::Control<MuxIo>>,
     pub(crate) activity: Arc<Activity>,
     pub(crate) close: CancellationToken,
 }
@@ -215,30 +171,33 @@ impl ConnectionHandle {
     ) -> Result<(Substream, StreamGuard), StreamOpenFailure> {
         let guard = StreamGuard::try_new(&self.activity, max_streams)
             .ok_or(StreamOpenFailure::TooManyStreams)?;
-        let s = match &self.quic {
-            Some(conn) => {
-                if !self.is_alive() {
-                    return Err(StreamOpenFailure::Closed);
-                }
-                // Waits for the peer's stream credit; a connection that closes meanwhile
-                // fails it, and the driver learns the close from its own accept.
-                let (send, recv) = conn
-                    .open_bi()
-                    .await
-                    .map_err(|_| StreamOpenFailure::Closed)?;
-                Substream::Quic(QuicStream::new(send, recv))
-            }
-            None => {
-                let (tx, rx) = oneshot::channel();
-                self.commands
-                    .send(Command::Open(tx))
-                    .await
-                    .map_err(|_| StreamOpenFailure::Closed)?;
-                rx.await.map_err(|_| StreamOpenFailure::Closed)??
-            }
+        if !self.is_alive() {
+            return Err(StreamOpenFailure::Closed);
+        }
+        let s = if let Some(control) = &self.yamux {
+            // Waits only while the peer has 256 of our streams unacknowledged; the caller's
+            // negotiation deadline bounds it.
+            let s = control.open().await.map_err(|e| match e {
+                super::mux::OpenError::NoMoreIds => StreamOpenFailure::TooManyStreams,
+                _ => StreamOpenFailure::Closed,
+            })?;
+            Substream::Yamux(s)
+        } else if let Some(conn) = &self.quic {
+            // Waits for the peer's stream credit; a connection that closes meanwhile
+            // fails it, and the driver learns the close from its own accept.
+            let (send, recv) = conn
+                .open_bi()
+                .await
+                .map_err(|_| StreamOpenFailure::Closed)?;
+            Substream::Quic(QuicStream::new(send, recv))
+        } else {
+            let (tx, rx) = oneshot::channel();
+            self.commands
+                .send(Command::Open(tx))
+                .await
+                .map_err(|_| StreamOpenFailure::Closed)?;
+            rx.await.map_err(|_| StreamOpenFailure::Closed)??
         };
-        let mut guard = guard;
-        guard.watch(&s);
         Ok((s, guard))
     }
 }
@@ -253,11 +212,8 @@ pub(crate) struct Driver {
 
 /// A secured, multiplexed connection as a transport hands it to the node.
 pub(crate) enum Muxed {
-    /// yamux over a secured byte stream (TCP), with the stream ends its frames tell.
-    Yamux {
-        conn: Box<MuxConnection>,
-        ends: Arc<StreamEnds>,
-    },
+    /// yamux over a secured byte stream (TCP, WebSocket).
+    Yamux(Box<MuxConnection>),
     /// A QUIC connection: its own streams, its own security.
     Quic(quinn::Connection),
     /// A WebTransport session: QUIC streams behind HTTP/3, identities proven by Noise.
@@ -294,11 +250,14 @@ pub(crate) fn new_connection(
     close: CancellationToken,
 ) -> Driver {
     let (tx, rx) = mpsc::channel(32);
-    let (conn, ends, quic) = match muxed {
-        Muxed::Yamux { conn, ends } => (Muxer::Yamux(conn), ends, None),
-        Muxed::Quic(conn) => (Muxer::Quic(conn.clone()), Arc::default(), Some(conn)),
+    let (conn, quic, yamux) = match muxed {
+        Muxed::Yamux(conn) => {
+            let control = conn.control();
+            (Muxer::Yamux(conn), None, Some(control))
+        }
+        Muxed::Quic(conn) => (Muxer::Quic(conn.clone()), Some(conn), None),
         #[cfg(feature = "webtransport")]
-        Muxed::WebTransport(wt) => (Muxer::WebTransport(wt), Arc::default(), None),
+        Muxed::WebTransport(wt) => (Muxer::WebTransport(wt), None, None),
     };
     Driver {
         handle: ConnectionHandle {
@@ -306,7 +265,8 @@ pub(crate) fn new_connection(
             peer,
             commands: tx,
             quic,
-            activity: Arc::new(Activity::new(id, close.clone(), ends, remote_addr)),
+            yamux,
+            activity: Arc::new(Activity::new(id, close.clone(), remote_addr)),
             close,
         },
         endpoint,
@@ -342,22 +302,13 @@ impl Driver {
     }
 
     async fn drive_yamux(&mut self, shared: &Arc<Shared>) -> CloseCause {
-        let Self {
-            handle,
-            conn,
-            commands,
-            ..
-        } = self;
+        let Self { handle, conn, .. } = self;
         let Muxer::Yamux(conn) = conn else {
             unreachable!("drive_yamux runs yamux connections");
         };
-        let config = &shared.config;
-        let idle_timeout = config.idle_timeout;
+        let idle_timeout = shared.config.idle_timeout;
         let mut idle_timer = Box::pin(tokio::time::sleep(idle_timeout));
         let mut cancelled = Box::pin(handle.close.clone().cancelled_owned());
-        let mut pending: VecDeque<oneshot::Sender<Result<Substream, StreamOpenFailure>>> =
-            VecDeque::new();
-        let mut commands_open = true;
         let cause = poll_fn(|cx| {
             if cancelled.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(if shared.is_shutting_down() {
@@ -366,58 +317,18 @@ impl Driver {
                     CloseCause::LocalClose
                 });
             }
-            while commands_open {
-                match commands.poll_recv(cx) {
-                    Poll::Ready(Some(Command::Open(tx))) => pending.push_back(tx),
-                    Poll::Ready(None) => commands_open = false,
-                    Poll::Pending => break,
-                }
-            }
-            while !pending.is_empty() {
-                match conn.poll_new_outbound(cx) {
-                    Poll::Ready(Ok(s)) => {
-                        if let Some(tx) = pending.pop_front() {
-                            // A caller that gave up drops the stream, which resets it.
-                            let _ = tx.send(Ok(Substream::yamux(s)));
-                        }
-                    }
-                    Poll::Ready(Err(yamux::ConnectionError::TooManyStreams)) => {
-                        if let Some(tx) = pending.pop_front() {
-                            let _ = tx.send(Err(StreamOpenFailure::TooManyStreams));
-                        }
-                    }
-                    Poll::Ready(Err(e)) => return Poll::Ready(close_cause(e)),
-                    Poll::Pending => break,
-                }
-            }
             loop {
                 match conn.poll_next_inbound(cx) {
-                    Poll::Ready(Some(Ok(s))) => on_inbound(shared, handle, Substream::yamux(s)),
+                    Poll::Ready(Some(Ok(s))) => on_inbound(shared, handle, Substream::Yamux(s)),
                     Poll::Ready(Some(Err(e))) => return Poll::Ready(close_cause(e)),
                     Poll::Ready(None) => return Poll::Ready(CloseCause::RemoteClosed),
                     Poll::Pending => break,
                 }
             }
-            loop {
-                if idle_timer.as_mut().poll(cx).is_pending() {
-                    break;
-                }
-                match handle.activity.idle_since() {
-                    Some(since) if pending.is_empty() => {
-                        let deadline = since + idle_timeout;
-                        if Instant::now() >= deadline {
-                            return Poll::Ready(CloseCause::IdleTimeout);
-                        }
-                        idle_timer.as_mut().reset(deadline);
-                    }
-                    _ => idle_timer.as_mut().reset(Instant::now() + idle_timeout),
-                }
-            }
-            Poll::Pending
+            poll_idle(&mut idle_timer, &handle.activity, idle_timeout, cx)
         })
         .await;
-        // Fail the callers still waiting for a stream, then close politely (GoAway), bounded.
-        pending.clear();
+        // Close politely (go-away, then the secured stream's close), bounded.
         if matches!(
             cause,
             CloseCause::IdleTimeout | CloseCause::LocalClose | CloseCause::Shutdown
@@ -432,12 +343,37 @@ impl Driver {
     }
 }
 
+/// Closes an idle connection: ready with the cause once no stream was open for
+/// `idle_timeout`.
+fn poll_idle(
+    timer: &mut std::pin::Pin<Box<tokio::time::Sleep>>,
+    activity: &Activity,
+    idle_timeout: std::time::Duration,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<CloseCause> {
+    loop {
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        match activity.idle_since() {
+            Some(since) => {
+                let deadline = since + idle_timeout;
+                if Instant::now() >= deadline {
+                    return Poll::Ready(CloseCause::IdleTimeout);
+                }
+                timer.as_mut().reset(deadline);
+            }
+            None => timer.as_mut().reset(Instant::now() + idle_timeout),
+        }
+    }
+}
+
 /// Admits an inbound stream within the connection's limits and negotiates it in a task of its
 /// own.
 pub(crate) fn on_inbound(shared: &Arc<Shared>, handle: &ConnectionHandle, s: Substream) {
     let activity = &handle.activity;
     let config = &shared.config;
-    let Some(mut guard) = StreamGuard::try_new(activity, config.max_streams_per_connection) else {
+    let Some(guard) = StreamGuard::try_new(activity, config.max_streams_per_connection) else {
         shared.emit(NodeEvent::InboundStreamRefused {
             peer: handle.peer,
             reason: StreamRefusal::TooManyStreams,
@@ -451,7 +387,6 @@ pub(crate) fn on_inbound(shared: &Arc<Shared>, handle: &ConnectionHandle, s: Sub
         });
         return;
     }
-    guard.watch(&s);
     activity.negotiating.fetch_add(1, Ordering::AcqRel);
     let negotiating = NegotiatingGuard(activity.clone());
     let shared = shared.clone();
@@ -474,13 +409,12 @@ pub enum StreamRefusal {
     BacklogFull(String),
 }
 
-fn close_cause(e: yamux::ConnectionError) -> CloseCause {
+fn close_cause(e: super::mux::MuxError) -> CloseCause {
     match e {
-        yamux::ConnectionError::Closed => CloseCause::RemoteClosed,
-        yamux::ConnectionError::Io(io) => CloseCause::Error(Arc::new(io)),
-        other => CloseCause::Error(Arc::new(std::io::Error::new(
+        super::mux::MuxError::Io(io) => CloseCause::Error(Arc::new(io)),
+        protocol => CloseCause::Error(Arc::new(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            other.to_string(),
+            protocol,
         ))),
     }
 }
@@ -496,7 +430,6 @@ mod tests {
         let activity = Arc::new(Activity::new(
             ConnectionId(1),
             CancellationToken::new(),
-            Arc::default(),
             Multiaddr::from_socket_addr(([127, 0, 0, 1], 1).into()),
         ));
         let overshoots = AtomicUsize::new(0);

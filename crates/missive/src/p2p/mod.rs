@@ -29,6 +29,7 @@ pub(crate) mod identity;
 mod inbound;
 mod multiaddr;
 mod multibase;
+pub(crate) mod mux;
 pub mod negotiate;
 pub(crate) mod negotiated;
 pub(crate) mod node;
@@ -37,7 +38,6 @@ mod peer_id;
 pub(crate) mod protobuf;
 mod quic;
 mod quic_socket;
-pub(crate) mod stream_ends;
 pub(crate) mod streams;
 pub(crate) mod substream;
 pub mod tls;
@@ -57,6 +57,7 @@ pub use identity::{
     DecodeKeyError, KeyFileError, KeyType, Keypair, ParsePeerIdError, PeerId, PublicKey,
 };
 pub use multiaddr::{DecodeMultiaddrError, Multiaddr, ParseMultiaddrError, Protocol};
+pub use mux::ProtocolError as YamuxError;
 pub use negotiated::NegotiateError;
 pub use node::Node;
 pub use upgrade::{Endpoint, Security, UpgradeError};
@@ -66,6 +67,6 @@ pub use websocket::WebSocketError;
 pub use webtransport::WebTransportError;
 
 #[doc(hidden)]
-pub use stream_ends::scan_for_fuzzing as scan_stream_ends_for_fuzzing;
+pub use mux::session::session_for_fuzzing as yamux_session_for_fuzzing;
 #[doc(hidden)]
 pub use tls::certificate::verify_for_fuzzing as verify_tls_certificate_for_fuzzing;

@@ -148,12 +148,6 @@ pub(crate) struct Negotiated<T> {
     out_pos: usize,
     /// `out` was handed to `io` but `io` was not flushed since.
     flush_owed: bool,
-    /// Flushes wait for the task's next poll (see [`Negotiated::flush_on_yield`]).
-    defer_flush: bool,
-    /// Bytes were written since the last flush of `io`.
-    unflushed: bool,
-    /// Bytes were written since the last call of `poll_flush`.
-    fresh: bool,
 }
 
 impl<T> Negotiated<T> {
@@ -166,9 +160,6 @@ impl<T> Negotiated<T> {
             out,
             out_pos: 0,
             flush_owed: false,
-            defer_flush: false,
-            unflushed: false,
-            fresh: false,
         }
     }
 
@@ -176,26 +167,6 @@ impl<T> Negotiated<T> {
         Self {
             lazy: Some(Box::new(m)),
             ..Self::ready(io, Vec::new(), out)
-        }
-    }
-}
-
-impl<T> Negotiated<T> {
-    /// Makes `poll_flush` gather the writes of one task poll into one flush of `io`, for a
-    /// connection's muxer, whose loop flushes after every frame it writes: a flush that follows
-    /// new writes wakes the task and returns `Pending`, and the next call, when nothing was
-    /// written in between, flushes. The frames one poll writes (a request and its close, or the
-    /// frames of many streams) so leave in one encrypted frame and one system call. A flush is
-    /// put off by at most one poll of the task; `poll_shutdown` flushes at once.
-    pub(crate) fn flush_on_yield(mut self) -> Self {
-        self.defer_flush = true;
-        self
-    }
-
-    fn wrote(&mut self, n: usize) {
-        if n > 0 {
-            self.unflushed = true;
-            self.fresh = true;
         }
     }
 }
@@ -210,7 +181,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Negotiated<T> {
             }
             self.out_pos += n;
             self.flush_owed = true;
-            self.wrote(n);
         }
         if !self.out.is_empty() {
             self.out = Vec::new();
@@ -307,7 +277,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Negotiated<T> {
         let this = self.get_mut();
         if this.out.is_empty() {
             let n = ready!(Pin::new(&mut this.io).poll_write(cx, buf))?;
-            this.wrote(n);
             return Poll::Ready(Ok(n));
         }
         // Take (the start of) the first data into the buffer so that it leaves in the same
@@ -324,7 +293,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Negotiated<T> {
             _ if taken > 0 || buf.is_empty() => Poll::Ready(Ok(taken)),
             Poll::Ready(Ok(())) => {
                 let n = ready!(Pin::new(&mut this.io).poll_write(cx, buf))?;
-                this.wrote(n);
                 Poll::Ready(Ok(n))
             }
             Poll::Pending => Poll::Pending,
@@ -339,7 +307,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Negotiated<T> {
         let this = self.get_mut();
         if this.out.is_empty() {
             let n = ready!(Pin::new(&mut this.io).poll_write_vectored(cx, bufs))?;
-            this.wrote(n);
             return Poll::Ready(Ok(n));
         }
         let first = bufs
@@ -357,19 +324,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Negotiated<T> {
         let this = self.get_mut();
         ready!(this.poll_drain(cx))?;
         this.flush_owed = false;
-        if this.defer_flush {
-            if this.fresh {
-                // More may be written before the task yields: flush on its next poll.
-                this.fresh = false;
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            if !this.unflushed {
-                return Poll::Ready(Ok(()));
-            }
-        }
         ready!(Pin::new(&mut this.io).poll_flush(cx))?;
-        this.unflushed = false;
         Poll::Ready(Ok(()))
     }
 
@@ -378,8 +333,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Negotiated<T> {
         ready!(this.poll_drain(cx))?;
         this.flush_owed = false;
         ready!(Pin::new(&mut this.io).poll_shutdown(cx))?;
-        this.unflushed = false;
-        this.fresh = false;
         Poll::Ready(Ok(()))
     }
 }
@@ -470,57 +423,8 @@ mod tests {
         }
     }
 
-    /// Counts the wake-ups it receives.
-    struct CountWakes(std::sync::atomic::AtomicUsize);
-
-    impl std::task::Wake for CountWakes {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.wake_by_ref();
-        }
-
-        fn wake_by_ref(self: &std::sync::Arc<Self>) {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
     #[test]
-    fn flush_on_yield_gathers_the_writes_of_one_poll_into_one_flush() {
-        let wakes = std::sync::Arc::new(CountWakes(std::sync::atomic::AtomicUsize::new(0)));
-        let waker = std::task::Waker::from(wakes.clone());
-        let mut cx = Context::from_waker(&waker);
-        let mut s = Negotiated::ready(Recorder::default(), Vec::new(), Vec::new()).flush_on_yield();
-        let mut p = Pin::new(&mut s);
-        // One poll writes a frame, flushes, writes another, flushes: nothing is flushed yet,
-        // and the task is woken to come back.
-        assert!(matches!(
-            p.as_mut().poll_write(&mut cx, b"data"),
-            Poll::Ready(Ok(4))
-        ));
-        assert!(p.as_mut().poll_flush(&mut cx).is_pending());
-        assert!(matches!(
-            p.as_mut().poll_write(&mut cx, b"fin"),
-            Poll::Ready(Ok(3))
-        ));
-        assert!(p.as_mut().poll_flush(&mut cx).is_pending());
-        assert_eq!(p.io.flushes, 0);
-        assert!(wakes.0.load(std::sync::atomic::Ordering::Relaxed) >= 1);
-        // The next poll flushes both at once; with nothing new, a flush is free.
-        assert!(matches!(
-            p.as_mut().poll_flush(&mut cx),
-            Poll::Ready(Ok(()))
-        ));
-        assert!(matches!(
-            p.as_mut().poll_flush(&mut cx),
-            Poll::Ready(Ok(()))
-        ));
-        assert_eq!(
-            (p.io.written.as_slice(), p.io.flushes),
-            (&b"datafin"[..], 1)
-        );
-    }
-
-    #[test]
-    fn without_flush_on_yield_every_flush_reaches_the_io() {
+    fn every_flush_reaches_the_io() {
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
         let mut s = Negotiated::ready(Recorder::default(), Vec::new(), Vec::new());

@@ -18,7 +18,6 @@ use super::connection::StreamGuard;
 use super::negotiate::{MAX_MESSAGE_LEN, NegotiationError};
 use super::negotiated::Negotiated;
 use super::node::Shared;
-use super::stream_ends::end_of_stream;
 use super::substream::Substream;
 use super::{ConnectionId, DialError, PeerId};
 
@@ -155,15 +154,9 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        std::task::ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
-        if buf.filled().len() == before && buf.remaining() > 0 {
-            // yamux reads a FIN, a RST and a dead connection alike as the end of the stream;
-            // only the first is one.
-            return Poll::Ready(end_of_stream(this._guard.end()));
-        }
-        Poll::Ready(Ok(()))
+        // Every transport's stream ends with `Ok` only after the peer's FIN; a reset and a lost
+        // connection are errors.
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
     }
 }
 

@@ -8,22 +8,15 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt as _};
 
 /// A stream of a connection.
 #[derive(Debug)]
 pub(crate) enum Substream {
-    Yamux(Compat<yamux::Stream>),
+    Yamux(super::mux::Stream<super::upgrade::MuxIo>),
     Quic(QuicStream),
     /// A bidirectional stream of a WebTransport session (on QUIC, behind its stream header).
     #[cfg(feature = "webtransport")]
     WebTransport(Box<super::webtransport::WebTransportStream>),
-}
-
-impl Substream {
-    pub(crate) fn yamux(s: yamux::Stream) -> Self {
-        Self::Yamux(s.compat())
-    }
 }
 
 /// Both halves of a QUIC bidirectional stream. Dropped before it finished sending, it resets

@@ -1,20 +1,17 @@
 //! Connection upgrade: TCP or WebSocket → multistream-select `/noise` or `/tls/1.0.0` → Noise XX or TLS 1.3
-//! → multistream-select `/yamux/1.0.0` → yamux.
+//! → multistream-select `/yamux/1.0.0` → yamux ([`super::mux`]).
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_util::compat::{Compat, TokioAsyncReadCompatExt as _};
 
 use super::connection::Muxed;
 use super::negotiate::Version;
 use super::negotiated::{NegotiateError, Negotiated, dialer_select, listener_select};
 use super::noise::{NoiseConfig, NoiseError, NoiseStream};
-use super::stream_ends::{EndWatch, StreamEnds};
 use super::tls::{TlsConfig, TlsError};
 use super::{NodeConfig, PeerId};
 
@@ -123,8 +120,10 @@ pub(crate) enum Secured {
     Tls(Box<BufWriter<tokio_rustls::TlsStream<Raw>>>),
 }
 
+/// The secured bytes yamux runs on.
+pub(crate) type MuxIo = Negotiated<Secured>;
 /// The yamux connection over the secured bytes.
-pub(crate) type MuxConnection = yamux::Connection<Compat<EndWatch<Negotiated<Secured>>>>;
+pub(crate) type MuxConnection = super::mux::Connection<MuxIo>;
 
 /// Why a connection could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -237,24 +236,12 @@ pub(crate) async fn upgrade(
     .map_err(UpgradeError::Negotiation)?
     .1;
     let mode = if dialer {
-        yamux::Mode::Client
+        super::mux::Mode::Client
     } else {
-        yamux::Mode::Server
+        super::mux::Mode::Server
     };
-    // yamux flushes after every frame; gather the frames of one poll into one flush.
-    let ends = Arc::new(StreamEnds::default());
-    let conn = yamux::Connection::new(
-        EndWatch::new(muxable.flush_on_yield(), ends.clone()).compat(),
-        yamux_config(config),
-        mode,
-    );
-    Ok((
-        Muxed::Yamux {
-            conn: Box::new(conn),
-            ends,
-        },
-        peer,
-    ))
+    let conn = super::mux::Connection::new(muxable, mode, mux_config(config));
+    Ok((Muxed::Yamux(Box::new(conn)), peer))
 }
 
 /// Whether `e` says that the listener refused the proposed security protocol (answered `na`),
@@ -273,22 +260,19 @@ pub(crate) fn refused_security(e: &UpgradeError) -> bool {
     }
 }
 
-/// The largest yamux frame body the node sends: a bulk write of 64 KiB goes out as one frame
-/// (yamux's default of 16 KiB makes four, each with its own allocation, header and wake-up),
+/// The largest yamux frame body the node sends: a bulk write of 64 KiB goes out as one frame,
 /// within the peer's initial window of 256 KiB.
-const SPLIT_SEND_SIZE: usize = 64 * 1024;
+const MAX_FRAME: u32 = 64 * 1024;
 
-/// Yamux settings: the stream cap sits above the node's own per-connection limit, so that the
-/// node refuses an extra stream (reset) before yamux would end the whole connection for it.
-fn yamux_config(config: &NodeConfig) -> yamux::Config {
-    const STREAM_WINDOW: usize = 256 * 1024;
-    let max_streams = config.max_streams_per_connection.saturating_add(256);
-    let window = (1usize << 30).max(max_streams.saturating_mul(STREAM_WINDOW));
-    let mut c = yamux::Config::default();
-    c.set_max_connection_receive_window(Some(window));
-    c.set_max_num_streams(max_streams);
-    c.set_split_send_size(SPLIT_SEND_SIZE);
-    c
+/// Yamux settings: the peer's streams are capped above the node's own per-connection limit,
+/// so that the node refuses an extra stream itself (reset, with an event) and yamux's cap only
+/// bounds what a peer can make the session allocate.
+fn mux_config(config: &NodeConfig) -> super::mux::Config {
+    super::mux::Config {
+        max_inbound_streams: config.max_streams_per_connection.saturating_add(256),
+        max_frame: MAX_FRAME,
+        ..super::mux::Config::default()
+    }
 }
 
 macro_rules! each {

@@ -22,8 +22,8 @@ use super::events::{
     ResponseChannel,
 };
 use super::limits::{Limits, SlotGuard};
+use crate::p2p::mux::is_connection_lost;
 use crate::p2p::negotiated::is_protocol_refused;
-use crate::p2p::stream_ends::is_connection_lost;
 use crate::p2p::{ConnectionId, Multiaddr, Node, PeerId};
 use crate::stream::{
     AlreadyRegistered, InlineRegistration, InvalidProtocol, OpenStreamError, Stream, StreamProtocol,
