@@ -9,6 +9,7 @@
 //! bound what a stream buffers, the pending output bounds what writers and the peer's pings can
 //! queue, and the peer's streams are capped before anything is allocated for them.
 
+mod buffers;
 pub(crate) mod frame;
 pub(crate) mod session;
 
@@ -354,12 +355,12 @@ fn poll_connection<T: AsyncRead + AsyncWrite + Unpin>(
         // The session refused a data header past its windows as soon as it was read, so
         // `need` is bounded by the receive window.
         let need = frame_end(&inner.rbuf).saturating_sub(inner.rbuf.len());
-        inner.rbuf.reserve(READ_CHUNK.max(need));
+        buffers::make_room(&mut inner.rbuf, READ_CHUNK.max(need));
         let n = match tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut inner.rbuf) {
             Poll::Pending => {
-                if inner.rbuf.is_empty() && inner.session.streams() == 0 {
-                    // An idle connection holds no read buffer.
-                    inner.rbuf = BytesMut::new();
+                if inner.rbuf.is_empty() {
+                    // A connection waiting for input holds no read buffer.
+                    buffers::give_back(std::mem::take(&mut inner.rbuf));
                 }
                 return Poll::Pending;
             }

@@ -33,9 +33,14 @@ pub(crate) struct Config {
     /// Outbound streams the peer has not acknowledged yet; opening more waits (as rust-libp2p's
     /// yamux does, which waits at 256).
     pub(crate) max_unacknowledged: usize,
-    /// What each stream may buffer of the peer's data: its receive window (at least
-    /// [`INITIAL_WINDOW`]; the excess is granted with the stream's first window update).
-    pub(crate) receive_window: u32,
+    /// The largest receive window a stream grows to. A stream starts at [`INITIAL_WINDOW`] and
+    /// doubles its window when its reader has emptied the buffer by the time half the window
+    /// was read (the window, not the reader, was what held the sender back).
+    pub(crate) max_receive_window: u32,
+    /// What the streams' windows may add up to beyond [`INITIAL_WINDOW`] each, for the whole
+    /// connection: with it, a peer can make the session buffer at most
+    /// `max_inbound_streams × INITIAL_WINDOW + window_budget` bytes.
+    pub(crate) window_budget: u64,
     /// The largest data frame body this side sends.
     pub(crate) max_frame: u32,
 }
@@ -45,7 +50,8 @@ impl Default for Config {
         Self {
             max_inbound_streams: 512,
             max_unacknowledged: 256,
-            receive_window: INITIAL_WINDOW,
+            max_receive_window: 16 * 1024 * 1024,
+            window_budget: 64 * 1024 * 1024,
             max_frame: 64 * 1024,
         }
     }
@@ -163,8 +169,9 @@ struct StreamState {
     send_window: u32,
     /// What the peer may still send.
     recv_credit: u32,
-    /// Read by the application since the last window update (plus, at first, the window's
-    /// excess over the initial one).
+    /// The stream's receive window: credit, buffered and consumed add up to it.
+    window: u32,
+    /// Read by the application since the last window update.
     consumed: u32,
     recv: VecDeque<Bytes>,
     sent_fin: bool,
@@ -175,14 +182,15 @@ struct StreamState {
 }
 
 impl StreamState {
-    fn new(outbound: bool, send_window: u32, config: &Config) -> Self {
+    fn new(outbound: bool, send_window: u32) -> Self {
         Self {
             outbound,
             flag: if outbound { Flag::Syn } else { Flag::Ack },
             acknowledged: !outbound,
             send_window,
             recv_credit: INITIAL_WINDOW,
-            consumed: config.receive_window - INITIAL_WINDOW,
+            window: INITIAL_WINDOW,
+            consumed: 0,
             recv: VecDeque::new(),
             sent_fin: false,
             remote_fin: false,
@@ -229,6 +237,8 @@ pub(crate) struct Session {
     streams: HashMap<u32, StreamState, BuildHasherDefault<IdHasher>>,
     inbound: usize,
     unacknowledged: usize,
+    /// The streams' windows beyond [`INITIAL_WINDOW`], together.
+    window_growth: u64,
     /// Streams the peer opened since the last [`Session::take_inbound`].
     new_inbound: VecDeque<u32>,
     open_waiters: Vec<Waker>,
@@ -239,9 +249,9 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// A new session. `config.receive_window` below [`INITIAL_WINDOW`] is raised to it.
+    /// A new session. `config.max_receive_window` below [`INITIAL_WINDOW`] is raised to it.
     pub(crate) fn new(mode: Mode, mut config: Config) -> Self {
-        config.receive_window = config.receive_window.max(INITIAL_WINDOW);
+        config.max_receive_window = config.max_receive_window.max(INITIAL_WINDOW);
         config.max_frame = config.max_frame.max(1);
         Self {
             mode,
@@ -253,6 +263,7 @@ impl Session {
             streams: HashMap::default(),
             inbound: 0,
             unacknowledged: 0,
+            window_growth: 0,
             new_inbound: VecDeque::new(),
             open_waiters: Vec::new(),
             remote_go_away: None,
@@ -290,7 +301,7 @@ impl Session {
                 input[..HEADER_LEN].try_into().expect("checked the length");
             let header = Header::decode(raw)?;
             let body = if header.kind == Kind::Data {
-                if header.length > self.config.receive_window {
+                if header.length > self.config.max_receive_window {
                     return Err(ProtocolError::FrameTooLarge(header.length));
                 }
                 header.length as usize
@@ -421,7 +432,7 @@ impl Session {
                 .ok_or(ProtocolError::WindowOverflow(id))?,
             _ => INITIAL_WINDOW,
         };
-        let mut s = StreamState::new(false, send_window, &self.config);
+        let mut s = StreamState::new(false, send_window);
         if h.kind == Kind::Data {
             s.recv_credit -= h.length;
             if !data.is_empty() {
@@ -446,7 +457,7 @@ impl Session {
         let id = self.next_id;
         self.next_id = id.checked_add(2).ok_or(OpenError::NoMoreIds)?;
         self.streams
-            .insert(id, StreamState::new(true, INITIAL_WINDOW, &self.config));
+            .insert(id, StreamState::new(true, INITIAL_WINDOW));
         self.unacknowledged += 1;
         Ok(id)
     }
@@ -459,7 +470,7 @@ impl Session {
     }
 
     /// Copies buffered data of stream `id` into `dst`; grants the peer credit for it once half
-    /// the window was read.
+    /// the window was read, and grows the window when the reader outran it.
     pub(crate) fn read(
         &mut self,
         id: u32,
@@ -468,7 +479,6 @@ impl Session {
         out: &mut impl Output,
     ) -> Read {
         let lost = self.lost;
-        let half = self.config.receive_window / 2;
         let Some(s) = self.streams.get_mut(&id) else {
             return Read::Lost;
         };
@@ -490,8 +500,19 @@ impl Session {
         }
         if n > 0 {
             s.consumed = s.consumed.saturating_add(n as u32);
-            if s.consumed >= half && !s.remote_fin && !s.remote_reset && !lost {
-                let credit = std::mem::take(&mut s.consumed);
+            if s.consumed >= s.window / 2 && !s.remote_fin && !s.remote_reset && !lost {
+                let mut grow = 0;
+                if s.recv.is_empty() {
+                    let room = self.config.window_budget.saturating_sub(self.window_growth);
+                    let room = u32::try_from(room).unwrap_or(u32::MAX);
+                    grow = s
+                        .window
+                        .min(self.config.max_receive_window - s.window)
+                        .min(room);
+                    s.window += grow;
+                    self.window_growth += u64::from(grow);
+                }
+                let credit = std::mem::take(&mut s.consumed) + grow;
                 s.recv_credit += credit;
                 out.frame(&Header::window_update(id, s.flag.take(), credit), &[]);
             }
@@ -574,6 +595,7 @@ impl Session {
         let Some(s) = self.streams.remove(&id) else {
             return;
         };
+        self.window_growth -= u64::from(s.window - INITIAL_WINDOW);
         if s.outbound {
             if !s.acknowledged {
                 self.unacknowledged -= 1;

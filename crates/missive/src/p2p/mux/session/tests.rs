@@ -174,21 +174,60 @@ fn a_sender_stops_at_the_window_and_reading_half_of_it_grants_more() {
 }
 
 #[test]
-fn a_larger_receive_window_is_granted_with_the_first_read() {
+fn a_window_the_reader_outruns_doubles_up_to_its_maximum_and_the_budget() {
     let config = Config {
-        receive_window: 1024 * 1024,
+        max_receive_window: 1024 * 1024,
+        window_budget: 1024 * 1024,
         ..Config::default()
     };
     let mut p = Pair::new(config);
-    let id = p.client.open().expect("step succeeds");
-    p.client.write(id, b"x", &waker(), &mut p.to_server);
-    p.deliver().expect("step succeeds");
-    let mut buf = [0u8; 1];
-    p.server.read(id, &mut buf, &waker(), &mut p.to_client);
+    let mut windows = Vec::new();
+    let a = p.client.open().expect("open");
+    let mut buf = vec![0u8; 64 * 1024];
+    let chunk = vec![1u8; 64 * 1024];
+    for _ in 0..12 {
+        // The sender fills the window; the reader empties it each time.
+        while let Write::Written(_) = p.client.write(a, &chunk, &waker(), &mut p.to_server) {}
+        p.deliver().expect("deliver");
+        while let Read::Data(_) = p.server.read(a, &mut buf, &waker(), &mut p.to_client) {}
+        windows.push(p.server.streams[&a].window);
+        p.deliver().expect("deliver");
+    }
+    assert_eq!(windows[..3], [512 * 1024, 1024 * 1024, 1024 * 1024]);
+    assert_eq!(p.server.window_growth, 768 * 1024);
+    // A second stream gets what is left of the budget, and no more.
+    let b = p.client.open().expect("open");
+    for _ in 0..12 {
+        while let Write::Written(_) = p.client.write(b, &chunk, &waker(), &mut p.to_server) {}
+        p.deliver().expect("deliver");
+        while let Read::Data(_) = p.server.read(b, &mut buf, &waker(), &mut p.to_client) {}
+        p.deliver().expect("deliver");
+    }
+    assert_eq!(p.server.streams[&b].window, 512 * 1024);
+    assert_eq!(p.server.window_growth, 1024 * 1024);
+    // A dropped stream gives its growth back.
+    p.server.drop_stream(a, &mut p.to_client);
+    assert_eq!(p.server.window_growth, 256 * 1024);
+}
+
+#[test]
+fn a_window_whose_reader_lags_does_not_grow() {
+    let mut p = Pair::new(Config::default());
+    let a = p.client.open().expect("open");
+    let chunk = vec![1u8; 64 * 1024];
+    while let Write::Written(_) = p.client.write(a, &chunk, &waker(), &mut p.to_server) {}
+    p.deliver().expect("deliver");
+    // Half the window read, the rest still buffered: credit for what was read, no growth.
+    let mut buf = vec![0u8; INITIAL_WINDOW as usize / 2];
+    assert_eq!(
+        p.server.read(a, &mut buf, &waker(), &mut p.to_client),
+        Read::Data(buf.len())
+    );
     assert_eq!(
         p.to_client.frames[0].0,
-        Header::window_update(id, flags::ACK, 1024 * 1024 - INITIAL_WINDOW + 1)
+        Header::window_update(a, flags::ACK, INITIAL_WINDOW / 2)
     );
+    assert_eq!(p.server.streams[&a].window, INITIAL_WINDOW);
 }
 
 #[test]
@@ -537,7 +576,8 @@ proptest! {
                 }
             }
             for s in &streams {
-                prop_assert!(s.1 - s.2 <= u64::from(INITIAL_WINDOW), "in flight within the window");
+                let window = p.server.streams.get(&s.0).map_or(INITIAL_WINDOW, |st| st.window);
+                prop_assert!(s.1 - s.2 <= u64::from(window), "in flight within the window");
             }
         }
     }
