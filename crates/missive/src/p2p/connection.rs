@@ -37,6 +37,10 @@ pub enum CloseCause {
     Error(Arc<std::io::Error>),
 }
 
+/// Inbound yamux streams a connection's task accepts per poll before the ones accepted run:
+/// a burst of requests is served in turns, whose answers leave while the rest is read.
+const INBOUND_PER_TURN: usize = 8;
+
 /// A request to a connection's task.
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -317,7 +321,12 @@ impl Driver {
                     CloseCause::LocalClose
                 });
             }
-            loop {
+            for accepted in 0.. {
+                if accepted == INBOUND_PER_TURN {
+                    // Let the streams accepted so far run before taking more.
+                    cx.waker().wake_by_ref();
+                    break;
+                }
                 match conn.poll_next_inbound(cx) {
                     Poll::Ready(Some(Ok(s))) => on_inbound(shared, handle, Substream::Yamux(s)),
                     Poll::Ready(Some(Err(e))) => return Poll::Ready(close_cause(e)),

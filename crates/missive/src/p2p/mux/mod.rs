@@ -37,6 +37,10 @@ const READ_STOP: usize = 2 * OUTPUT_LIMIT;
 const READ_CHUNK: usize = 16 * 1024;
 /// Reads per poll of the connection before it lets other tasks run.
 const READS_PER_POLL: usize = 16;
+/// Frames processed per turn of the connection before the tasks they woke run. The turns
+/// interleave the two sides: the answers to the first requests of a burst leave while the
+/// rest are being served, instead of the whole burst waiting for the slowest.
+const FRAMES_PER_TURN: usize = 16;
 
 /// Why a yamux connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -349,6 +353,30 @@ fn poll_connection<T: AsyncRead + AsyncWrite + Unpin>(
             // is out (the flush above waits on the socket).
             return Poll::Pending;
         }
+        let Inner {
+            session,
+            io,
+            pending,
+            unflushed,
+            failed,
+            rbuf,
+            ..
+        } = inner;
+        let mut out = Frames {
+            io: io.as_mut(),
+            pending,
+            unflushed,
+            failed,
+        };
+        let more = session.receive_some(rbuf, &mut out, FRAMES_PER_TURN)?;
+        if let Some(id) = inner.session.take_inbound() {
+            let _ = poll_flush_output(inner, cx);
+            return Poll::Ready(Ok(Some(id)));
+        }
+        if more {
+            // Let the tasks these frames woke run; the rest waits in the buffer.
+            break;
+        }
         let Some(io) = inner.io.as_mut() else {
             return Poll::Ready(Ok(None));
         };
@@ -374,26 +402,6 @@ fn poll_connection<T: AsyncRead + AsyncWrite + Unpin>(
                 ))));
             }
             return Poll::Ready(Ok(None));
-        }
-        let Inner {
-            session,
-            io,
-            pending,
-            unflushed,
-            failed,
-            rbuf,
-            ..
-        } = inner;
-        let mut out = Frames {
-            io: io.as_mut(),
-            pending,
-            unflushed,
-            failed,
-        };
-        session.receive(rbuf, &mut out)?;
-        if let Some(id) = inner.session.take_inbound() {
-            let _ = poll_flush_output(inner, cx);
-            return Poll::Ready(Ok(Some(id)));
         }
     }
     // More may be waiting: come back after the other tasks had their turn.

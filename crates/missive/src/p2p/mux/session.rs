@@ -296,6 +296,18 @@ impl Session {
         input: &mut BytesMut,
         out: &mut impl Output,
     ) -> Result<(), ProtocolError> {
+        self.receive_some(input, out, usize::MAX).map(|_| ())
+    }
+
+    /// [`Session::receive`], but of at most `max_frames` frames; `true` when complete frames
+    /// are left for the next call.
+    pub(crate) fn receive_some(
+        &mut self,
+        input: &mut BytesMut,
+        out: &mut impl Output,
+        max_frames: usize,
+    ) -> Result<bool, ProtocolError> {
+        let mut frames = 0;
         while input.len() >= HEADER_LEN {
             let raw: &[u8; HEADER_LEN] =
                 input[..HEADER_LEN].try_into().expect("checked the length");
@@ -309,8 +321,12 @@ impl Session {
                 0
             };
             if input.len() < HEADER_LEN + body {
-                return Ok(());
+                return Ok(false);
             }
+            if frames == max_frames {
+                return Ok(true);
+            }
+            frames += 1;
             input.advance(HEADER_LEN);
             let data = if body > 0 {
                 input.split_to(body).freeze()
@@ -319,7 +335,7 @@ impl Session {
             };
             self.on_frame(header, data, out)?;
         }
-        Ok(())
+        Ok(false)
     }
 
     fn on_frame(
