@@ -41,8 +41,9 @@ pub enum CloseCause {
 /// a burst of requests is served in turns, whose answers leave while the rest is read.
 const INBOUND_PER_TURN: usize = 8;
 
-/// A request to a connection's task.
+/// A request to a connection's task (a WebTransport session opens its streams there).
 #[derive(Debug)]
+#[cfg_attr(not(feature = "webtransport"), allow(dead_code))]
 pub(crate) enum Command {
     Open(oneshot::Sender<Result<Substream, StreamOpenFailure>>),
 }
@@ -211,6 +212,7 @@ pub(crate) struct Driver {
     pub(crate) handle: ConnectionHandle,
     pub(crate) endpoint: Endpoint,
     pub(crate) conn: Muxer,
+    #[cfg_attr(not(feature = "webtransport"), allow(dead_code))]
     pub(crate) commands: mpsc::Receiver<Command>,
 }
 

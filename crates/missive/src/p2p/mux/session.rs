@@ -273,6 +273,7 @@ impl Session {
     }
 
     /// Streams open in the table (inbound and outbound).
+    #[cfg(test)]
     pub(crate) fn streams(&self) -> usize {
         self.streams.len()
     }
