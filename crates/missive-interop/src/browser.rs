@@ -295,6 +295,33 @@ pub fn check_prerequisites() -> Result<(), String> {
     if !chromium_path().is_file() {
         missing.push(format!("Chromium ({})", chromium_path().display()));
     }
+    missing.extend(missing_node_pieces(&[
+        "playwright-core",
+        "esbuild",
+        "libp2p",
+    ]));
+    missing_message(missing)
+}
+
+/// The npm packages `browser/reference-peer.mjs` imports.
+const REFERENCE_PEER_PACKAGES: [&str; 6] = [
+    "libp2p",
+    "@libp2p/websockets",
+    "@chainsafe/libp2p-noise",
+    "@chainsafe/libp2p-yamux",
+    "@libp2p/ping",
+    "@libp2p/identify",
+];
+
+/// `Err` with what is missing when Node.js or the npm packages of the reference peer
+/// (`browser/reference-peer.mjs`) are absent; Chromium is not needed for it.
+pub fn check_node_prerequisites() -> Result<(), String> {
+    missing_message(missing_node_pieces(&REFERENCE_PEER_PACKAGES))
+}
+
+/// Node.js, when it does not run, and each of `packages` not in `browser/node_modules`.
+fn missing_node_pieces(packages: &[&str]) -> Vec<String> {
+    let mut missing = Vec::new();
     let node_runs = std::process::Command::new("node")
         .arg("--version")
         .stdout(Stdio::null())
@@ -305,11 +332,15 @@ pub fn check_prerequisites() -> Result<(), String> {
         missing.push("Node.js (`node`)".to_owned());
     }
     let modules = browser_dir().join("node_modules");
-    for package in ["playwright-core", "esbuild", "libp2p"] {
+    for package in packages {
         if !modules.join(package).is_dir() {
             missing.push(format!("the npm package {package} ({})", modules.display()));
         }
     }
+    missing
+}
+
+fn missing_message(missing: Vec<String>) -> Result<(), String> {
     if missing.is_empty() {
         Ok(())
     } else {
