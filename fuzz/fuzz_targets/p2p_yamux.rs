@@ -1,6 +1,6 @@
 //! Feeds arbitrary bytes to a yamux session as a peer's frames, whole and cut into pieces of
-//! every size the first byte picks, opening, reading, answering and dropping streams on the way:
-//! no input panics it, and how reads cut the bytes changes neither what it sends nor the error
+//! every size the first byte picks, then reads, answers and drops the streams they opened: no
+//! input panics it, and how reads cut the bytes changes neither what it sends nor the error
 //! that ends it.
 #![no_main]
 

@@ -100,6 +100,11 @@ impl Config {
     /// learns that the peer refused the protocol when it reads the response; a one-way protocol
     /// ([`OneWay`](super::OneWay)) reads none, so its requests to a peer that refuses count as
     /// done: use [`Version::V1`] where a one-way sender must learn of refusals.
+    ///
+    /// js-libp2p 3 servers lose a lazy request whose end arrives before they have answered
+    /// the proposal (their multistream-select hands the early bytes back to a stream that is
+    /// already closed for reading, then resets it or never answers): use [`Version::V1`]
+    /// towards js-libp2p servers. rust-libp2p and missive servers take the lazy request.
     pub fn with_version(mut self, version: Version) -> Self {
         self.version = version;
         self

@@ -659,33 +659,34 @@ impl Session {
     }
 }
 
-/// Feeds `input` to a listener's session in pieces of `piece` bytes, reading, answering and
-/// dropping each stream the peer opens on the way; returns the session's frames' bytes, or the
-/// protocol error that ended it. The outcome must not depend on `piece`.
+/// Feeds `input` to a listener's session in pieces of `piece` bytes, then reads, answers,
+/// finishes and drops every stream the peer opened; returns the bytes of the frames the session
+/// sent, or the protocol error that ended it. The outcome must not depend on `piece`.
 #[doc(hidden)]
 pub fn session_for_fuzzing(input: &[u8], piece: usize) -> Result<Vec<u8>, ProtocolError> {
-    struct Bytes(Vec<u8>);
-    impl Output for Bytes {
+    struct Frames(Vec<u8>);
+    impl Output for Frames {
         fn frame(&mut self, header: &Header, body: &[u8]) {
             self.0.extend_from_slice(&header.encode());
             self.0.extend_from_slice(body);
         }
     }
     let mut session = Session::new(Mode::Server, Config::default());
-    let mut out = Bytes(Vec::new());
+    let mut out = Frames(Vec::new());
     let mut buf = BytesMut::new();
-    let mut read = vec![0u8; 4096];
-    let waker = Waker::noop();
     for chunk in input.chunks(piece.max(1)) {
         buf.extend_from_slice(chunk);
         session.receive(&mut buf, &mut out)?;
-        while let Some(id) = session.take_inbound() {
-            while let Read::Data(_) = session.read(id, &mut read, waker, &mut out) {}
-            session.write(id, b"answer", waker, &mut out);
-            session.finish(id, &mut out);
-            session.drop_stream(id, &mut out);
-        }
     }
+    let mut read = vec![0u8; 4096];
+    let waker = Waker::noop();
+    while let Some(id) = session.take_inbound() {
+        while let Read::Data(_) = session.read(id, &mut read, waker, &mut out) {}
+        session.write(id, b"answer", waker, &mut out);
+        session.finish(id, &mut out);
+        session.drop_stream(id, &mut out);
+    }
+    session.connection_lost();
     Ok(out.0)
 }
 

@@ -611,3 +611,30 @@ proptest! {
         prop_assert_eq!(whole, cut);
     }
 }
+
+proptest! {
+    /// The fuzz target's entry point gives the same outcome however its input is cut.
+    #[test]
+    fn the_fuzzing_entry_point_does_not_depend_on_cuts(
+        frames in proptest::collection::vec((0u8..4, any::<u16>(), 0u32..8, 0u32..64), 0..12),
+        piece in 1usize..30,
+    ) {
+        // Mostly well-formed frames (small ids and lengths), so that streams open and carry data.
+        let mut input = Vec::new();
+        for (kind, flags, stream, length) in frames {
+            let mut h = [0u8; HEADER_LEN];
+            h[1] = kind;
+            h[2..4].copy_from_slice(&(flags & 0xf).to_be_bytes());
+            h[4..8].copy_from_slice(&stream.to_be_bytes());
+            h[8..12].copy_from_slice(&length.to_be_bytes());
+            input.extend_from_slice(&h);
+            if kind == 0 {
+                input.extend((0..length).map(|i| i as u8));
+            }
+        }
+        prop_assert_eq!(
+            session_for_fuzzing(&input, piece),
+            session_for_fuzzing(&input, usize::MAX)
+        );
+    }
+}
