@@ -24,10 +24,29 @@ const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 ///
 /// `Display` writes base58btc (`12D3KooW…`, `16Uiu2HA…`, `Qm…`), the form libp2p displays;
 /// [`PeerId::to_cid_string`] writes the CID form (`bafz…`). `FromStr` reads both.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PeerId {
     bytes: [u8; MAX_PEER_ID_LEN],
     len: u8,
+}
+
+/// Hashes the multihash's last 16 bytes, which are key or digest bytes for every key type, and
+/// its length: a third of the work of hashing all of it, for the maps the node and
+/// request-response look PeerIds up in on every stream. Keyed hashers (std's) keep it safe from
+/// chosen collisions.
+impl std::hash::Hash for PeerId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let used = &self.bytes[..usize::from(self.len)];
+        match used.len().checked_sub(16) {
+            Some(start) => {
+                let (a, b) = used[start..].split_at(8);
+                state.write_u64(u64::from_le_bytes(a.try_into().expect("8 bytes")));
+                state.write_u64(u64::from_le_bytes(b.try_into().expect("8 bytes")));
+            }
+            None => state.write(used),
+        }
+        state.write_u8(self.len);
+    }
 }
 
 impl PeerId {
@@ -230,6 +249,29 @@ fn base32_decode(text: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn peer_ids_of_every_key_type_are_told_apart_by_their_hash() {
+        use std::collections::HashSet;
+        use std::hash::BuildHasher as _;
+        let state = std::collections::hash_map::RandomState::new();
+        let mut seen = HashSet::new();
+        for _ in 0..200 {
+            for keypair in [
+                crate::p2p::Keypair::generate(),
+                crate::p2p::Keypair::generate_secp256k1(),
+            ] {
+                let id = keypair.public().to_peer_id();
+                assert_eq!(state.hash_one(id), state.hash_one(id));
+                assert!(seen.insert(state.hash_one(id)), "a collision among 400 ids");
+            }
+        }
+        // sha2-256 PeerIds (RSA, ECDSA keys) are hashed by their digest's end.
+        let legacy: PeerId = "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N"
+            .parse()
+            .expect("base58");
+        assert!(seen.insert(state.hash_one(legacy)));
+    }
 
     #[test]
     fn the_spec_examples_are_the_same_peer_in_both_forms() {
