@@ -89,6 +89,51 @@ struct Inner<T> {
     driver: Option<Waker>,
     /// Writers stopped by [`OUTPUT_LIMIT`].
     blocked: Vec<Waker>,
+    /// What every read of the secured stream registers, whoever reads.
+    read_waker: Waker,
+    read_wakers: Arc<ReadWakers>,
+    /// How a read by a stream's task ended the input, for the connection's task to act on.
+    read_end: Option<ReadEnd>,
+}
+
+/// An end of the input that a stream's reader found.
+enum ReadEnd {
+    Closed,
+    Failed(MuxError),
+}
+
+/// The waker the secured stream's reads register. A stream's reader with nothing buffered reads
+/// the socket itself (no hop through the connection's task), so the socket's one read waker
+/// must reach both the reader that read last and the connection's task: a reader that stopped
+/// waiting (its read cancelled) then leaves the connection's task to read, not no one.
+#[derive(Default)]
+struct ReadWakers {
+    reader: Mutex<Option<Waker>>,
+    driver: Mutex<Option<Waker>>,
+}
+
+impl ReadWakers {
+    fn set(slot: &Mutex<Option<Waker>>, waker: &Waker) {
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+}
+
+impl std::task::Wake for ReadWakers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        for slot in [&self.reader, &self.driver] {
+            let w = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(w) = w {
+                w.wake();
+            }
+        }
+    }
 }
 
 impl<T> Inner<T> {
@@ -199,6 +244,7 @@ impl<T: AsyncWrite + Unpin> std::fmt::Debug for Stream<T> {
 impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
     /// Runs yamux over `io`.
     pub(crate) fn new(io: T, mode: Mode, config: Config) -> Self {
+        let read_wakers = Arc::new(ReadWakers::default());
         Self {
             shared: Arc::new(Mutex::new(Inner {
                 session: Session::new(mode, config),
@@ -209,6 +255,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
                 rbuf: BytesMut::new(),
                 driver: None,
                 blocked: Vec::new(),
+                read_waker: Waker::from(read_wakers.clone()),
+                read_wakers,
+                read_end: None,
             })),
         }
     }
@@ -312,6 +361,24 @@ fn poll_flush_output<T: AsyncWrite + Unpin>(
     Poll::Ready(Ok(()))
 }
 
+/// Reads once from the secured stream into the read buffer, registering the shared read waker.
+fn read_some<T: AsyncRead + Unpin>(inner: &mut Inner<T>) -> Poll<io::Result<usize>> {
+    let Some(io) = inner.io.as_mut() else {
+        return Poll::Ready(Ok(0));
+    };
+    // The session refused a data header past its windows as soon as it was read, so `need`
+    // is bounded by the receive window.
+    let need = frame_end(&inner.rbuf).saturating_sub(inner.rbuf.len());
+    buffers::make_room(&mut inner.rbuf, READ_CHUNK.max(need));
+    let mut cx = Context::from_waker(&inner.read_waker);
+    let read = tokio_util::io::poll_read_buf(Pin::new(io), &mut cx, &mut inner.rbuf);
+    if read.is_pending() && inner.rbuf.is_empty() {
+        // A connection waiting for input holds no read buffer.
+        buffers::give_back(std::mem::take(&mut inner.rbuf));
+    }
+    read
+}
+
 /// Where the frame that starts `input` ends, once its header is there (a header's length
 /// before that), so that a large data frame is read into room made for all of it at once.
 fn frame_end(input: &[u8]) -> usize {
@@ -337,6 +404,19 @@ fn poll_connection<T: AsyncRead + AsyncWrite + Unpin>(
     }
     if let Some(id) = inner.session.take_inbound() {
         return Poll::Ready(Ok(Some(id)));
+    }
+    match inner.read_end.take() {
+        Some(ReadEnd::Failed(e)) => return Poll::Ready(Err(e)),
+        Some(ReadEnd::Closed) => {
+            if !inner.rbuf.is_empty() {
+                return Poll::Ready(Err(MuxError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed in the middle of a yamux frame",
+                ))));
+            }
+            return Poll::Ready(Ok(None));
+        }
+        None => {}
     }
     for _ in 0..READS_PER_POLL {
         if inner.failed {
@@ -382,16 +462,10 @@ fn poll_connection<T: AsyncRead + AsyncWrite + Unpin>(
         };
         // The session refused a data header past its windows as soon as it was read, so
         // `need` is bounded by the receive window.
-        let need = frame_end(&inner.rbuf).saturating_sub(inner.rbuf.len());
-        buffers::make_room(&mut inner.rbuf, READ_CHUNK.max(need));
-        let n = match tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut inner.rbuf) {
-            Poll::Pending => {
-                if inner.rbuf.is_empty() {
-                    // A connection waiting for input holds no read buffer.
-                    buffers::give_back(std::mem::take(&mut inner.rbuf));
-                }
-                return Poll::Pending;
-            }
+        let _ = io;
+        ReadWakers::set(&inner.read_wakers.driver, cx.waker());
+        let n = match read_some(inner) {
+            Poll::Pending => return Poll::Pending,
             Poll::Ready(r) => r?,
         };
         if n == 0 {
@@ -438,7 +512,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Control<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncRead for Stream<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Stream<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -446,22 +520,100 @@ impl<T: AsyncWrite + Unpin> AsyncRead for Stream<T> {
     ) -> Poll<io::Result<()>> {
         let mut guard = lock(&self.shared);
         let inner = &mut *guard;
-        let dst = buf.initialize_unfilled();
-        let read = inner
-            .session
-            .read(self.id, dst, cx.waker(), &mut frames!(inner));
-        match read {
-            Read::Data(n) => {
-                buf.advance(n);
-                if inner.unflushed {
-                    inner.wake_driver();
+        // First what is buffered; with nothing buffered, the socket, read from this task
+        // (its frames for other streams wake their readers); then wait.
+        for waker in [Waker::noop(), cx.waker()] {
+            let dst = buf.initialize_unfilled();
+            let read = inner.session.read(self.id, dst, waker, &mut frames!(inner));
+            match read {
+                Read::Data(n) => {
+                    buf.advance(n);
+                    if inner.unflushed {
+                        inner.wake_driver();
+                    }
+                    return Poll::Ready(Ok(()));
                 }
-                Poll::Ready(Ok(()))
+                Read::Finished => return Poll::Ready(Ok(())),
+                Read::Reset => return Poll::Ready(Err(reset())),
+                Read::Lost => return Poll::Ready(Err(lost())),
+                Read::Pending if waker.will_wake(cx.waker()) => return Poll::Pending,
+                Read::Pending => {}
             }
-            Read::Finished => Poll::Ready(Ok(())),
-            Read::Reset => Poll::Ready(Err(reset())),
-            Read::Lost => Poll::Ready(Err(lost())),
-            Read::Pending => Poll::Pending,
+            if !read_for_the_connection(inner, cx.waker()) {
+                // Waiting on the connection's task: register with the session and wait.
+                let dst = buf.initialize_unfilled();
+                let read = inner
+                    .session
+                    .read(self.id, dst, cx.waker(), &mut frames!(inner));
+                return match read {
+                    Read::Data(n) => {
+                        buf.advance(n);
+                        Poll::Ready(Ok(()))
+                    }
+                    Read::Finished => Poll::Ready(Ok(())),
+                    Read::Reset => Poll::Ready(Err(reset())),
+                    Read::Lost => Poll::Ready(Err(lost())),
+                    Read::Pending => Poll::Pending,
+                };
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// Reads and processes input from a stream's task; `false` when it may not (the connection's
+/// task has an end to act on, or the output is over its stop) or the socket had nothing (then
+/// the shared read waker is registered). After a read that got bytes the connection's task is
+/// woken to read on, accept, flush and end what only it can.
+fn read_for_the_connection<T: AsyncRead + AsyncWrite + Unpin>(
+    inner: &mut Inner<T>,
+    waker: &Waker,
+) -> bool {
+    if inner.io.is_none() || inner.read_end.is_some() || inner.failed {
+        return false;
+    }
+    if inner.pending.len() >= READ_STOP {
+        inner.wake_driver();
+        return false;
+    }
+    ReadWakers::set(&inner.read_wakers.reader, waker);
+    match read_some(inner) {
+        Poll::Pending => false,
+        Poll::Ready(Ok(n)) if n > 0 => {
+            let Inner {
+                session,
+                io,
+                pending,
+                unflushed,
+                failed,
+                rbuf,
+                ..
+            } = inner;
+            let mut out = Frames {
+                io: io.as_mut(),
+                pending,
+                unflushed,
+                failed,
+            };
+            if let Err(e) = session.receive(rbuf, &mut out) {
+                inner.read_end = Some(ReadEnd::Failed(e.into()));
+                inner.wake_driver();
+                return false;
+            }
+            // The socket may hold more, and no read has registered for it since this one
+            // succeeded: the connection's task reads on until it waits (and accepts, flushes).
+            inner.wake_driver();
+            true
+        }
+        Poll::Ready(Ok(_)) => {
+            inner.read_end = Some(ReadEnd::Closed);
+            inner.wake_driver();
+            false
+        }
+        Poll::Ready(Err(e)) => {
+            inner.read_end = Some(ReadEnd::Failed(e.into()));
+            inner.wake_driver();
+            false
         }
     }
 }

@@ -374,3 +374,33 @@ async fn a_fast_writer_waits_for_the_wire() {
     .await
     .expect("in time");
 }
+
+/// A stream's reader reads the socket itself when nothing is buffered; if that read is then
+/// cancelled, the connection's task must still be woken by the socket, or nothing would read
+/// the connection again: here the peer's next stream would never be accepted.
+#[tokio::test]
+async fn a_cancelled_read_leaves_the_connection_reading() {
+    tokio::time::timeout(DEADLINE, async {
+        let (client, server) = pair(64 * 1024);
+        let (mut client_inbound, client_control, _c) = drive(client);
+        let (mut server_inbound, server_control, _s) = drive(server);
+        let mut a = client_control.open().await.expect("open");
+        a.write_all(b"a").await.expect("announce");
+        let _a_on_server = server_inbound.recv().await.expect("inbound");
+        // The read finds nothing buffered and nothing on the socket, registers, and is dropped.
+        let mut buf = [0u8; 8];
+        let cancelled = tokio::time::timeout(Duration::from_millis(50), a.read(&mut buf)).await;
+        assert!(cancelled.is_err(), "nothing to read yet");
+        let mut s = server_control.open().await.expect("open");
+        s.write_all(b"hello").await.expect("write");
+        let mut accepted = client_inbound
+            .recv()
+            .await
+            .expect("the client's task read on");
+        let mut got = [0u8; 5];
+        accepted.read_exact(&mut got).await.expect("read");
+        assert_eq!(&got, b"hello");
+    })
+    .await
+    .expect("in time");
+}
