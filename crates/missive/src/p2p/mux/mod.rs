@@ -144,6 +144,32 @@ impl<T> Inner<T> {
     }
 }
 
+impl<T: AsyncWrite + Unpin> Inner<T> {
+    /// Processes up to `max_frames` complete frames of the read buffer, their answers written
+    /// as any frame is; `true` when complete frames are left.
+    fn receive(&mut self, max_frames: usize) -> Result<bool, ProtocolError> {
+        let mut out = Frames {
+            io: self.io.as_mut(),
+            pending: &mut self.pending,
+            unflushed: &mut self.unflushed,
+            failed: &mut self.failed,
+        };
+        self.session
+            .receive_some(&mut self.rbuf, &mut out, max_frames)
+    }
+}
+
+/// The end of the input: clean between frames, an error inside one.
+fn input_closed(rbuf: &BytesMut) -> Result<Option<u32>, MuxError> {
+    if rbuf.is_empty() {
+        return Ok(None);
+    }
+    Err(MuxError::Io(io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "connection closed in the middle of a yamux frame",
+    )))
+}
+
 /// Writes frames into the secured stream's buffer without waiting: what it does not take at
 /// once is kept, in order, for the connection's task.
 struct Frames<'a, T> {
@@ -407,15 +433,7 @@ fn poll_connection<T: AsyncRead + AsyncWrite + Unpin>(
     }
     match inner.read_end.take() {
         Some(ReadEnd::Failed(e)) => return Poll::Ready(Err(e)),
-        Some(ReadEnd::Closed) => {
-            if !inner.rbuf.is_empty() {
-                return Poll::Ready(Err(MuxError::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed in the middle of a yamux frame",
-                ))));
-            }
-            return Poll::Ready(Ok(None));
-        }
+        Some(ReadEnd::Closed) => return Poll::Ready(input_closed(&inner.rbuf)),
         None => {}
     }
     for _ in 0..READS_PER_POLL {
@@ -433,22 +451,7 @@ fn poll_connection<T: AsyncRead + AsyncWrite + Unpin>(
             // is out (the flush above waits on the socket).
             return Poll::Pending;
         }
-        let Inner {
-            session,
-            io,
-            pending,
-            unflushed,
-            failed,
-            rbuf,
-            ..
-        } = inner;
-        let mut out = Frames {
-            io: io.as_mut(),
-            pending,
-            unflushed,
-            failed,
-        };
-        let more = session.receive_some(rbuf, &mut out, FRAMES_PER_TURN)?;
+        let more = inner.receive(FRAMES_PER_TURN)?;
         if let Some(id) = inner.session.take_inbound() {
             let _ = poll_flush_output(inner, cx);
             return Poll::Ready(Ok(Some(id)));
@@ -457,25 +460,16 @@ fn poll_connection<T: AsyncRead + AsyncWrite + Unpin>(
             // Let the tasks these frames woke run; the rest waits in the buffer.
             break;
         }
-        let Some(io) = inner.io.as_mut() else {
+        if inner.io.is_none() {
             return Poll::Ready(Ok(None));
-        };
-        // The session refused a data header past its windows as soon as it was read, so
-        // `need` is bounded by the receive window.
-        let _ = io;
+        }
         ReadWakers::set(&inner.read_wakers.driver, cx.waker());
         let n = match read_some(inner) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(r) => r?,
         };
         if n == 0 {
-            if !inner.rbuf.is_empty() {
-                return Poll::Ready(Err(MuxError::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed in the middle of a yamux frame",
-                ))));
-            }
-            return Poll::Ready(Ok(None));
+            return Poll::Ready(input_closed(&inner.rbuf));
         }
     }
     // More may be waiting: come back after the other tasks had their turn.
@@ -580,22 +574,7 @@ fn read_for_the_connection<T: AsyncRead + AsyncWrite + Unpin>(
     match read_some(inner) {
         Poll::Pending => false,
         Poll::Ready(Ok(n)) if n > 0 => {
-            let Inner {
-                session,
-                io,
-                pending,
-                unflushed,
-                failed,
-                rbuf,
-                ..
-            } = inner;
-            let mut out = Frames {
-                io: io.as_mut(),
-                pending,
-                unflushed,
-                failed,
-            };
-            if let Err(e) = session.receive(rbuf, &mut out) {
+            if let Err(e) = inner.receive(usize::MAX) {
                 inner.read_end = Some(ReadEnd::Failed(e.into()));
                 inner.wake_driver();
                 return false;

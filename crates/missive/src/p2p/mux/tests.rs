@@ -46,6 +46,33 @@ fn pair(capacity: usize) -> (Connection<DuplexStream>, Connection<DuplexStream>)
     )
 }
 
+/// Echoes every inbound stream: reads it to its FIN, writes it back, finishes.
+fn serve_echo(mut inbound: mpsc::UnboundedReceiver<Stream<DuplexStream>>) {
+    tokio::spawn(async move {
+        while let Some(mut s) = inbound.recv().await {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                s.read_to_end(&mut got).await.expect("read");
+                s.write_all(&got).await.expect("echo");
+                s.shutdown().await.expect("FIN");
+            });
+        }
+    });
+}
+
+/// Writes `data` and the FIN while reading the stream to its end; returns what came back.
+async fn echo_through(mut s: Stream<DuplexStream>, data: &[u8]) -> Vec<u8> {
+    let (mut r, mut w) = tokio::io::split(&mut s);
+    let send = async {
+        w.write_all(data).await.expect("write");
+        w.shutdown().await.expect("FIN");
+    };
+    let mut back = Vec::new();
+    let ((), n) = tokio::join!(send, r.read_to_end(&mut back));
+    n.expect("read the echo");
+    back
+}
+
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 253) as u8).collect()
 }
@@ -65,17 +92,8 @@ async fn streams_carry_more_than_a_window_both_ways_with_half_close() {
             s.shutdown().await.expect("FIN");
             got.len()
         });
-        let mut s = control.open().await.expect("open");
-        let (mut r, mut w) = tokio::io::split(&mut s);
-        let send = async {
-            w.write_all(&data).await.expect("write");
-            w.shutdown().await.expect("FIN");
-        };
-        let mut back = Vec::new();
-        let recv = r.read_to_end(&mut back);
-        let ((), n) = tokio::join!(send, recv);
-        n.expect("read the echo");
-        assert_eq!(back, data);
+        let s = control.open().await.expect("open");
+        assert_eq!(echo_through(s, &data).await, data);
         assert_eq!(echo.await.expect("step succeeds"), data.len());
     })
     .await
@@ -87,17 +105,8 @@ async fn many_streams_interleave_on_one_connection() {
     tokio::time::timeout(DEADLINE, async {
         let (client, server) = pair(16 * 1024);
         let (_, control, _c) = drive(client);
-        let (mut inbound, _, _s) = drive(server);
-        tokio::spawn(async move {
-            while let Some(mut s) = inbound.recv().await {
-                tokio::spawn(async move {
-                    let mut got = Vec::new();
-                    s.read_to_end(&mut got).await.expect("read");
-                    s.write_all(&got).await.expect("echo");
-                    s.shutdown().await.expect("FIN");
-                });
-            }
-        });
+        let (inbound, _, _s) = drive(server);
+        serve_echo(inbound);
         let mut tasks = Vec::new();
         for i in 0..50usize {
             let control = control.clone();
@@ -140,16 +149,9 @@ async fn our_streams_work_against_the_yamux_crate_as_listener() {
             }
         });
         for len in [0usize, 1, 300_000, 700_001] {
-            let mut s = control.open().await.expect("open");
+            let s = control.open().await.expect("open");
             let data = pattern(len);
-            let (mut r, mut w) = tokio::io::split(&mut s);
-            let send = async {
-                w.write_all(&data).await.expect("write");
-                w.shutdown().await.expect("FIN");
-            };
-            let mut back = Vec::new();
-            let (_, n) = tokio::join!(send, r.read_to_end(&mut back));
-            n.expect("read");
+            let back = echo_through(s, &data).await;
             assert_eq!(back.len(), data.len());
             assert!(back == data);
         }
@@ -163,17 +165,8 @@ async fn our_streams_work_against_the_yamux_crate_as_listener() {
 async fn the_yamux_crate_as_dialer_reaches_our_streams() {
     tokio::time::timeout(DEADLINE, async {
         let (a, b) = tokio::io::duplex(32 * 1024);
-        let (mut inbound, _, _s) = drive(Connection::new(b, Mode::Server, Config::default()));
-        tokio::spawn(async move {
-            while let Some(mut s) = inbound.recv().await {
-                tokio::spawn(async move {
-                    let mut got = Vec::new();
-                    s.read_to_end(&mut got).await.expect("read");
-                    s.write_all(&got).await.expect("echo");
-                    s.shutdown().await.expect("FIN");
-                });
-            }
-        });
+        let (inbound, _, _s) = drive(Connection::new(b, Mode::Server, Config::default()));
+        serve_echo(inbound);
         let theirs =
             yamux::Connection::new(a.compat(), yamux::Config::default(), yamux::Mode::Client);
         let (opener, mut opened) = mpsc::unbounded_channel::<tokio::sync::oneshot::Sender<_>>();
