@@ -42,6 +42,7 @@
 //! ```
 
 use std::collections::VecDeque;
+use std::ops::Range;
 
 use super::identity::{read_uvarint, write_uvarint};
 
@@ -55,6 +56,9 @@ pub const MAX_REJECTED_PROPOSALS: usize = 64;
 const HEADER: &[u8] = b"/multistream/1.0.0";
 const NA: &[u8] = b"na";
 const LS: &[u8] = b"ls";
+/// Room reserved for the messages to send: the header, a proposal or its echo, and the start
+/// of the first data, which [`Negotiated`](super::negotiated::Negotiated) sends with them.
+const OUT_CAPACITY: usize = 256;
 
 /// Which variant of the dialer's side of the protocol to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -161,7 +165,7 @@ impl DialerSelect {
             version,
             state: DialerState::AwaitHeader,
             reader: MessageReader::default(),
-            out: Vec::new(),
+            out: Vec::with_capacity(OUT_CAPACITY),
             optimistic_reported: false,
         };
         encode_message(&mut d.out, HEADER);
@@ -193,9 +197,10 @@ impl DialerSelect {
             if self.state == DialerState::AwaitHeader {
                 self.reader.check_header_prefix()?;
             }
-            let Some(msg) = self.reader.next_message()? else {
+            let Some(at) = self.reader.next_message()? else {
                 return Ok(DialerProgress::NeedInput);
             };
+            let msg = &self.reader.buf[at];
             match self.state {
                 DialerState::AwaitHeader => {
                     if msg != HEADER {
@@ -211,7 +216,7 @@ impl DialerSelect {
                     };
                     if msg == current.as_bytes() {
                         self.state = DialerState::Done;
-                        let protocol = current.clone();
+                        let protocol = self.protocols.pop_front().unwrap_or_default();
                         return Ok(DialerProgress::Selected {
                             protocol,
                             remaining: self.reader.take_remaining(),
@@ -293,9 +298,10 @@ impl ListenerSelect {
             if self.state == ListenerState::AwaitHeader {
                 self.reader.check_header_prefix()?;
             }
-            let Some(msg) = self.reader.next_message()? else {
+            let Some(at) = self.reader.next_message()? else {
                 return Ok(ListenerProgress::NeedInput);
             };
+            let msg = &self.reader.buf[at];
             match self.state {
                 ListenerState::AwaitHeader => {
                     if msg != HEADER {
@@ -303,6 +309,7 @@ impl ListenerSelect {
                             "expected the multistream header",
                         ));
                     }
+                    self.out.reserve(OUT_CAPACITY);
                     encode_message(&mut self.out, HEADER);
                     self.state = ListenerState::AwaitProposal;
                 }
@@ -312,9 +319,10 @@ impl ListenerSelect {
                         encode_message(&mut self.out, b"");
                     } else if msg == HEADER {
                         return Err(NegotiationError::Protocol("header sent twice"));
-                    } else if valid_protocol(&msg) {
-                        let p = String::from_utf8(msg)
-                            .map_err(|_| NegotiationError::Protocol("protocol is not UTF-8"))?;
+                    } else if valid_protocol(msg) {
+                        let p = std::str::from_utf8(msg)
+                            .map_err(|_| NegotiationError::Protocol("protocol is not UTF-8"))?
+                            .to_owned();
                         self.pending = Some(p.clone());
                         return Ok(ListenerProgress::Proposed(p));
                     } else {
@@ -403,10 +411,15 @@ fn valid_protocol(p: &[u8]) -> bool {
 #[derive(Debug, Default)]
 struct MessageReader {
     buf: Vec<u8>,
+    /// Where the next message starts: messages are read in place, and the bytes before are
+    /// dropped only when more input arrives.
+    start: usize,
 }
 
 impl MessageReader {
     fn extend(&mut self, data: &[u8]) {
+        self.buf.drain(..self.start);
+        self.start = 0;
         self.buf.extend_from_slice(data);
     }
 
@@ -414,8 +427,9 @@ impl MessageReader {
     /// garbage is refused without waiting for the length it seems to announce.
     fn check_header_prefix(&self) -> Result<(), NegotiationError> {
         const ENCODED: &[u8] = b"\x13/multistream/1.0.0\n";
-        let n = self.buf.len().min(ENCODED.len());
-        if self.buf[..n] != ENCODED[..n] {
+        let unread = &self.buf[self.start..];
+        let n = unread.len().min(ENCODED.len());
+        if unread[..n] != ENCODED[..n] {
             return Err(NegotiationError::Protocol(
                 "expected the multistream header",
             ));
@@ -423,11 +437,13 @@ impl MessageReader {
         Ok(())
     }
 
-    fn next_message(&mut self) -> Result<Option<Vec<u8>>, NegotiationError> {
-        match decode_message(&self.buf)? {
+    /// Where the next complete message's payload lies in `buf`.
+    fn next_message(&mut self) -> Result<Option<Range<usize>>, NegotiationError> {
+        match decode_message(&self.buf[self.start..])? {
             Some((payload, used)) => {
-                let payload = payload.to_vec();
-                self.buf.drain(..used);
+                let end = self.start + used - 1; // the newline
+                let payload = end - payload.len()..end;
+                self.start += used;
                 Ok(Some(payload))
             }
             None => Ok(None),
@@ -435,6 +451,8 @@ impl MessageReader {
     }
 
     fn take_remaining(&mut self) -> Vec<u8> {
+        self.buf.drain(..self.start);
+        self.start = 0;
         std::mem::take(&mut self.buf)
     }
 }
@@ -618,6 +636,64 @@ mod tests {
                 }
                 None => prop_assert_eq!(d, Err(NegotiationError::Unsupported)),
             }
+        }
+
+        /// A lazy dialer's header, proposal and first data reach the listener in pieces of any
+        /// size, and the listener's answer reaches the dialer likewise: both agree, and the bytes
+        /// after the negotiation come out whole on each side.
+        #[test]
+        fn negotiation_is_the_same_whatever_the_input_pieces(
+            name in "/[a-z]{1,12}",
+            data in proptest::collection::vec(any::<u8>(), 0..64),
+            answer_data in proptest::collection::vec(any::<u8>(), 0..64),
+            cuts in proptest::collection::vec(1usize..9, 1..40),
+        ) {
+            let mut d = DialerSelect::new([name.as_str()], Version::V1Lazy).expect("valid");
+            let mut to_listener = d.take_transmit().expect("header and proposal");
+            to_listener.extend_from_slice(&data);
+            let mut l = ListenerSelect::new();
+            let mut sizes = cuts.iter().cycle();
+            let mut fed = 0;
+            let (proposed, remaining) = loop {
+                prop_assert!(fed < to_listener.len(), "the listener needs more than was sent");
+                let n = (*sizes.next().expect("cycle")).min(to_listener.len() - fed);
+                l.input(&to_listener[fed..fed + n]);
+                fed += n;
+                match l.poll().expect("valid input") {
+                    ListenerProgress::NeedInput => continue,
+                    ListenerProgress::Proposed(p) => {
+                        let (accepted, mut rest) = l.accept().expect("pending");
+                        prop_assert_eq!(&accepted, &p);
+                        rest.extend_from_slice(&to_listener[fed..]);
+                        break (p, rest);
+                    }
+                }
+            };
+            prop_assert_eq!(&proposed, &name);
+            prop_assert_eq!(&remaining, &data);
+
+            let mut to_dialer = l.take_transmit().expect("header and echo");
+            to_dialer.extend_from_slice(&answer_data);
+            prop_assert_eq!(d.poll(), Ok(DialerProgress::Optimistic(name.clone())));
+            let mut fed = 0;
+            let remaining = loop {
+                prop_assert!(fed < to_dialer.len(), "the dialer needs more than was answered");
+                let n = (*sizes.next().expect("cycle")).min(to_dialer.len() - fed);
+                d.input(&to_dialer[fed..fed + n]);
+                fed += n;
+                match d.poll().expect("valid answer") {
+                    DialerProgress::NeedInput => continue,
+                    DialerProgress::Selected { protocol, mut remaining } => {
+                        prop_assert_eq!(&protocol, &name);
+                        remaining.extend_from_slice(&to_dialer[fed..]);
+                        break remaining;
+                    }
+                    other => {
+                        return Err(TestCaseError::fail(format!("unexpected {other:?}")));
+                    }
+                }
+            };
+            prop_assert_eq!(&remaining, &answer_data);
         }
 
         #[test]

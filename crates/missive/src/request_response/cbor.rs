@@ -24,7 +24,8 @@ pub struct Cbor;
 
 impl Format for Cbor {
     fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
-        cbor4ii::serde::to_vec(Vec::new(), value).map_err(io::Error::other)
+        // Room for a small message up front: growing from empty costs several reallocations.
+        cbor4ii::serde::to_vec(Vec::with_capacity(256), value).map_err(io::Error::other)
     }
 
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {

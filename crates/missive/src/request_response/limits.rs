@@ -5,6 +5,7 @@
 //! still waiting, so waiters are served in order and no newcomer overtakes them, and a release
 //! wakes only the one waiter it serves.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -193,7 +194,8 @@ impl Limits {
     /// count.
     fn release(&self, slot: Slot) {
         let mut st = self.lock();
-        if let Slot::Outbound(peer) = slot {
+        // Without waiters (the usual case) the count is all there is: one map lookup.
+        if let (Slot::Outbound(peer), false) = (slot, st.waiters.is_empty()) {
             let held = st.in_flight.get(&slot).copied().unwrap_or(0);
             if held <= st.peer_limit(peer, self.per_peer) && st.hand_over(peer) {
                 return;
@@ -205,10 +207,11 @@ impl Limits {
 
 impl State {
     fn release_count(&mut self, slot: Slot) {
-        if let Some(n) = self.in_flight.get_mut(&slot) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.in_flight.remove(&slot);
+        if let Entry::Occupied(mut n) = self.in_flight.entry(slot) {
+            if *n.get() <= 1 {
+                n.remove();
+            } else {
+                *n.get_mut() -= 1;
             }
         }
     }
