@@ -341,49 +341,62 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Negotiated<T> {
 mod tests {
     use super::*;
 
+    /// Every test ends within this, whatever the code under test does.
+    async fn within<F: std::future::Future>(test: F) -> F::Output {
+        tokio::time::timeout(std::time::Duration::from_secs(10), test)
+            .await
+            .expect("the test's deadline passed")
+    }
+
     #[tokio::test]
     async fn lazy_dialer_data_reaches_listener_and_answer_is_checked() {
-        let (a, b) = tokio::io::duplex(4096);
-        let dialer = async {
-            let (p, mut s) = dialer_select(a, ["/echo/1.0.0"], Version::V1Lazy)
-                .await
-                .expect("optimistic");
-            assert_eq!(p, "/echo/1.0.0");
-            s.write_all(b"ping").await.expect("write");
-            s.flush().await.expect("flush");
-            let mut got = [0u8; 4];
-            s.read_exact(&mut got).await.expect("read");
-            got
-        };
-        let listener = async {
-            let (p, mut s) = listener_select(b, |p| p == "/echo/1.0.0")
-                .await
-                .expect("select");
-            assert_eq!(p, "/echo/1.0.0");
-            let mut got = [0u8; 4];
-            s.read_exact(&mut got).await.expect("read");
-            s.write_all(&got).await.expect("echo");
-            s.flush().await.expect("flush");
-            s
-        };
-        let (got, _keep) = tokio::join!(dialer, listener);
-        assert_eq!(&got, b"ping");
+        within(async {
+            let (a, b) = tokio::io::duplex(4096);
+            let dialer = async {
+                let (p, mut s) = dialer_select(a, ["/echo/1.0.0"], Version::V1Lazy)
+                    .await
+                    .expect("optimistic");
+                assert_eq!(p, "/echo/1.0.0");
+                s.write_all(b"ping").await.expect("write");
+                s.flush().await.expect("flush");
+                let mut got = [0u8; 4];
+                s.read_exact(&mut got).await.expect("read");
+                got
+            };
+            let listener = async {
+                let (p, mut s) = listener_select(b, |p| p == "/echo/1.0.0")
+                    .await
+                    .expect("select");
+                assert_eq!(p, "/echo/1.0.0");
+                let mut got = [0u8; 4];
+                s.read_exact(&mut got).await.expect("read");
+                s.write_all(&got).await.expect("echo");
+                s.flush().await.expect("flush");
+                s
+            };
+            let (got, _keep) = tokio::join!(dialer, listener);
+            assert_eq!(&got, b"ping");
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn lazy_dialer_sees_unsupported_on_first_read() {
-        let (a, b) = tokio::io::duplex(4096);
-        let dialer = async {
-            let (_, mut s) = dialer_select(a, ["/nope"], Version::V1Lazy)
-                .await
-                .expect("optimistic");
-            let mut got = [0u8; 1];
-            s.read_exact(&mut got).await.expect_err("refused")
-        };
-        let listener = listener_select(b, |_| false);
-        let (err, l) = tokio::join!(dialer, listener);
-        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
-        assert!(l.is_err(), "listener sees the stream end");
+        within(async {
+            let (a, b) = tokio::io::duplex(4096);
+            let dialer = async {
+                let (_, mut s) = dialer_select(a, ["/nope"], Version::V1Lazy)
+                    .await
+                    .expect("optimistic");
+                let mut got = [0u8; 1];
+                s.read_exact(&mut got).await.expect_err("refused")
+            };
+            let listener = listener_select(b, |_| false);
+            let (err, l) = tokio::join!(dialer, listener);
+            assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+            assert!(l.is_err(), "listener sees the stream end");
+        })
+        .await;
     }
 
     /// An io that records what it is given and counts its flushes.
@@ -442,19 +455,22 @@ mod tests {
 
     #[tokio::test]
     async fn lazy_proposal_and_first_write_leave_in_one_write() {
-        let (_, mut s) = dialer_select(Recorder::default(), ["/echo/1.0.0"], Version::V1Lazy)
-            .await
-            .expect("optimistic");
-        assert!(
-            s.io.written.is_empty(),
-            "nothing is sent before the first data"
-        );
-        s.write_all(b"request").await.expect("write");
-        let mut expected = Vec::new();
-        super::super::negotiate::encode_message(&mut expected, b"/multistream/1.0.0");
-        super::super::negotiate::encode_message(&mut expected, b"/echo/1.0.0");
-        expected.extend_from_slice(b"request");
-        assert_eq!(s.io.written, expected);
+        within(async {
+            let (_, mut s) = dialer_select(Recorder::default(), ["/echo/1.0.0"], Version::V1Lazy)
+                .await
+                .expect("optimistic");
+            assert!(
+                s.io.written.is_empty(),
+                "nothing is sent before the first data"
+            );
+            s.write_all(b"request").await.expect("write");
+            let mut expected = Vec::new();
+            super::super::negotiate::encode_message(&mut expected, b"/multistream/1.0.0");
+            super::super::negotiate::encode_message(&mut expected, b"/echo/1.0.0");
+            expected.extend_from_slice(b"request");
+            assert_eq!(s.io.written, expected);
+        })
+        .await;
     }
 
     /// The bytes of a dialer's header and proposal of `protocol`.
@@ -467,86 +483,98 @@ mod tests {
 
     #[tokio::test]
     async fn listener_answers_at_once_a_dialer_that_sent_only_its_proposal() {
-        let (mut dialer, listener) = tokio::io::duplex(4096);
-        dialer.write_all(&proposal("/echo")).await.expect("write");
-        let (p, _s) = listener_select(listener, |p| p == "/echo")
-            .await
-            .expect("select");
-        assert_eq!(p, "/echo");
-        // A V1 dialer waits for this answer before it writes: it must come without any reply.
-        let expected = proposal("/echo");
-        let mut got = vec![0u8; expected.len()];
-        dialer.read_exact(&mut got).await.expect("answer");
-        assert_eq!(got, expected);
+        within(async {
+            let (mut dialer, listener) = tokio::io::duplex(4096);
+            dialer.write_all(&proposal("/echo")).await.expect("write");
+            let (p, _s) = listener_select(listener, |p| p == "/echo")
+                .await
+                .expect("select");
+            assert_eq!(p, "/echo");
+            // A V1 dialer waits for this answer before it writes: it must come without any reply.
+            let expected = proposal("/echo");
+            let mut got = vec![0u8; expected.len()];
+            dialer.read_exact(&mut got).await.expect("answer");
+            assert_eq!(got, expected);
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn listener_answers_a_lazy_dialer_with_its_first_reply() {
-        let (mut dialer, listener) = tokio::io::duplex(4096);
-        let mut first = proposal("/echo");
-        first.extend_from_slice(b"ping");
-        dialer.write_all(&first).await.expect("write");
-        let (_, mut s) = listener_select(listener, |p| p == "/echo")
-            .await
-            .expect("select");
-        let mut got = [0u8; 4];
-        s.read_exact(&mut got)
-            .await
-            .expect("data after the proposal");
-        assert_eq!(&got, b"ping");
-        s.write_all(b"pong").await.expect("reply");
-        s.flush().await.expect("flush");
-        let mut expected = proposal("/echo");
-        expected.extend_from_slice(b"pong");
-        let mut answer = vec![0u8; expected.len()];
-        dialer
-            .read_exact(&mut answer)
-            .await
-            .expect("answer and reply");
-        assert_eq!(answer, expected);
+        within(async {
+            let (mut dialer, listener) = tokio::io::duplex(4096);
+            let mut first = proposal("/echo");
+            first.extend_from_slice(b"ping");
+            dialer.write_all(&first).await.expect("write");
+            let (_, mut s) = listener_select(listener, |p| p == "/echo")
+                .await
+                .expect("select");
+            let mut got = [0u8; 4];
+            s.read_exact(&mut got)
+                .await
+                .expect("data after the proposal");
+            assert_eq!(&got, b"ping");
+            s.write_all(b"pong").await.expect("reply");
+            s.flush().await.expect("flush");
+            let mut expected = proposal("/echo");
+            expected.extend_from_slice(b"pong");
+            let mut answer = vec![0u8; expected.len()];
+            dialer
+                .read_exact(&mut answer)
+                .await
+                .expect("answer and reply");
+            assert_eq!(answer, expected);
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn listener_answer_goes_out_on_close_without_a_reply() {
-        let (mut dialer, listener) = tokio::io::duplex(4096);
-        let mut first = proposal("/note");
-        first.extend_from_slice(b"fire and forget");
-        dialer.write_all(&first).await.expect("write");
-        let (_, mut s) = listener_select(listener, |p| p == "/note")
-            .await
-            .expect("select");
-        s.shutdown().await.expect("close");
-        let mut answer = Vec::new();
-        dialer
-            .read_to_end(&mut answer)
-            .await
-            .expect("answer then end");
-        assert_eq!(answer, proposal("/note"));
+        within(async {
+            let (mut dialer, listener) = tokio::io::duplex(4096);
+            let mut first = proposal("/note");
+            first.extend_from_slice(b"fire and forget");
+            dialer.write_all(&first).await.expect("write");
+            let (_, mut s) = listener_select(listener, |p| p == "/note")
+                .await
+                .expect("select");
+            s.shutdown().await.expect("close");
+            let mut answer = Vec::new();
+            dialer
+                .read_to_end(&mut answer)
+                .await
+                .expect("answer then end");
+            assert_eq!(answer, proposal("/note"));
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn lazy_dialer_that_reads_first_sends_its_proposal() {
-        let (a, b) = tokio::io::duplex(4096);
-        let dialer = async {
-            let (_, mut s) = dialer_select(a, ["/greet"], Version::V1Lazy)
-                .await
-                .expect("optimistic");
-            let mut got = [0u8; 5];
-            s.read_exact(&mut got).await.expect("greeting");
-            got
-        };
-        let listener = async {
-            let (_, mut s) = listener_select(b, |p| p == "/greet").await.expect("select");
-            s.write_all(b"hello").await.expect("greet");
-            s.flush().await.expect("flush");
-            s
-        };
-        let (got, _keep) = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-            tokio::join!(dialer, listener)
+        within(async {
+            let (a, b) = tokio::io::duplex(4096);
+            let dialer = async {
+                let (_, mut s) = dialer_select(a, ["/greet"], Version::V1Lazy)
+                    .await
+                    .expect("optimistic");
+                let mut got = [0u8; 5];
+                s.read_exact(&mut got).await.expect("greeting");
+                got
+            };
+            let listener = async {
+                let (_, mut s) = listener_select(b, |p| p == "/greet").await.expect("select");
+                s.write_all(b"hello").await.expect("greet");
+                s.flush().await.expect("flush");
+                s
+            };
+            let (got, _keep) = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                tokio::join!(dialer, listener)
+            })
+            .await
+            .expect("no deadlock");
+            assert_eq!(&got, b"hello");
         })
-        .await
-        .expect("no deadlock");
-        assert_eq!(&got, b"hello");
+        .await;
     }
 }
 
