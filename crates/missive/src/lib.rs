@@ -63,6 +63,9 @@
 
 pub mod transport;
 
+#[cfg(test)]
+mod test_deadline;
+
 #[cfg(feature = "queue")]
 pub mod queue;
 

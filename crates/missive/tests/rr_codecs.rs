@@ -1,5 +1,9 @@
 //! The request-response codecs: what they put on the wire, their limits, and malformed input.
 
+#[path = "support/deadline.rs"]
+mod deadline;
+use deadline::within;
+
 use missive::request_response::{Codec, MessageKind, MessageTooLarge, cbor, json};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -33,133 +37,154 @@ async fn wire_of<C: Codec<Protocol = String>>(mut codec: C, request: C::Request)
 
 #[tokio::test]
 async fn cbor_writes_structs_as_maps_without_a_length_prefix() {
-    let wire = wire_of(
-        cbor::Codec::<Greet, Greet>::default(),
-        Greet {
-            name: "a".into(),
-            times: 2,
-        },
-    )
+    within(async {
+        let wire = wire_of(
+            cbor::Codec::<Greet, Greet>::default(),
+            Greet {
+                name: "a".into(),
+                times: 2,
+            },
+        )
+        .await;
+        // map(2) { "name": "a", "times": 2 }
+        assert_eq!(
+            wire,
+            [
+                0xa2, 0x64, b'n', b'a', b'm', b'e', 0x61, b'a', 0x65, b't', b'i', b'm', b'e', b's',
+                0x02
+            ]
+        );
+    })
     .await;
-    // map(2) { "name": "a", "times": 2 }
-    assert_eq!(
-        wire,
-        [
-            0xa2, 0x64, b'n', b'a', b'm', b'e', 0x61, b'a', 0x65, b't', b'i', b'm', b'e', b's',
-            0x02
-        ]
-    );
 }
 
 #[tokio::test]
 async fn json_writes_plain_json_without_a_length_prefix() {
-    let wire = wire_of(
-        json::Codec::<Greet, Greet>::default(),
-        Greet {
-            name: "a".into(),
-            times: 2,
-        },
-    )
+    within(async {
+        let wire = wire_of(
+            json::Codec::<Greet, Greet>::default(),
+            Greet {
+                name: "a".into(),
+                times: 2,
+            },
+        )
+        .await;
+        assert_eq!(wire, br#"{"name":"a","times":2}"#);
+    })
     .await;
-    assert_eq!(wire, br#"{"name":"a","times":2}"#);
 }
 
 #[tokio::test]
 async fn requests_and_responses_round_trip_in_both_formats() {
-    async fn round_trip<C>(mut codec: C, value: Greet)
-    where
-        C: Codec<Protocol = String, Request = Greet, Response = Greet>,
-    {
-        let (mut a, mut b) = tokio::io::duplex(1 << 16);
-        codec
-            .write_request(&protocol(), &mut a, value.clone())
-            .await
-            .expect("write");
-        drop(a);
-        assert_eq!(
-            codec.read_request(&protocol(), &mut b).await.expect("read"),
-            value
-        );
-        let (mut a, mut b) = tokio::io::duplex(1 << 16);
-        codec
-            .write_response(&protocol(), &mut a, value.clone())
-            .await
-            .expect("write");
-        drop(a);
-        assert_eq!(
+    within(async {
+        async fn round_trip<C>(mut codec: C, value: Greet)
+        where
+            C: Codec<Protocol = String, Request = Greet, Response = Greet>,
+        {
+            let (mut a, mut b) = tokio::io::duplex(1 << 16);
             codec
-                .read_response(&protocol(), &mut b)
+                .write_request(&protocol(), &mut a, value.clone())
                 .await
-                .expect("read"),
-            value
-        );
-    }
-    let value = Greet {
-        name: "missive".into(),
-        times: 7,
-    };
-    round_trip(cbor::Codec::default(), value.clone()).await;
-    round_trip(json::Codec::default(), value).await;
+                .expect("write");
+            drop(a);
+            assert_eq!(
+                codec.read_request(&protocol(), &mut b).await.expect("read"),
+                value
+            );
+            let (mut a, mut b) = tokio::io::duplex(1 << 16);
+            codec
+                .write_response(&protocol(), &mut a, value.clone())
+                .await
+                .expect("write");
+            drop(a);
+            assert_eq!(
+                codec
+                    .read_response(&protocol(), &mut b)
+                    .await
+                    .expect("read"),
+                value
+            );
+        }
+        let value = Greet {
+            name: "missive".into(),
+            times: 7,
+        };
+        round_trip(cbor::Codec::default(), value.clone()).await;
+        round_trip(json::Codec::default(), value).await;
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn an_oversized_request_is_refused_by_the_sender_before_writing() {
-    let mut codec = cbor::Codec::<Vec<u8>, ()>::default().with_request_limit(100);
-    let (mut a, _b) = tokio::io::duplex(1 << 16);
-    let err = codec
-        .write_request(&protocol(), &mut a, vec![0u8; 200])
-        .await
-        .expect_err("too large");
-    let found = MessageTooLarge::find(&err).expect("typed size error");
-    assert_eq!((found.kind, found.limit), (MessageKind::Request, 100));
-    assert!(found.size.is_some_and(|s| s > 200));
+    within(async {
+        let mut codec = cbor::Codec::<Vec<u8>, ()>::default().with_request_limit(100);
+        let (mut a, _b) = tokio::io::duplex(1 << 16);
+        let err = codec
+            .write_request(&protocol(), &mut a, vec![0u8; 200])
+            .await
+            .expect_err("too large");
+        let found = MessageTooLarge::find(&err).expect("typed size error");
+        assert_eq!((found.kind, found.limit), (MessageKind::Request, 100));
+        assert!(found.size.is_some_and(|s| s > 200));
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn an_oversized_response_is_refused_by_the_reader_not_truncated() {
-    let (mut a, mut b) = tokio::io::duplex(1 << 16);
-    let mut big = json::Codec::<(), String>::default();
-    big.write_response(&protocol(), &mut a, "x".repeat(500))
-        .await
-        .expect("write");
-    drop(a);
-    let mut small = json::Codec::<(), String>::default().with_response_limit(100);
-    let err = small
-        .read_response(&protocol(), &mut b)
-        .await
-        .expect_err("too large");
-    let found = MessageTooLarge::find(&err).expect("typed size error");
-    assert_eq!((found.kind, found.limit), (MessageKind::Response, 100));
+    within(async {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        let mut big = json::Codec::<(), String>::default();
+        big.write_response(&protocol(), &mut a, "x".repeat(500))
+            .await
+            .expect("write");
+        drop(a);
+        let mut small = json::Codec::<(), String>::default().with_response_limit(100);
+        let err = small
+            .read_response(&protocol(), &mut b)
+            .await
+            .expect_err("too large");
+        let found = MessageTooLarge::find(&err).expect("typed size error");
+        assert_eq!((found.kind, found.limit), (MessageKind::Response, 100));
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn malformed_cbor_is_an_invalid_data_error() {
-    let (mut a, mut b) = tokio::io::duplex(1024);
-    a.write_all(&[0xa2, 0x64, b'n', 0xff, 0x00])
-        .await
-        .expect("write");
-    drop(a);
-    let err = cbor::Codec::<Greet, Greet>::default()
-        .read_request(&protocol(), &mut b)
-        .await
-        .expect_err("malformed");
-    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
-    assert!(MessageTooLarge::find(&err).is_none());
+    within(async {
+        let (mut a, mut b) = tokio::io::duplex(1024);
+        a.write_all(&[0xa2, 0x64, b'n', 0xff, 0x00])
+            .await
+            .expect("write");
+        drop(a);
+        let err = cbor::Codec::<Greet, Greet>::default()
+            .read_request(&protocol(), &mut b)
+            .await
+            .expect_err("malformed");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(MessageTooLarge::find(&err).is_none());
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn one_way_protocols_use_the_unit_response() {
-    let (mut a, mut b) = tokio::io::duplex(1024);
-    let mut codec = cbor::Codec::<Greet, ()>::default();
-    codec
-        .write_response(&protocol(), &mut a, ())
-        .await
-        .expect("write");
-    drop(a);
-    codec
-        .read_response(&protocol(), &mut b)
-        .await
-        .expect("unit reads back");
+    within(async {
+        let (mut a, mut b) = tokio::io::duplex(1024);
+        let mut codec = cbor::Codec::<Greet, ()>::default();
+        codec
+            .write_response(&protocol(), &mut a, ())
+            .await
+            .expect("write");
+        drop(a);
+        codec
+            .read_response(&protocol(), &mut b)
+            .await
+            .expect("unit reads back");
+    })
+    .await;
 }
 
 fn greet() -> impl Strategy<Value = Greet> {

@@ -340,13 +340,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Negotiated<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Every test ends within this, whatever the code under test does.
-    async fn within<F: std::future::Future>(test: F) -> F::Output {
-        tokio::time::timeout(std::time::Duration::from_secs(10), test)
-            .await
-            .expect("the test's deadline passed")
-    }
+    use crate::test_deadline::within;
 
     #[tokio::test]
     async fn lazy_dialer_data_reaches_listener_and_answer_is_checked() {

@@ -742,6 +742,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for NoiseStream<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_deadline::within;
     use proptest::prelude::*;
 
     async fn pair(
@@ -763,88 +764,97 @@ mod tests {
 
     #[tokio::test]
     async fn handshake_proves_both_peer_ids_and_carries_data() {
-        let (a, b) = (Keypair::generate(), Keypair::generate());
-        let (ra, rb) = pair(&a, &b, Some(b.peer_id())).await;
-        let (mut sa, pa) = ra.expect("initiator");
-        let (mut sb, pb) = rb.expect("responder");
-        assert_eq!((pa, pb), (b.peer_id(), a.peer_id()));
-        let big = vec![7u8; 200_000];
-        let writer = async {
-            sa.write_all(&big).await.expect("write");
-            sa.shutdown().await.expect("shutdown");
-        };
-        let mut got = Vec::new();
-        let reader = sb.read_to_end(&mut got);
-        let (_, r) = tokio::join!(writer, reader);
-        r.expect("read");
-        assert_eq!(got, big);
+        within(async {
+            let (a, b) = (Keypair::generate(), Keypair::generate());
+            let (ra, rb) = pair(&a, &b, Some(b.peer_id())).await;
+            let (mut sa, pa) = ra.expect("initiator");
+            let (mut sb, pb) = rb.expect("responder");
+            assert_eq!((pa, pb), (b.peer_id(), a.peer_id()));
+            let big = vec![7u8; 200_000];
+            let writer = async {
+                sa.write_all(&big).await.expect("write");
+                sa.shutdown().await.expect("shutdown");
+            };
+            let mut got = Vec::new();
+            let reader = sb.read_to_end(&mut got);
+            let (_, r) = tokio::join!(writer, reader);
+            r.expect("read");
+            assert_eq!(got, big);
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn stream_ending_mid_frame_is_an_error_distinct_from_clean_close() {
-        let (a, b) = (Keypair::generate(), Keypair::generate());
-        let (x, mut y) = tokio::io::duplex(1 << 16);
-        let (ca, cb) = (
-            NoiseConfig::new(&a).expect("config"),
-            NoiseConfig::new(&b).expect("config"),
-        );
-        // Relay the handshake by hand so that the raw responder side stays reachable.
-        let (inner_b, mut relay) = tokio::io::duplex(1 << 16);
-        let pump = async {
-            let mut buf = [0u8; 4096];
-            // Handshake: msg1 from x to b, msg2 back, msg3 to b.
-            for to_b in [true, false, true] {
-                let (src, dst): (&mut tokio::io::DuplexStream, &mut tokio::io::DuplexStream) =
-                    if to_b {
-                        (&mut y, &mut relay)
-                    } else {
-                        (&mut relay, &mut y)
-                    };
-                let len = src.read_u16().await.expect("len");
-                let body = &mut buf[..usize::from(len)];
-                src.read_exact(body).await.expect("body");
-                dst.write_u16(len).await.expect("len");
-                dst.write_all(body).await.expect("body");
-            }
-            // Then half a frame, and the end of the stream.
-            relay
-                .write_all(&[0x00, 0x40, 1, 2, 3])
-                .await
-                .expect("partial");
-            drop(relay);
-            y
-        };
-        let (ra, rb, _y) = tokio::join!(
-            ca.handshake(x, true, None),
-            cb.handshake(inner_b, false, None),
-            pump
-        );
-        ra.expect("initiator");
-        let (mut sb, _) = rb.expect("responder");
-        let err = sb.read(&mut [0u8; 8]).await.expect_err("truncated frame");
-        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        within(async {
+            let (a, b) = (Keypair::generate(), Keypair::generate());
+            let (x, mut y) = tokio::io::duplex(1 << 16);
+            let (ca, cb) = (
+                NoiseConfig::new(&a).expect("config"),
+                NoiseConfig::new(&b).expect("config"),
+            );
+            // Relay the handshake by hand so that the raw responder side stays reachable.
+            let (inner_b, mut relay) = tokio::io::duplex(1 << 16);
+            let pump = async {
+                let mut buf = [0u8; 4096];
+                // Handshake: msg1 from x to b, msg2 back, msg3 to b.
+                for to_b in [true, false, true] {
+                    let (src, dst): (&mut tokio::io::DuplexStream, &mut tokio::io::DuplexStream) =
+                        if to_b {
+                            (&mut y, &mut relay)
+                        } else {
+                            (&mut relay, &mut y)
+                        };
+                    let len = src.read_u16().await.expect("len");
+                    let body = &mut buf[..usize::from(len)];
+                    src.read_exact(body).await.expect("body");
+                    dst.write_u16(len).await.expect("len");
+                    dst.write_all(body).await.expect("body");
+                }
+                // Then half a frame, and the end of the stream.
+                relay
+                    .write_all(&[0x00, 0x40, 1, 2, 3])
+                    .await
+                    .expect("partial");
+                drop(relay);
+                y
+            };
+            let (ra, rb, _y) = tokio::join!(
+                ca.handshake(x, true, None),
+                cb.handshake(inner_b, false, None),
+                pump
+            );
+            ra.expect("initiator");
+            let (mut sb, _) = rb.expect("responder");
+            let err = sb.read(&mut [0u8; 8]).await.expect_err("truncated frame");
+            assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn drained_stream_holds_no_buffers() {
-        let (a, b) = (Keypair::generate(), Keypair::generate());
-        let (ra, rb) = pair(&a, &b, None).await;
-        let (mut sa, mut sb) = (ra.expect("initiator").0, rb.expect("responder").0);
-        for size in [1usize, 100, 70_000] {
-            let data = vec![3u8; size];
-            sa.write_all(&data).await.expect("write");
-            sa.flush().await.expect("flush");
-            assert_eq!((sa.open.capacity(), sa.sealed.capacity()), (0, 0));
-            let mut got = vec![0u8; size];
-            sb.read_exact(&mut got).await.expect("read");
-            assert_eq!(got, data);
-            // Nothing more has arrived: the read is pending and the input buffer is gone.
-            let mut cx = Context::from_waker(std::task::Waker::noop());
-            let mut one = [0u8; 1];
-            let mut rb = ReadBuf::new(&mut one);
-            assert!(Pin::new(&mut sb).poll_read(&mut cx, &mut rb).is_pending());
-            assert_eq!(sb.rbuf.capacity(), 0);
-        }
+        within(async {
+            let (a, b) = (Keypair::generate(), Keypair::generate());
+            let (ra, rb) = pair(&a, &b, None).await;
+            let (mut sa, mut sb) = (ra.expect("initiator").0, rb.expect("responder").0);
+            for size in [1usize, 100, 70_000] {
+                let data = vec![3u8; size];
+                sa.write_all(&data).await.expect("write");
+                sa.flush().await.expect("flush");
+                assert_eq!((sa.open.capacity(), sa.sealed.capacity()), (0, 0));
+                let mut got = vec![0u8; size];
+                sb.read_exact(&mut got).await.expect("read");
+                assert_eq!(got, data);
+                // Nothing more has arrived: the read is pending and the input buffer is gone.
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let mut one = [0u8; 1];
+                let mut rb = ReadBuf::new(&mut one);
+                assert!(Pin::new(&mut sb).poll_read(&mut cx, &mut rb).is_pending());
+                assert_eq!(sb.rbuf.capacity(), 0);
+            }
+        })
+        .await;
     }
 
     #[test]
@@ -871,62 +881,71 @@ mod tests {
 
     #[tokio::test]
     async fn tampered_frame_is_refused_as_invalid_data() {
-        let (a, b) = (Keypair::generate(), Keypair::generate());
-        let (x, y) = tokio::io::duplex(1 << 16);
-        let (ca, cb) = (
-            NoiseConfig::new(&a).expect("config"),
-            NoiseConfig::new(&b).expect("config"),
-        );
-        let (ra, rb) = tokio::join!(ca.handshake(x, true, None), cb.handshake(y, false, None));
-        let (mut sa, mut sb) = (ra.expect("initiator").0, rb.expect("responder").0);
-        // Seal a frame by hand, flip one ciphertext bit, and send it raw.
-        sa.write_all(b"hello").await.expect("write");
-        sa.seal_open().expect("seal");
-        let mut frame = std::mem::take(&mut sa.sealed);
-        frame[3] ^= 1;
-        sa.io.write_all(&frame).await.expect("raw write");
-        let err = sb.read(&mut [0u8; 8]).await.expect_err("tampered frame");
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        within(async {
+            let (a, b) = (Keypair::generate(), Keypair::generate());
+            let (x, y) = tokio::io::duplex(1 << 16);
+            let (ca, cb) = (
+                NoiseConfig::new(&a).expect("config"),
+                NoiseConfig::new(&b).expect("config"),
+            );
+            let (ra, rb) = tokio::join!(ca.handshake(x, true, None), cb.handshake(y, false, None));
+            let (mut sa, mut sb) = (ra.expect("initiator").0, rb.expect("responder").0);
+            // Seal a frame by hand, flip one ciphertext bit, and send it raw.
+            sa.write_all(b"hello").await.expect("write");
+            sa.seal_open().expect("seal");
+            let mut frame = std::mem::take(&mut sa.sealed);
+            frame[3] ^= 1;
+            sa.io.write_all(&frame).await.expect("raw write");
+            let err = sb.read(&mut [0u8; 8]).await.expect_err("tampered frame");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn frames_split_across_small_reads_arrive_whole_and_in_order() {
-        let (a, b) = (Keypair::generate(), Keypair::generate());
-        let (ra, rb) = pair(&a, &b, None).await;
-        let (mut sa, mut sb) = (ra.expect("initiator").0, rb.expect("responder").0);
-        let mut sent = Vec::new();
-        for i in 0..50u8 {
-            let chunk = vec![i; usize::from(i) * 37 + 1];
-            sa.write_all(&chunk).await.expect("write");
-            if i % 3 == 0 {
-                sa.flush().await.expect("flush");
+        within(async {
+            let (a, b) = (Keypair::generate(), Keypair::generate());
+            let (ra, rb) = pair(&a, &b, None).await;
+            let (mut sa, mut sb) = (ra.expect("initiator").0, rb.expect("responder").0);
+            let mut sent = Vec::new();
+            for i in 0..50u8 {
+                let chunk = vec![i; usize::from(i) * 37 + 1];
+                sa.write_all(&chunk).await.expect("write");
+                if i % 3 == 0 {
+                    sa.flush().await.expect("flush");
+                }
+                sent.extend_from_slice(&chunk);
             }
-            sent.extend_from_slice(&chunk);
-        }
-        sa.shutdown().await.expect("shutdown");
-        let mut got = Vec::new();
-        let mut small = [0u8; 7];
-        for _ in 0..sent.len() + 1 {
-            let n = sb.read(&mut small).await.expect("read");
-            if n == 0 {
-                break;
+            sa.shutdown().await.expect("shutdown");
+            let mut got = Vec::new();
+            let mut small = [0u8; 7];
+            for _ in 0..sent.len() + 1 {
+                let n = sb.read(&mut small).await.expect("read");
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&small[..n]);
             }
-            got.extend_from_slice(&small[..n]);
-        }
-        assert_eq!(got, sent);
+            assert_eq!(got, sent);
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn handshake_refuses_unexpected_peer_id() {
-        let (a, b) = (Keypair::generate(), Keypair::generate());
-        let other = PeerId::random();
-        let (ra, _) = pair(&a, &b, Some(other)).await;
-        match ra {
-            Err(NoiseError::PeerIdMismatch { expected, actual }) => {
-                assert_eq!((expected, actual), (other, b.peer_id()));
+        within(async {
+            let (a, b) = (Keypair::generate(), Keypair::generate());
+            let other = PeerId::random();
+            let (ra, _) = pair(&a, &b, Some(other)).await;
+            match ra {
+                Err(NoiseError::PeerIdMismatch { expected, actual }) => {
+                    assert_eq!((expected, actual), (other, b.peer_id()));
+                }
+                other => panic!("expected a mismatch, got {other:?}"),
             }
-            other => panic!("expected a mismatch, got {other:?}"),
-        }
+        })
+        .await;
     }
 
     /// Runs the WebTransport handshake between a client expecting `dialed` and a server
@@ -956,25 +975,28 @@ mod tests {
 
     #[tokio::test]
     async fn webtransport_handshake_carries_the_certhashes_and_checks_the_dialed_ones() {
-        let (h1, h2, h3) = (
-            vec![0x12, 0x20, 1],
-            vec![0x12, 0x20, 2],
-            vec![0x12, 0x20, 3],
-        );
-        // Every dialed hash listed (a subset of what is announced): both sides connect.
-        let (c, s) = webtransport_pair(
-            vec![h1.clone(), h2.clone()],
-            vec![h3.clone(), h1.clone(), h2.clone()],
-        )
+        within(async {
+            let (h1, h2, h3) = (
+                vec![0x12, 0x20, 1],
+                vec![0x12, 0x20, 2],
+                vec![0x12, 0x20, 3],
+            );
+            // Every dialed hash listed (a subset of what is announced): both sides connect.
+            let (c, s) = webtransport_pair(
+                vec![h1.clone(), h2.clone()],
+                vec![h3.clone(), h1.clone(), h2.clone()],
+            )
+            .await;
+            assert!(c.is_ok() && s.is_ok(), "{c:?} {s:?}");
+            // A dialed hash missing: the client refuses before message 3, so the server fails too.
+            let (c, s) = webtransport_pair(vec![h1.clone(), h3.clone()], vec![h1, h2]).await;
+            match c {
+                Err(NoiseError::CerthashMismatch { missing }) => assert_eq!(missing, h3),
+                other => panic!("expected a certhash mismatch, got {other:?}"),
+            }
+            assert!(s.is_err());
+        })
         .await;
-        assert!(c.is_ok() && s.is_ok(), "{c:?} {s:?}");
-        // A dialed hash missing: the client refuses before message 3, so the server fails too.
-        let (c, s) = webtransport_pair(vec![h1.clone(), h3.clone()], vec![h1, h2]).await;
-        match c {
-            Err(NoiseError::CerthashMismatch { missing }) => assert_eq!(missing, h3),
-            other => panic!("expected a certhash mismatch, got {other:?}"),
-        }
-        assert!(s.is_err());
     }
 
     #[test]
@@ -1064,18 +1086,21 @@ mod tests {
 
     #[tokio::test]
     async fn handshake_between_secp256k1_and_ed25519_nodes_proves_both_peer_ids() {
-        let (a, b) = (Keypair::generate_secp256k1(), Keypair::generate());
-        for (x, y) in [(&a, &b), (&b, &a), (&a, &a)] {
-            let (rx, ry) = pair(x, y, Some(y.peer_id())).await;
-            let (mut sx, px) = rx.expect("initiator");
-            let (mut sy, py) = ry.expect("responder");
-            assert_eq!((px, py), (y.peer_id(), x.peer_id()));
-            sx.write_all(b"hi").await.expect("write");
-            sx.flush().await.expect("flush");
-            let mut buf = [0u8; 2];
-            sy.read_exact(&mut buf).await.expect("read");
-            assert_eq!(&buf, b"hi");
-        }
+        within(async {
+            let (a, b) = (Keypair::generate_secp256k1(), Keypair::generate());
+            for (x, y) in [(&a, &b), (&b, &a), (&a, &a)] {
+                let (rx, ry) = pair(x, y, Some(y.peer_id())).await;
+                let (mut sx, px) = rx.expect("initiator");
+                let (mut sy, py) = ry.expect("responder");
+                assert_eq!((px, py), (y.peer_id(), x.peer_id()));
+                sx.write_all(b"hi").await.expect("write");
+                sx.flush().await.expect("flush");
+                let mut buf = [0u8; 2];
+                sy.read_exact(&mut buf).await.expect("read");
+                assert_eq!(&buf, b"hi");
+            }
+        })
+        .await;
     }
 
     proptest! {

@@ -146,36 +146,43 @@ pub(crate) fn check_outgoing(len: usize, limit: u64, kind: MessageKind) -> io::R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_deadline::within;
     use tokio::io::AsyncWriteExt;
 
     #[tokio::test]
     async fn a_message_at_the_limit_is_read_whole() {
-        let (mut a, mut b) = tokio::io::duplex(64);
-        a.write_all(&[7; 10]).await.expect("write");
-        drop(a);
-        let got = read_to_end_limited(&mut b, 10, MessageKind::Request)
-            .await
-            .expect("read");
-        assert_eq!(got, vec![7; 10]);
+        within(async {
+            let (mut a, mut b) = tokio::io::duplex(64);
+            a.write_all(&[7; 10]).await.expect("write");
+            drop(a);
+            let got = read_to_end_limited(&mut b, 10, MessageKind::Request)
+                .await
+                .expect("read");
+            assert_eq!(got, vec![7; 10]);
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn one_byte_past_the_limit_is_too_large_not_truncated() {
-        let (mut a, mut b) = tokio::io::duplex(64);
-        a.write_all(&[7; 11]).await.expect("write");
-        drop(a);
-        let err = read_to_end_limited(&mut b, 10, MessageKind::Response)
-            .await
-            .expect_err("too large");
-        assert_eq!(
-            MessageTooLarge::find(&err),
-            Some(&MessageTooLarge {
-                kind: MessageKind::Response,
-                limit: 10,
-                size: None
-            })
-        );
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        within(async {
+            let (mut a, mut b) = tokio::io::duplex(64);
+            a.write_all(&[7; 11]).await.expect("write");
+            drop(a);
+            let err = read_to_end_limited(&mut b, 10, MessageKind::Response)
+                .await
+                .expect_err("too large");
+            assert_eq!(
+                MessageTooLarge::find(&err),
+                Some(&MessageTooLarge {
+                    kind: MessageKind::Response,
+                    limit: 10,
+                    size: None
+                })
+            );
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        })
+        .await;
     }
 
     #[test]

@@ -218,6 +218,7 @@ pub(crate) fn poll_read_into<T: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_deadline::within;
 
     struct Raw;
     impl Encoder for Raw {
@@ -230,25 +231,28 @@ mod tests {
 
     #[tokio::test]
     async fn write_queue_keeps_order_of_small_and_large_frames() {
-        let (mut a, mut b) = tokio::io::duplex(1 << 20);
-        let mut q = WriteQueue::new();
-        let mut enc = Raw;
-        let mut expected = Vec::new();
-        for i in 0..50u32 {
-            let len = if i % 7 == 0 { 10_000 } else { 10 + i as usize };
-            let frame: Vec<u8> = (0..len).map(|j| (i as usize + j) as u8).collect();
-            expected.extend_from_slice(&frame);
-            q.push(Bytes::from(frame), &mut enc);
-        }
-        std::future::poll_fn(|cx| q.poll_write(&mut a, &mut enc, cx))
-            .await
-            .expect("write");
-        assert!(q.is_empty());
-        drop(a);
-        let mut got = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut b, &mut got)
-            .await
-            .expect("read");
-        assert_eq!(got, expected);
+        within(async {
+            let (mut a, mut b) = tokio::io::duplex(1 << 20);
+            let mut q = WriteQueue::new();
+            let mut enc = Raw;
+            let mut expected = Vec::new();
+            for i in 0..50u32 {
+                let len = if i % 7 == 0 { 10_000 } else { 10 + i as usize };
+                let frame: Vec<u8> = (0..len).map(|j| (i as usize + j) as u8).collect();
+                expected.extend_from_slice(&frame);
+                q.push(Bytes::from(frame), &mut enc);
+            }
+            std::future::poll_fn(|cx| q.poll_write(&mut a, &mut enc, cx))
+                .await
+                .expect("write");
+            assert!(q.is_empty());
+            drop(a);
+            let mut got = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut b, &mut got)
+                .await
+                .expect("read");
+            assert_eq!(got, expected);
+        })
+        .await;
     }
 }

@@ -179,6 +179,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsBytes<S> {
 
 #[cfg(test)]
 mod tests {
+    use crate::test_deadline::within;
     use futures_util::{SinkExt as _, StreamExt as _};
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
     use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
@@ -196,124 +197,142 @@ mod tests {
 
     #[tokio::test]
     async fn text_and_binary_messages_read_as_one_byte_stream_and_pings_are_answered() {
-        let (mut ours, mut theirs) = pair().await;
-        theirs
-            .send(Message::binary(&b"hel"[..]))
-            .await
-            .expect("send");
-        theirs
-            .send(Message::Ping(Bytes::from_static(b"p")))
-            .await
-            .expect("ping");
-        theirs.send(Message::text("lo ")).await.expect("send");
-        theirs
-            .send(Message::binary(&b"world"[..]))
-            .await
-            .expect("send");
-        let mut got = [0u8; 11];
-        ours.read_exact(&mut got).await.expect("read");
-        assert_eq!(&got, b"hello world");
-        // The pong goes out with our next write.
-        ours.write_all(b"x").await.expect("write");
-        ours.flush().await.expect("flush");
-        let mut seen = Vec::new();
-        for _ in 0..2 {
-            seen.push(theirs.next().await.expect("message").expect("ok"));
-        }
-        assert!(
-            seen.contains(&Message::Pong(Bytes::from_static(b"p"))),
-            "{seen:?}"
-        );
-        assert!(seen.contains(&Message::binary(&b"x"[..])), "{seen:?}");
+        within(async {
+            let (mut ours, mut theirs) = pair().await;
+            theirs
+                .send(Message::binary(&b"hel"[..]))
+                .await
+                .expect("send");
+            theirs
+                .send(Message::Ping(Bytes::from_static(b"p")))
+                .await
+                .expect("ping");
+            theirs.send(Message::text("lo ")).await.expect("send");
+            theirs
+                .send(Message::binary(&b"world"[..]))
+                .await
+                .expect("send");
+            let mut got = [0u8; 11];
+            ours.read_exact(&mut got).await.expect("read");
+            assert_eq!(&got, b"hello world");
+            // The pong goes out with our next write.
+            ours.write_all(b"x").await.expect("write");
+            ours.flush().await.expect("flush");
+            let mut seen = Vec::new();
+            for _ in 0..2 {
+                seen.push(theirs.next().await.expect("message").expect("ok"));
+            }
+            assert!(
+                seen.contains(&Message::Pong(Bytes::from_static(b"p"))),
+                "{seen:?}"
+            );
+            assert!(seen.contains(&Message::binary(&b"x"[..])), "{seen:?}");
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn close_with_code_1000_or_none_is_the_end_of_the_stream() {
-        for frame in [
-            None,
-            Some(CloseFrame {
-                code: CloseCode::Normal,
-                reason: "closed".into(),
-            }),
-        ] {
-            let (mut ours, mut theirs) = pair().await;
-            theirs
-                .send(Message::binary(&b"last"[..]))
-                .await
-                .expect("send");
-            theirs.close(frame).await.expect("close");
-            let mut all = Vec::new();
-            ours.read_to_end(&mut all).await.expect("a clean end");
-            assert_eq!(all, b"last");
-        }
+        within(async {
+            for frame in [
+                None,
+                Some(CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "closed".into(),
+                }),
+            ] {
+                let (mut ours, mut theirs) = pair().await;
+                theirs
+                    .send(Message::binary(&b"last"[..]))
+                    .await
+                    .expect("send");
+                theirs.close(frame).await.expect("close");
+                let mut all = Vec::new();
+                ours.read_to_end(&mut all).await.expect("a clean end");
+                assert_eq!(all, b"last");
+            }
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn close_with_another_code_is_an_error() {
-        let (mut ours, mut theirs) = pair().await;
-        theirs
-            .close(Some(CloseFrame {
-                code: CloseCode::Policy,
-                reason: "go away".into(),
-            }))
-            .await
-            .expect("close");
-        let err = ours.read(&mut [0u8; 8]).await.expect_err("not a clean end");
-        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
-        assert!(err.to_string().contains("1008"), "{err}");
+        within(async {
+            let (mut ours, mut theirs) = pair().await;
+            theirs
+                .close(Some(CloseFrame {
+                    code: CloseCode::Policy,
+                    reason: "go away".into(),
+                }))
+                .await
+                .expect("close");
+            let err = ours.read(&mut [0u8; 8]).await.expect_err("not a clean end");
+            assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+            assert!(err.to_string().contains("1008"), "{err}");
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn writes_are_binary_messages_of_at_most_one_frame_limit() {
-        let (mut ours, mut theirs) = pair().await;
-        let data = vec![7u8; MAX_SEND + 10];
-        ours.write_all(&data).await.expect("write");
-        ours.flush().await.expect("flush");
-        let first = theirs.next().await.expect("message").expect("ok");
-        let second = theirs.next().await.expect("message").expect("ok");
-        assert!(matches!(&first, Message::Binary(b) if b.len() == MAX_SEND));
-        assert!(matches!(&second, Message::Binary(b) if b.len() == 10));
+        within(async {
+            let (mut ours, mut theirs) = pair().await;
+            let data = vec![7u8; MAX_SEND + 10];
+            ours.write_all(&data).await.expect("write");
+            ours.flush().await.expect("flush");
+            let first = theirs.next().await.expect("message").expect("ok");
+            let second = theirs.next().await.expect("message").expect("ok");
+            assert!(matches!(&first, Message::Binary(b) if b.len() == MAX_SEND));
+            assert!(matches!(&second, Message::Binary(b) if b.len() == 10));
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn a_message_over_the_limit_is_refused() {
-        let (mut ours, mut theirs) = pair().await;
-        // Within the frame limit each, past the message limit together.
-        use tokio_tungstenite::tungstenite::protocol::frame::{
-            Frame,
-            coding::{Data, OpCode},
-        };
-        let chunk = vec![0u8; 60 << 10];
-        let frames = super::super::MAX_MESSAGE / chunk.len() + 2;
-        // Sent while we read: the pipe holds less than the whole message.
-        tokio::spawn(async move {
-            for i in 0..frames {
-                let op = if i == 0 { Data::Binary } else { Data::Continue };
-                let frame = Frame::message(chunk.clone(), OpCode::Data(op), i + 1 == frames);
-                if theirs.send(Message::Frame(frame)).await.is_err() {
-                    break;
+        within(async {
+            let (mut ours, mut theirs) = pair().await;
+            // Within the frame limit each, past the message limit together.
+            use tokio_tungstenite::tungstenite::protocol::frame::{
+                Frame,
+                coding::{Data, OpCode},
+            };
+            let chunk = vec![0u8; 60 << 10];
+            let frames = super::super::MAX_MESSAGE / chunk.len() + 2;
+            // Sent while we read: the pipe holds less than the whole message.
+            tokio::spawn(async move {
+                for i in 0..frames {
+                    let op = if i == 0 { Data::Binary } else { Data::Continue };
+                    let frame = Frame::message(chunk.clone(), OpCode::Data(op), i + 1 == frames);
+                    if theirs.send(Message::Frame(frame)).await.is_err() {
+                        break;
+                    }
                 }
-            }
-        });
-        let mut sink = vec![0u8; 1 << 16];
-        let err = loop {
-            match ours.read(&mut sink).await {
-                Ok(0) => panic!("a clean end instead of a refusal"),
-                Ok(_) => {}
-                Err(e) => break e,
-            }
-        };
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+            });
+            let mut sink = vec![0u8; 1 << 16];
+            let err = loop {
+                match ours.read(&mut sink).await {
+                    Ok(0) => panic!("a clean end instead of a refusal"),
+                    Ok(_) => {}
+                    Err(e) => break e,
+                }
+            };
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn a_frame_over_the_limit_is_refused() {
-        let (mut ours, mut theirs) = pair().await;
-        theirs
-            .send(Message::binary(vec![0u8; super::super::MAX_FRAME + 1]))
-            .await
-            .expect("send");
-        let err = ours.read(&mut [0u8; 16]).await.expect_err("refused");
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        within(async {
+            let (mut ours, mut theirs) = pair().await;
+            theirs
+                .send(Message::binary(vec![0u8; super::super::MAX_FRAME + 1]))
+                .await
+                .expect("send");
+            let err = ours.read(&mut [0u8; 16]).await.expect_err("refused");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        })
+        .await;
     }
 }
