@@ -407,7 +407,8 @@ fn valid_protocol(p: &[u8]) -> bool {
     p.first() == Some(&b'/') && p.len() < MAX_MESSAGE_LEN
 }
 
-/// Buffers input and cuts it into messages; holds at most one message plus its prefix.
+/// Buffers input and cuts it into messages; holds the unread input and, until more arrives, the
+/// message read last.
 #[derive(Debug, Default)]
 struct MessageReader {
     buf: Vec<u8>,

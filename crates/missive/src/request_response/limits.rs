@@ -195,7 +195,9 @@ impl Limits {
     fn release(&self, slot: Slot) {
         let mut st = self.lock();
         // Without waiters (the usual case) the count is all there is: one map lookup.
-        if let (Slot::Outbound(peer), false) = (slot, st.waiters.is_empty()) {
+        if let Slot::Outbound(peer) = slot
+            && !st.waiters.is_empty()
+        {
             let held = st.in_flight.get(&slot).copied().unwrap_or(0);
             if held <= st.peer_limit(peer, self.per_peer) && st.hand_over(peer) {
                 return;
